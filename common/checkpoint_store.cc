@@ -1,0 +1,1 @@
+#include "common/checkpoint_store.h"

@@ -1,0 +1,29 @@
+// Datasets: text files of documents, one per line. Surrounding whitespace is
+// stripped and empty lines are dropped (MODEL.md).
+#ifndef MICROGPT_COMMON_DATASET_H_
+#define MICROGPT_COMMON_DATASET_H_
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace microgpt {
+
+// Upper bound on a dataset file read into memory.
+inline constexpr int64_t kMaxDatasetBytes = int64_t{1} << 30;
+
+// The documents of `text`. INVALID_ARGUMENT when the text is not valid UTF-8
+// (naming the line) or has no document at all.
+absl::StatusOr<std::vector<std::string>> ParseDocuments(absl::string_view text);
+
+// Reads and parses a dataset file. NOT_FOUND when it does not exist,
+// INVALID_ARGUMENT when it is larger than `max_bytes` or not a dataset.
+absl::StatusOr<std::vector<std::string>> LoadDocuments(
+    const std::string& path, int64_t max_bytes = kMaxDatasetBytes);
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_COMMON_DATASET_H_

@@ -1,0 +1,72 @@
+// Inference: one token at a time over a per-sequence KV cache (MODEL.md's
+// forward for one token at position t), and a batched step that advances many
+// independent sequences, each at its own position, by one token in one call.
+#ifndef MICROGPT_COMMON_DECODER_H_
+#define MICROGPT_COMMON_DECODER_H_
+
+#include <vector>
+
+#include "absl/types/span.h"
+#include "common/config.h"
+#include "common/model.h"
+
+namespace microgpt {
+
+// The keys and values of one sequence: per layer [block_size, C] each.
+class KVCache {
+ public:
+  explicit KVCache(const ModelConfig& config);
+
+  // Positions filled so far; the next token goes at position length().
+  int length() const { return length_; }
+  bool full() const { return length_ == block_size_; }
+  void Clear() { length_ = 0; }
+
+  float* keys(int layer) { return keys_.data() + layer * layer_stride_; }
+  float* values(int layer) { return values_.data() + layer * layer_stride_; }
+  const float* keys(int layer) const {
+    return keys_.data() + layer * layer_stride_;
+  }
+  const float* values(int layer) const {
+    return values_.data() + layer * layer_stride_;
+  }
+
+ private:
+  friend class Decoder;
+  int block_size_;
+  size_t layer_stride_;  // block_size * C
+  int length_ = 0;
+  std::vector<float> keys_;    // [n_layer, block_size, C]
+  std::vector<float> values_;  // [n_layer, block_size, C]
+};
+
+// Runs a Model's single-token forward. Scratch is allocated once for
+// `max_batch` sequences; not thread-safe (one Decoder per thread). The model
+// must outlive the decoder.
+class Decoder {
+ public:
+  Decoder(const Model& model, int max_batch);
+
+  const Model& model() const { return model_; }
+  int max_batch() const { return max_batch_; }
+
+  // Feeds `token` at position cache->length() and appends its key and value.
+  // Writes vocab_size logits. Requires !cache->full() and 0 <= token < V.
+  void Step(int token, KVCache* cache, float* logits);
+
+  // Advances n = tokens.size() <= max_batch sequences by one token each, with
+  // matrix-matrix products for the projections. logits is [n, V]. Gives the
+  // same numbers as n calls of Step (up to float summation order).
+  void StepBatch(absl::Span<const int> tokens,
+                 absl::Span<KVCache* const> caches, float* logits);
+
+ private:
+  const Model& model_;
+  int max_batch_;
+  // Scratch, [max_batch, ...] each.
+  std::vector<float> x_, normed_, qkv_, attn_out_, hidden_, scores_;
+};
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_COMMON_DECODER_H_

@@ -1,0 +1,1 @@
+#include "common/training_graph.h"

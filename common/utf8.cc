@@ -1,0 +1,1 @@
+#include "common/utf8.h"

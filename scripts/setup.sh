@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages the project builds, tests and runs with.
+# Idempotent: when everything is present it prints nothing and touches nothing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev prometheus-cpp-dev
+  nlohmann-json3-dev libssl-dev
+  wamerican         # the default training dataset: /usr/share/dict/american-english
+  python3-minimal   # the tests' independent safetensors reader (stdlib only)
+)
+# Extra groups: `setup.sh --with-python` adds what the Python client and benchmarks need.
+for arg in "$@"; do
+  case "$arg" in
+    --with-python) packages+=(python3-grpcio python3-protobuf python3-numpy) ;;
+    --with-torch) packages+=(python3-torch) ;;
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: missing packages (${missing[*]}); run as root or install them with apt-get" >&2
+  exit 1
+fi
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
