@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds, starts the trainer and the
+# generator on loopback, trains a model through the Trainer API (progress bar),
+# waits until the generator serves the published version, streams 10 samples
+# token by token, and stops both services.
+#
+#   scripts/demo.sh                      # the default dataset: Debian's word list
+#   scripts/demo.sh --data names.txt     # any file of documents, one per line
+#   scripts/demo.sh --steps 3000 --batch_size 32 --n_embd 32   (any `microgpt train` flag)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+data=""
+train_flags=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) data=$(realpath "$2"); shift 2 ;;
+    --data=*) data=$(realpath "${1#--data=}"); shift ;;
+    *) train_flags+=("$1"); shift ;;
+  esac
+done
+
+bash scripts/build.sh
+bin="$root/${BUILD_DIR:-build}"
+
+work=$(mktemp -d /tmp/microgpt-demo.XXXXXX)
+mkdir -p "$work/data" "$work/checkpoints"
+if [ -n "$data" ]; then
+  cp "$data" "$work/data/dataset.txt"
+  model=$(basename "$data" | sed 's/\.[^.]*$//; s/[^A-Za-z0-9._-]/_/g')
+else
+  # The default dataset: lowercase a-z words of the wamerican word list.
+  grep -E '^[a-z]+$' /usr/share/dict/american-english | sort -u > "$work/data/dataset.txt"
+  model=words
+fi
+echo "dataset: $(wc -l < "$work/data/dataset.txt") documents; work dir $work"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# Starts a server with --port 0 and echoes the port it printed.
+start() {
+  local name=$1; shift
+  "$@" > "$work/$name.out" 2> "$work/$name.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/$name.out")
+    [ -n "$port" ] && { echo "$port"; return; }
+    sleep 0.1
+  done
+  echo "demo: $name did not start; see $work/$name.log" >&2
+  exit 1
+}
+trainer_port=$(start trainer "$bin/trainer/microgpt-trainer" serve --host 127.0.0.1 --port 0 \
+  --checkpoint_root "$work/checkpoints" --data_root "$work/data")
+generator_port=$(start generator "$bin/generator/microgpt-generator" --host 127.0.0.1 --port 0 \
+  --checkpoint_root "$work/checkpoints" --poll_interval 0.2s)
+echo "trainer on 127.0.0.1:$trainer_port, generator on 127.0.0.1:$generator_port"
+export MICROGPT_TRAINER=127.0.0.1:$trainer_port MICROGPT_GENERATOR=127.0.0.1:$generator_port
+
+cli="$bin/cli/microgpt"
+"$cli" train --model "$model" --data dataset.txt --steps 3000 --batch_size 16 \
+  --checkpoint_every 1000 "${train_flags[@]}"
+
+# The generator polls the checkpoint root; wait for the final version.
+latest=$(ls "$work/checkpoints/$model" | grep -E '^[0-9]+$' | sort -n | tail -1)
+for _ in $(seq 100); do
+  "$cli" models 2>/dev/null | grep -q "$model.*\b$latest\b" && break
+  sleep 0.1
+done
+echo "generator serves $model version $latest; 10 samples at temperature 0.5:"
+for i in $(seq 10); do
+  printf '  %2d  ' "$i"
+  "$cli" generate --model "$model" --temperature 0.5 --seed "$i"
+done

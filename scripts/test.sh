@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh "$@"
+export OPENBLAS_NUM_THREADS=1
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"

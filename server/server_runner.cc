@@ -1,0 +1,108 @@
+#include "server/server_runner.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace microgpt {
+namespace {
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+ServerRunner::ServerRunner(ServerOptions options)
+    : options_(std::move(options)) {}
+
+ServerRunner::~ServerRunner() {
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    server_->Wait();
+  }
+}
+
+void ServerRunner::AddService(grpc::Service* service) {
+  services_.push_back(service);
+}
+
+absl::Status ServerRunner::Start(absl::string_view name) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address =
+      absl::StrCat(options_.host.find(':') != std::string::npos
+                       ? absl::StrCat("[", options_.host, "]")
+                       : options_.host,
+                   ":", options_.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat(name, ": cannot listen on ", address));
+  }
+  SetServing(false);
+  std::printf("%s listening on %s:%d\n", std::string(name).c_str(),
+              options_.host.c_str(), port_);
+  std::fflush(stdout);
+  LogInfo(absl::StrCat(name, " listening on ", options_.host, ":", port_));
+  return absl::OkStatus();
+}
+
+void ServerRunner::SetServing(bool serving) {
+  // SetServingStatus(bool) sets the server ("") and every registered service.
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+}
+
+void ServerRunner::WaitForShutdown(std::function<void()> on_drain) {
+  const sigset_t signals = ShutdownSignals();
+  const timespec poll = {0, 100 * 1000 * 1000};
+  while (!shutdown_requested_.load()) {
+    const int signal = sigtimedwait(&signals, nullptr, &poll);
+    if (signal == SIGTERM || signal == SIGINT) {
+      LogInfo(absl::StrCat("received signal ", signal, ", draining"));
+      break;
+    }
+  }
+  SetServing(false);
+  if (server_ != nullptr) {
+    if (grpc::HealthCheckServiceInterface* health =
+            server_->GetHealthCheckService()) {
+      health->Shutdown();  // every health check answers NOT_SERVING from now on
+    }
+  }
+  if (on_drain) on_drain();
+  if (server_ != nullptr) {
+    server_->Shutdown(
+        absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+    server_->Wait();
+    server_.reset();
+  }
+  LogInfo("server stopped");
+}
+
+void ServerRunner::RequestShutdown() { shutdown_requested_ = true; }
+
+}  // namespace microgpt

@@ -1,0 +1,77 @@
+// ServerRunner: what every microgpt server shares. It serves the given
+// services plus grpc.health.v1 and server reflection, listens on host:port
+// (port 0 picks a free one, which it prints), and on SIGTERM or SIGINT drains:
+// health turns NOT_SERVING, new calls are refused, calls in flight get a grace
+// period to finish.
+//
+//   BlockShutdownSignals();            // first thing in main()
+//   ServerRunner runner(options);
+//   runner.AddService(&service);
+//   MICROGPT_RETURN_IF_ERROR(runner.Start("microgpt-generator"));
+//   runner.WaitForShutdown();
+#ifndef MICROGPT_SERVER_SERVER_RUNNER_H_
+#define MICROGPT_SERVER_SERVER_RUNNER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace microgpt {
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 0;  // 0 = pick a free port
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  int max_message_bytes = 4 << 20;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
+// later, so WaitForShutdown can take them synchronously. Call it in main()
+// before any thread exists.
+void BlockShutdownSignals();
+
+class ServerRunner {
+ public:
+  explicit ServerRunner(ServerOptions options);
+  ~ServerRunner();
+
+  // Registers a service (sync or callback API). Call before Start.
+  void AddService(grpc::Service* service);
+
+  // Builds and starts the server and prints "<name> listening on HOST:PORT".
+  // UNAVAILABLE when the address cannot be bound.
+  absl::Status Start(absl::string_view name);
+
+  int port() const { return port_; }
+  grpc::Server* server() { return server_.get(); }
+
+  // Health of the whole server ("") and of every added service.
+  void SetServing(bool serving);
+
+  // Blocks until SIGTERM, SIGINT or RequestShutdown(), then turns health
+  // NOT_SERVING, calls on_drain, shuts the server down with the grace period
+  // as deadline and waits for it.
+  void WaitForShutdown(std::function<void()> on_drain = nullptr);
+
+  // Makes WaitForShutdown return (thread-safe); for tests and admin paths.
+  void RequestShutdown();
+
+ private:
+  ServerOptions options_;
+  std::vector<grpc::Service*> services_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> shutdown_requested_{false};
+};
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_SERVER_SERVER_RUNNER_H_
