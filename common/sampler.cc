@@ -1,1 +1,245 @@
 #include "common/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+
+#include "absl/strings/str_format.h"
+
+namespace microgpt {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// First chunk of the nucleus search. A vocabulary up to this size is sorted
+// in one go; a larger one is sorted in doubling chunks, each found with
+// nth_element, until the nucleus is complete.
+constexpr int kFirstNucleusChunk = 64;
+
+// Renders NaN as "nan" whatever its sign bit, so messages are predictable.
+std::string FormatNumber(float value) {
+  if (std::isnan(value)) return "nan";
+  return absl::StrFormat("%g", value);
+}
+
+// A strict total order on token ids: higher logit first, lower id on ties.
+// The logits must contain no NaN.
+struct ByLogitDescending {
+  const float* logits;
+  bool operator()(int a, int b) const {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  }
+};
+
+}  // namespace
+
+absl::Status ValidateSamplingParams(const SamplingParams& params,
+                                    int vocab_size) {
+  if (vocab_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vocab_size must be >= 1, got %d", vocab_size));
+  }
+  if (!std::isfinite(params.temperature) || params.temperature < 0) {
+    return absl::InvalidArgumentError(
+        "temperature must be a finite number >= 0, got " +
+        FormatNumber(params.temperature));
+  }
+  if (params.top_k < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("top_k must be >= 0, got %d", params.top_k));
+  }
+  // Written so that NaN fails too.
+  if (!(params.top_p > 0 && params.top_p <= 1)) {
+    return absl::InvalidArgumentError("top_p must be in (0, 1], got " +
+                                      FormatNumber(params.top_p));
+  }
+  if (params.top_logprobs < 0 || params.top_logprobs > vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("top_logprobs must be in [0, %d], got %d", vocab_size,
+                        params.top_logprobs));
+  }
+  return absl::OkStatus();
+}
+
+Sampler::Sampler(const SamplingParams& params, uint64_t seed)
+    : params_(params), rng_(seed) {}
+
+// Notes on the contract:
+// - One rng_.Uniform() per call when temperature > 0, none when it is 0, so
+//   the stream depends only on the seed and the number of calls.
+// - top_p applies to the distribution already restricted to top_k and
+//   renormalised (as in the usual top-k-then-top-p pipelines).
+// - Every buffer is a member, so after the first call with a given vocabulary
+//   size nothing is allocated unless top_logprobs > 0 (the returned vector).
+// - NaN logits are treated as -inf. If no logit is finite, or one is +inf, the
+//   row is degenerate: the first largest logit is returned (the draw is still
+//   consumed) and the log-probabilities are not meaningful.
+// - Empty logits return id -1; callers never pass them.
+SampledToken Sampler::Sample(absl::Span<const float> logits) {
+  SampledToken result{-1, std::numeric_limits<float>::quiet_NaN(), {}};
+  const int vocab = static_cast<int>(logits.size());
+  if (vocab == 0) return result;
+
+  // Pass 1: maximum and first argmax, spotting NaNs.
+  const float* x = logits.data();
+  bool has_nan = false;
+  float max_logit = kNegInf;
+  int argmax = 0;
+  for (int i = 0; i < vocab; ++i) {
+    if (x[i] > max_logit) {
+      max_logit = x[i];
+      argmax = i;
+    } else if (std::isnan(x[i])) {
+      has_nan = true;
+    }
+  }
+  if (has_nan) {
+    clean_.assign(logits.begin(), logits.end());
+    for (float& v : clean_) {
+      if (std::isnan(v)) v = kNegInf;
+    }
+    x = clean_.data();
+  }
+  const ByLogitDescending by_logit{x};
+
+  // log_softmax(raw) = x - lse, with lse = m + log(sum exp(x - m)).
+  const double m = max_logit;
+  const bool degenerate = !std::isfinite(max_logit);
+  auto raw_normaliser = [&] {
+    double sum = 0;
+    for (int i = 0; i < vocab; ++i) sum += std::exp(double{x[i]} - m);
+    return sum;
+  };
+
+  int order_sorted = -1;  // -1: order_ not set up during this call
+  double raw_sum = 0;
+  const double temperature = params_.temperature;
+  if (temperature == 0 || degenerate) {
+    if (temperature != 0) rng_.Uniform();
+    result.id = argmax;
+    raw_sum = raw_normaliser();
+  } else {
+    probs_.resize(vocab);
+    const double inv_t = 1.0 / temperature;
+    double total = 0;
+    for (int i = 0; i < vocab; ++i) {
+      const double w = std::exp((double{x[i]} - m) * inv_t);
+      probs_[i] = w;
+      total += w;
+    }
+    raw_sum = temperature == 1 ? total : raw_normaliser();
+
+    const int k = (params_.top_k <= 0 || params_.top_k >= vocab)
+                      ? vocab
+                      : params_.top_k;
+    const bool nucleus = params_.top_p < 1;
+    // Candidates are ids[0, n) with total weight `mass`; the draw walks them
+    // in that order, accumulating the weights exactly as `mass` was summed.
+    const int* ids = nullptr;
+    int n = vocab;
+    double mass = total;
+    if (k < vocab || nucleus) {
+      order_.resize(vocab);
+      std::iota(order_.begin(), order_.end(), 0);
+      order_sorted = 0;
+      if (k < vocab) {
+        std::nth_element(order_.begin(), order_.begin() + k, order_.end(),
+                         by_logit);
+        mass = 0;
+        for (int i = 0; i < k; ++i) mass += probs_[order_[i]];
+        n = k;
+      }
+      if (nucleus) {
+        // Smallest prefix, by descending probability, reaching top_p of the
+        // (top_k-restricted) mass. Sorted lazily: the nucleus is often tiny.
+        const double threshold = params_.top_p * mass;
+        double cum = 0;
+        int chosen = 0;
+        for (int chunk = kFirstNucleusChunk; chosen == 0; chunk *= 2) {
+          const int end = std::min(k, order_sorted + chunk);
+          if (end < k) {
+            std::nth_element(order_.begin() + order_sorted,
+                             order_.begin() + end, order_.begin() + k,
+                             by_logit);
+          }
+          std::sort(order_.begin() + order_sorted, order_.begin() + end,
+                    by_logit);
+          for (int i = order_sorted; i < end; ++i) {
+            cum += probs_[order_[i]];
+            if (cum >= threshold) {
+              chosen = i + 1;
+              break;
+            }
+          }
+          order_sorted = end;
+          if (chosen == 0 && end == k) chosen = k;  // rounding: keep all
+        }
+        n = chosen;
+        mass = cum;
+      }
+      ids = order_.data();
+    }
+
+    // Inverse CDF. Zero weights are skipped, so they are never chosen; the
+    // fallback (u * mass rounding up to mass) is the last positive weight.
+    const double target = rng_.Uniform() * mass;
+    double acc = 0;
+    int last_positive = ids ? ids[0] : argmax;
+    result.id = -1;
+    for (int i = 0; i < n; ++i) {
+      const int id = ids ? ids[i] : i;
+      const double w = probs_[id];
+      if (w > 0) {
+        acc += w;
+        last_positive = id;
+        if (target < acc) {
+          result.id = id;
+          break;
+        }
+      }
+    }
+    if (result.id < 0) result.id = last_positive;
+  }
+
+  const double lse = m + std::log(raw_sum);
+  result.logprob = static_cast<float>(double{x[result.id]} - lse);
+
+  const int top = std::min(params_.top_logprobs, vocab);
+  if (top > 0) {
+    if (order_sorted < 0) {
+      order_.resize(vocab);
+      std::iota(order_.begin(), order_.end(), 0);
+      order_sorted = 0;
+    }
+    // order_[0, order_sorted) already holds the best ids in order and
+    // everything after them ranks lower, so only the rest needs sorting.
+    if (top > order_sorted) {
+      std::partial_sort(order_.begin() + order_sorted, order_.begin() + top,
+                        order_.end(), by_logit);
+    }
+    result.top.reserve(top);
+    for (int i = 0; i < top; ++i) {
+      const int id = order_[i];
+      result.top.push_back({id, static_cast<float>(double{x[id]} - lse)});
+    }
+  }
+  return result;
+}
+
+void LogSoftmax(absl::Span<const float> logits, absl::Span<float> out) {
+  const size_t n = std::min(logits.size(), out.size());
+  if (n == 0) return;
+  double m = -std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < n; ++i) m = std::max(m, double{logits[i]});
+  if (!std::isfinite(m)) m = 0;  // all -inf (or +inf present): no shift
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::exp(double{logits[i]} - m);
+  const double lse = m + std::log(sum);
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<float>(double{logits[i]} - lse);
+  }
+}
+
+}  // namespace microgpt

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/model.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
+#include "openssl/evp.h"
 
 namespace microgpt {
 namespace {
@@ -17,12 +17,19 @@ namespace {
 constexpr uint64_t kDataSeedOffset = 0x9e3779b97f4a7c15ULL;
 
 std::string DatasetFingerprint(const std::vector<std::string>& documents) {
-  Sha256 hash;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   for (const std::string& doc : documents) {
-    hash.Update(doc);
-    hash.Update("\n");
+    EVP_DigestUpdate(ctx, doc.data(), doc.size());
+    EVP_DigestUpdate(ctx, "\n", 1);
   }
-  return hash.HexDigest();
+  unsigned char digest[32];
+  EVP_DigestFinal_ex(ctx, digest, nullptr);
+  EVP_MD_CTX_free(ctx);
+  std::string hex;
+  for (unsigned char byte : digest)
+    absl::StrAppend(&hex, absl::Hex(byte, absl::kZeroPad2));
+  return hex;
 }
 
 absl::StatusOr<std::vector<std::vector<int>>> EncodeAll(
