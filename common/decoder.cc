@@ -1,1 +1,111 @@
 #include "common/decoder.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/layers.h"
+
+namespace microgpt {
+namespace {
+
+// Contract violations (a full cache, a token outside the vocabulary, a cache
+// of another model's sizes) would write out of bounds.
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "Decoder: %s\n", what);
+    std::abort();
+  }
+}
+
+}  // namespace
+
+KVCache::KVCache(const ModelConfig& config)
+    : block_size_(config.block_size),
+      layer_stride_(static_cast<size_t>(config.block_size) * config.n_embd),
+      keys_(config.n_layer * layer_stride_),
+      values_(config.n_layer * layer_stride_) {}
+
+Decoder::Decoder(const Model& model, int max_batch)
+    : model_(model), max_batch_(max_batch), w_(model.weights()) {
+  const ModelConfig& config = model.config();
+  const size_t n = max_batch, C = config.n_embd;
+  x_.resize(n * C);
+  normed_.resize(n * C);
+  qkv_.resize(n * 3 * C);
+  attn_out_.resize(n * C);
+  hidden_.resize(n * 4 * C);
+  scores_.resize(config.block_size);
+}
+
+void Decoder::Step(int token, KVCache* cache, float* logits) {
+  Forward(&token, &cache, 1, logits);
+}
+
+void Decoder::StepBatch(absl::Span<const int> tokens,
+                        absl::Span<KVCache* const> caches, float* logits) {
+  Check(tokens.size() == caches.size(), "one cache per token");
+  if (tokens.empty()) return;
+  Forward(tokens.data(), caches.data(), static_cast<int>(tokens.size()),
+          logits);
+}
+
+// MODEL.md's forward for one token at position t = cache->length(), for n
+// sequences at once: the same kernels as TrainingGraph::Forward, with the
+// keys and values of positions s < t read from the cache instead of
+// recomputed. The caches must be distinct.
+void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
+                      float* logits) {
+  const ModelConfig& config = model_.config();
+  const int C = config.n_embd, H = 4 * C, NH = config.n_head;
+  const int V = config.vocab_size;
+  Check(n >= 1 && n <= max_batch_, "need 1..max_batch sequences");
+  float* x = x_.data();
+  float* normed = normed_.data();
+  float* qkv = qkv_.data();
+  float* attn_out = attn_out_.data();
+  float* hidden = hidden_.data();
+  const size_t layer_stride = static_cast<size_t>(config.block_size) * C;
+
+  // x = rmsnorm(wte[token] + wpe[t])                         (n, C)
+  for (int i = 0; i < n; ++i) {
+    const KVCache& cache = *caches[i];
+    Check(cache.block_size_ == config.block_size &&
+              cache.layer_stride_ == layer_stride &&
+              cache.keys_.size() == config.n_layer * layer_stride,
+          "cache of another model's sizes");
+    Check(!cache.full(), "cache is full");
+    Check(tokens[i] >= 0 && tokens[i] < V, "token out of range");
+    embedding_forward(x + i * C, &tokens[i], w_.wte,
+                      w_.wpe + static_cast<size_t>(cache.length_) * C, 1, 1, C);
+  }
+  rmsnorm_forward(x, nullptr, x, n, C);
+  for (int l = 0; l < config.n_layer; ++l) {
+    const ParameterViews<const float>::Layer& w = w_.layers[l];
+    // x += attention(rmsnorm(x)) Wo^T, with this token's k, v appended
+    rmsnorm_forward(normed, nullptr, x, n, C);
+    matmul_forward(qkv, normed, w.attn_wqkv, n, C, 3 * C);
+    for (int i = 0; i < n; ++i) {
+      KVCache& cache = *caches[i];
+      const int t = cache.length_;
+      const float* q = qkv + static_cast<size_t>(i) * 3 * C;
+      std::memcpy(cache.keys(l) + static_cast<size_t>(t) * C, q + C,
+                  sizeof(float) * C);
+      std::memcpy(cache.values(l) + static_cast<size_t>(t) * C, q + 2 * C,
+                  sizeof(float) * C);
+      attention_decode(attn_out + static_cast<size_t>(i) * C, scores_.data(), q,
+                       cache.keys(l), cache.values(l), t + 1, C, NH);
+    }
+    matmul_forward(x, attn_out, w.attn_wo, n, C, C, /*accumulate=*/true);
+    // x += relu(rmsnorm(x) fc1^T) fc2^T
+    rmsnorm_forward(normed, nullptr, x, n, C);
+    matmul_forward(hidden, normed, w.mlp_fc1, n, C, H);
+    relu_forward(hidden, hidden, n * H);
+    matmul_forward(x, hidden, w.mlp_fc2, n, H, C, /*accumulate=*/true);
+  }
+  // logits = x lm_head^T (no final norm)                     (n, V)
+  matmul_forward(logits, x, w_.lm_head, n, C, V);
+  for (int i = 0; i < n; ++i) ++caches[i]->length_;
+}
+
+}  // namespace microgpt

@@ -61,10 +61,20 @@ class Decoder {
                  absl::Span<KVCache* const> caches, float* logits);
 
  private:
+  // One token for each of n sequences; Step is n = 1, where every matmul is
+  // an sgemv.
+  void Forward(const int* tokens, KVCache* const* caches, int n, float* logits);
+
   const Model& model_;
   int max_batch_;
-  // Scratch, [max_batch, ...] each.
-  std::vector<float> x_, normed_, qkv_, attn_out_, hidden_, scores_;
+  ParameterViews<const float> w_;  // the model's weights, viewed once
+  // Scratch, [max_batch, ...] each (C = n_embd, H = 4C); scores_ is [T].
+  std::vector<float> x_;         // [n, C] residual stream
+  std::vector<float> normed_;    // [n, C]
+  std::vector<float> qkv_;       // [n, 3C]
+  std::vector<float> attn_out_;  // [n, C]
+  std::vector<float> hidden_;    // [n, H]
+  std::vector<float> scores_;    // [block_size]
 };
 
 }  // namespace microgpt

@@ -104,7 +104,7 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
   }
   const ByLogitDescending by_logit{x};
 
-  // log_softmax(raw) = x - lse, with lse = m + log(sum exp(x - m)).
+  // log_softmax(raw) = (x - m) - log(sum exp(x - m)), m the largest logit.
   const double m = max_logit;
   const bool degenerate = !std::isfinite(max_logit);
   auto raw_normaliser = [&] {
@@ -121,20 +121,31 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     result.id = argmax;
     raw_sum = raw_normaliser();
   } else {
+    const int k =
+        (params_.top_k <= 0 || params_.top_k >= vocab) ? vocab : params_.top_k;
+    const bool nucleus = params_.top_p < 1;
+    // Tempered weights exp((x - m) / T), by id. At temperature 1 they are the
+    // terms of the raw normaliser; otherwise only top_k's candidates need them.
     probs_.resize(vocab);
     const double inv_t = 1.0 / temperature;
-    double total = 0;
-    for (int i = 0; i < vocab; ++i) {
-      const double w = std::exp((double{x[i]} - m) * inv_t);
-      probs_[i] = w;
-      total += w;
+    const bool unit_temperature = temperature == 1;
+    double total = 0;  // sum of every weight, when they are all computed
+    if (unit_temperature) {
+      for (int i = 0; i < vocab; ++i) {
+        probs_[i] = std::exp(double{x[i]} - m);
+        total += probs_[i];
+      }
+      raw_sum = total;
+    } else {
+      raw_sum = raw_normaliser();
+      if (k == vocab) {
+        for (int i = 0; i < vocab; ++i) {
+          probs_[i] = std::exp((double{x[i]} - m) * inv_t);
+          total += probs_[i];
+        }
+      }
     }
-    raw_sum = temperature == 1 ? total : raw_normaliser();
 
-    const int k = (params_.top_k <= 0 || params_.top_k >= vocab)
-                      ? vocab
-                      : params_.top_k;
-    const bool nucleus = params_.top_p < 1;
     // Candidates are ids[0, n) with total weight `mass`; the draw walks them
     // in that order, accumulating the weights exactly as `mass` was summed.
     const int* ids = nullptr;
@@ -148,7 +159,13 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
         std::nth_element(order_.begin(), order_.begin() + k, order_.end(),
                          by_logit);
         mass = 0;
-        for (int i = 0; i < k; ++i) mass += probs_[order_[i]];
+        for (int i = 0; i < k; ++i) {
+          const int id = order_[i];
+          if (!unit_temperature) {
+            probs_[id] = std::exp((double{x[id]} - m) * inv_t);
+          }
+          mass += probs_[id];
+        }
         n = k;
       }
       if (nucleus) {
@@ -203,8 +220,10 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     if (result.id < 0) result.id = last_positive;
   }
 
-  const double lse = m + std::log(raw_sum);
-  result.logprob = static_cast<float>(double{x[result.id]} - lse);
+  // (x - m) - log(sum) rather than x - lse: exact for the largest logits
+  // even when m is so large that m + log(sum) would round back to m.
+  const double log_sum = std::log(raw_sum);
+  result.logprob = static_cast<float>((double{x[result.id]} - m) - log_sum);
 
   const int top = std::min(params_.top_logprobs, vocab);
   if (top > 0) {
@@ -222,7 +241,8 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     result.top.reserve(top);
     for (int i = 0; i < top; ++i) {
       const int id = order_[i];
-      result.top.push_back({id, static_cast<float>(double{x[id]} - lse)});
+      result.top.push_back(
+          {id, static_cast<float>((double{x[id]} - m) - log_sum)});
     }
   }
   return result;
@@ -236,9 +256,9 @@ void LogSoftmax(absl::Span<const float> logits, absl::Span<float> out) {
   if (!std::isfinite(m)) m = 0;  // all -inf (or +inf present): no shift
   double sum = 0;
   for (size_t i = 0; i < n; ++i) sum += std::exp(double{logits[i]} - m);
-  const double lse = m + std::log(sum);
+  const double log_sum = std::log(sum);
   for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<float>(double{logits[i]} - lse);
+    out[i] = static_cast<float>((double{logits[i]} - m) - log_sum);
   }
 }
 

@@ -51,8 +51,9 @@ class Sampler {
  private:
   SamplingParams params_;
   Rng rng_;
-  std::vector<int> order_;            // scratch: ids sorted by logit
-  std::vector<double> probs_;         // scratch
+  std::vector<int> order_;     // scratch: ids sorted by logit
+  std::vector<double> probs_;  // scratch: tempered weights by id
+  std::vector<float> clean_;   // scratch: logits with NaN as -inf
 };
 
 // log_softmax of `logits` into `out` (same size), computed in double.

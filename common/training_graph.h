@@ -44,10 +44,30 @@ class TrainingGraph {
   int64_t num_targets_ = 0;
   // Inputs of the last Forward: token and target per (b, t); target -1 = pad.
   std::vector<int> tokens_, targets_;
-  // Activations, allocated once; each [max_batch * block_size, ...] per layer
-  // where a layer keeps its own. Named in layers.h / training_graph.cc.
-  std::vector<float> acts_, grad_acts_;
-  std::vector<float> logits_;
+
+  // Activations, allocated once for max_batch * block_size rows and used as
+  // the first N = B_ * T_ rows ([B_, T_] compact). C = n_embd, H = 4C.
+  struct LayerActivations {
+    std::vector<float> ln1, ln1_rstd;  // [N, C], [N]: rmsnorm(x) into attention
+    std::vector<float> qkv;            // [N, 3C]
+    std::vector<float> att;            // [B, NH, T, T]: softmax probabilities
+    std::vector<float> atty;           // [N, C]: attention output, before Wo
+    std::vector<float> ln2, ln2_rstd;  // [N, C], [N]: rmsnorm(x) into the MLP
+    std::vector<float> fch;            // [N, H]: relu(ln2 fc1^T)
+  };
+  std::vector<LayerActivations> layers_;
+  std::vector<float> encoded_, encoded_rstd_;  // [N, C], [N]: the first x
+  std::vector<float> x_;       // [N, C]: residual stream, ends as lm_head input
+  std::vector<float> logits_;  // [N, V]
+  std::vector<float> probs_;   // [N, V]: softmax(logits), zero rows for pads
+  // Gradients of activations, shared by the layers.
+  std::vector<float> dx_;       // [N, C]: residual stream
+  std::vector<float> dln_;      // [N, C]: into either rmsnorm
+  std::vector<float> datty_;    // [N, C]
+  std::vector<float> dfch_;     // [N, H]
+  std::vector<float> dqkv_;     // [N, 3C]
+  std::vector<float> dlogits_;  // [N, V]
+  std::vector<float> datt_;     // [T, T]: scratch of attention_backward
 };
 
 }  // namespace microgpt

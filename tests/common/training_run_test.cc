@@ -64,10 +64,10 @@ TEST(TrainingRunTest, LossFallsWellBelowUniform) {
     if (i >= 280) last += s.loss / 20;
   }
   EXPECT_TRUE((*run)->done());
-  EXPECT_NEAR(first, uniform, 0.5);
-  // The words have ~2.2 nats of entropy per char at most; the model must get
-  // far below the uniform guess.
-  EXPECT_LT(last, first - 0.8) << "first " << first << " last " << last;
+  // The words' true entropy is about 1.82 nats per token (uniform: 2.71).
+  EXPECT_GT(first, last);
+  EXPECT_LT(last, uniform - 0.7) << "first " << first << " last " << last;
+  EXPECT_GT(last, 1.7);
 }
 
 TEST(TrainingRunTest, SameSeedSameRun) {
