@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/model.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
-#include "openssl/evp.h"
 
 namespace microgpt {
 namespace {
@@ -16,20 +16,14 @@ namespace {
 // The data order has its own stream, apart from the initialisation's.
 constexpr uint64_t kDataSeedOffset = 0x9e3779b97f4a7c15ULL;
 
-std::string DatasetFingerprint(const std::vector<std::string>& documents) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+absl::StatusOr<std::string> DatasetFingerprint(
+    const std::vector<std::string>& documents) {
+  Sha256Hasher hasher;
   for (const std::string& doc : documents) {
-    EVP_DigestUpdate(ctx, doc.data(), doc.size());
-    EVP_DigestUpdate(ctx, "\n", 1);
+    hasher.Update(doc);
+    hasher.Update("\n");
   }
-  unsigned char digest[32];
-  EVP_DigestFinal_ex(ctx, digest, nullptr);
-  EVP_MD_CTX_free(ctx);
-  std::string hex;
-  for (unsigned char byte : digest)
-    absl::StrAppend(&hex, absl::Hex(byte, absl::kZeroPad2));
-  return hex;
+  return hasher.HexDigest();
 }
 
 absl::StatusOr<std::vector<std::vector<int>>> EncodeAll(
@@ -103,9 +97,11 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Start(
   options.adam.num_steps = options.steps;
   MICROGPT_ASSIGN_OR_RETURN(std::vector<std::vector<int>> encoded,
                             EncodeAll(tokenizer, documents));
+  MICROGPT_ASSIGN_OR_RETURN(std::string fingerprint,
+                            DatasetFingerprint(documents));
   std::unique_ptr<TrainingRun> run(
       new TrainingRun(std::move(options), std::move(tokenizer),
-                      std::move(encoded), DatasetFingerprint(documents)));
+                      std::move(encoded), std::move(fingerprint)));
   InitializeParameters(run->options_.seed, run->parameters_);
   run->NextEpoch();
   return run;
@@ -121,7 +117,8 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Resume(
         absl::StrFormat("steps (%d) is below the checkpoint's step (%d)",
                         options.steps, optimizer.adam_step));
   }
-  const std::string fingerprint = DatasetFingerprint(documents);
+  MICROGPT_ASSIGN_OR_RETURN(std::string fingerprint,
+                            DatasetFingerprint(documents));
   if (fingerprint != optimizer.dataset_sha256) {
     return absl::FailedPreconditionError(
         "the dataset differs from the one the checkpoint was trained on");
