@@ -1,0 +1,258 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "cli/progress_reporter.h"
+
+namespace microgpt {
+namespace {
+
+const char* StateName(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
+  }
+}
+
+const char* FinishReasonName(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_BOS:
+      return "bos";
+    case v1::FINISH_REASON_MAX_TOKENS:
+      return "max_tokens";
+    case v1::FINISH_REASON_BLOCK_SIZE:
+      return "block_size";
+    case v1::FINISH_REASON_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string TokenText(absl::string_view text) {
+  return text.empty() ? "<bos>" : absl::StrCat("'", text, "'");
+}
+
+void PrintJob(const v1::TrainingJob& job) {
+  std::string line =
+      absl::StrFormat("%s  %-16s %-9s step %d/%d  loss %.4f  version %d",
+                      job.job_id(), job.model(), StateName(job.state()),
+                      job.progress().step(), job.progress().total_steps(),
+                      job.progress().loss(), job.latest_version());
+  if (!job.error().empty()) absl::StrAppend(&line, "  error: ", job.error());
+  std::printf("%s\n", line.c_str());
+}
+
+// A finished job as the command's outcome.
+absl::Status JobOutcome(const v1::TrainingJob& job) {
+  switch (job.state()) {
+    case v1::JOB_STATE_SUCCEEDED:
+      return absl::OkStatus();
+    case v1::JOB_STATE_CANCELLED:
+      return absl::CancelledError(absl::StrCat("job ", job.job_id(),
+                                               " was cancelled at step ",
+                                               job.progress().step()));
+    case v1::JOB_STATE_FAILED:
+      return absl::AbortedError(
+          absl::StrCat("job ", job.job_id(), " failed: ", job.error()));
+    default:
+      return absl::UnknownError(absl::StrCat(
+          "job ", job.job_id(), " is in state ", StateName(job.state())));
+  }
+}
+
+// One sample's tokens, collected for printing.
+struct Sample {
+  std::string text;
+  std::vector<v1::GenerateResponse> tokens;
+};
+
+void PrintLogprobs(const Sample& sample) {
+  for (const v1::GenerateResponse& token : sample.tokens) {
+    std::string line =
+        absl::StrFormat("  %3d %-7s %9.4f", token.position(),
+                        TokenText(token.text()), token.logprob());
+    if (token.top_logprobs_size() > 0) {
+      absl::StrAppend(&line, "   top:");
+      for (const v1::TokenLogprob& alt : token.top_logprobs()) {
+        absl::StrAppendFormat(&line, " %s %.4f", TokenText(alt.text()),
+                              alt.logprob());
+      }
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  if (!sample.tokens.empty()) {
+    const v1::GenerateResponse& last = sample.tokens.back();
+    std::printf("  (finish: %s, model %s version %lld)\n",
+                FinishReasonName(last.finish_reason()), last.model().c_str(),
+                static_cast<long long>(last.version()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ReadDocuments(
+    const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream contents;
+  contents << file.rdbuf();
+  if (file.bad())
+    return absl::DataLossError(absl::StrCat("error reading ", path));
+  return std::vector<std::string>(absl::StrSplit(contents.str(), '\n'));
+}
+
+absl::Status TrainCommand(TrainerClient& trainer,
+                          const v1::StartTrainingRequest& request, bool detach,
+                          bool tty) {
+  absl::StatusOr<std::string> job_id = trainer.Start(request);
+  if (!job_id.ok()) return job_id.status();
+  std::printf("started job %s (model %s)\n", job_id->c_str(),
+              request.model().c_str());
+  std::fflush(stdout);
+  if (detach) return absl::OkStatus();
+  return WatchCommand(trainer, *job_id, tty);
+}
+
+absl::Status WatchCommand(TrainerClient& trainer, absl::string_view job_id,
+                          bool tty) {
+  ProgressReporter reporter(stdout, tty);
+  bool finished = false;
+  v1::TrainingJob final_job;
+  absl::Status status =
+      trainer.Watch(job_id, [&](const v1::TrainingEvent& event) {
+        if (event.has_progress()) {
+          reporter.OnProgress(event.progress());
+        } else if (event.has_checkpoint_published()) {
+          reporter.OnCheckpoint(event.checkpoint_published());
+        } else if (event.has_finished()) {
+          finished = true;
+          final_job = event.finished();
+        }
+        return true;
+      });
+  reporter.Done();
+  if (!status.ok()) return status;
+  if (!finished) {
+    return absl::UnavailableError("the watch ended before the job did");
+  }
+  if (final_job.state() == v1::JOB_STATE_SUCCEEDED) {
+    std::printf("job %s succeeded: %s version %lld, trained for %.2f s\n",
+                final_job.job_id().c_str(), final_job.model().c_str(),
+                static_cast<long long>(final_job.latest_version()),
+                final_job.progress().elapsed_seconds());
+  }
+  return JobOutcome(final_job);
+}
+
+absl::Status JobsCommand(TrainerClient& trainer) {
+  absl::StatusOr<std::vector<v1::TrainingJob>> jobs = trainer.List();
+  if (!jobs.ok()) return jobs.status();
+  if (jobs->empty()) std::printf("no training jobs\n");
+  for (const v1::TrainingJob& job : *jobs) PrintJob(job);
+  return absl::OkStatus();
+}
+
+absl::Status CancelCommand(TrainerClient& trainer, absl::string_view job_id) {
+  absl::StatusOr<v1::TrainingJob> job = trainer.Cancel(job_id);
+  if (!job.ok()) return job.status();
+  PrintJob(*job);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointsCommand(TrainerClient& trainer,
+                                absl::string_view model) {
+  absl::StatusOr<std::vector<v1::CheckpointInfo>> checkpoints =
+      trainer.ListCheckpoints(model);
+  if (!checkpoints.ok()) return checkpoints.status();
+  if (checkpoints->empty()) std::printf("no checkpoints\n");
+  for (const v1::CheckpointInfo& c : *checkpoints) {
+    std::printf("%-16s version %-8lld step %-8lld loss %.4f  %s\n",
+                c.model().c_str(), static_cast<long long>(c.version()),
+                static_cast<long long>(c.step()), c.loss(), c.path().c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GenerateCommand(GeneratorClient& generator,
+                             const v1::GenerateRequest& request,
+                             bool show_logprobs) {
+  const bool streaming = request.num_samples() <= 1;
+  std::map<int, Sample> samples;
+  absl::Status status =
+      generator.Generate(request, [&](const v1::GenerateResponse& token) {
+        if (streaming && samples.empty()) {
+          std::printf(
+              "%s", request.prompt().c_str());  // once the request is accepted
+        }
+        Sample& sample = samples[token.sample_index()];
+        sample.text += token.text();
+        if (show_logprobs &&
+            token.finish_reason() != v1::FINISH_REASON_CANCELLED) {
+          sample.tokens.push_back(token);
+        }
+        if (streaming) {
+          std::printf("%s", token.text().c_str());
+          std::fflush(stdout);
+        }
+        if (token.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) return true;
+        if (token.finish_reason() == v1::FINISH_REASON_CANCELLED) {
+          std::fprintf(stderr, "%ssample %d was cancelled by the server\n",
+                       streaming ? "\n" : "", token.sample_index());
+        }
+        if (streaming) {
+          std::printf("\n");
+        } else {
+          if (show_logprobs) std::printf("[%d] ", token.sample_index());
+          std::printf("%s%s\n", request.prompt().c_str(), sample.text.c_str());
+        }
+        if (show_logprobs) PrintLogprobs(sample);
+        std::fflush(stdout);
+        return true;
+      });
+  if (!status.ok() && streaming && !samples.empty()) std::printf("\n");
+  return status;
+}
+
+absl::Status ModelsCommand(GeneratorClient& generator) {
+  absl::StatusOr<v1::ListModelsResponse> models = generator.ListModels();
+  if (!models.ok()) return models.status();
+  if (models->models().empty()) std::printf("no models loaded\n");
+  // One line per version (newest first), so that `grep MODEL.*VERSION` works;
+  // the newest line also shows the model's sizes.
+  for (const v1::ModelInfo& model : models->models()) {
+    const v1::ModelConfig& c = model.config();
+    bool newest = true;
+    for (const v1::ModelVersion& v : model.versions()) {
+      std::string line =
+          absl::StrFormat("%-16s version %-8d step %-8d loss %.4f",
+                          model.name(), v.version(), v.step(), v.loss());
+      if (newest) {
+        absl::StrAppendFormat(
+            &line,
+            "  (n_embd %d, n_head %d, n_layer %d, block_size %d, vocab %d)",
+            c.n_embd(), c.n_head(), c.n_layer(), c.block_size(),
+            c.vocab_size());
+        newest = false;
+      }
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace microgpt

@@ -1,0 +1,44 @@
+// The subcommands of the `microgpt` command-line tool, over microgpt_client.
+// Each prints its results to stdout and returns the status to report.
+#ifndef MICROGPT_CLI_COMMANDS_H_
+#define MICROGPT_CLI_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "microgpt/client.h"
+#include "microgpt/v1/microgpt.pb.h"
+
+namespace microgpt {
+
+// The lines of a local file, to send as an inline dataset (the trainer strips
+// them and drops empty ones).
+absl::StatusOr<std::vector<std::string>> ReadDocuments(const std::string& path);
+
+// Starts a job and, unless `detach`, watches it to its end (see WatchJob).
+absl::Status TrainCommand(TrainerClient& trainer,
+                          const v1::StartTrainingRequest& request, bool detach,
+                          bool tty);
+// Shows a job's progress and checkpoints until it ends; an error unless it
+// succeeded (ABORTED for a failed job, CANCELLED for a cancelled one).
+absl::Status WatchCommand(TrainerClient& trainer, absl::string_view job_id,
+                          bool tty);
+absl::Status JobsCommand(TrainerClient& trainer);
+absl::Status CancelCommand(TrainerClient& trainer, absl::string_view job_id);
+absl::Status CheckpointsCommand(TrainerClient& trainer,
+                                absl::string_view model);
+
+// Prints generated text as it arrives: one sample streams token by token;
+// several are printed one per line as each finishes. With `show_logprobs`,
+// each token's log-probability (and alternatives) follows its sample.
+absl::Status GenerateCommand(GeneratorClient& generator,
+                             const v1::GenerateRequest& request,
+                             bool show_logprobs);
+absl::Status ModelsCommand(GeneratorClient& generator);
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_CLI_COMMANDS_H_

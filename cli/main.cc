@@ -1,0 +1,243 @@
+// microgpt: the command-line client of the microgpt services.
+//
+//   microgpt train --model names --data names.txt --steps 1000
+//   microgpt generate --model names --num_samples 5
+//   microgpt models
+//
+// Servers: --generator and --trainer, else $MICROGPT_GENERATOR and
+// $MICROGPT_TRAINER, else localhost:50051 and localhost:50052.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "microgpt/client.h"
+
+ABSL_FLAG(
+    std::string, generator, "",
+    "Generator address (default $MICROGPT_GENERATOR or localhost:50051).");
+ABSL_FLAG(std::string, trainer, "",
+          "Trainer address (default $MICROGPT_TRAINER or localhost:50052).");
+// train, generate, checkpoints
+ABSL_FLAG(std::string, model, "", "Model name.");
+// train
+ABSL_FLAG(std::string, data, "",
+          "train: dataset file, relative to the trainer's --data_root.");
+ABSL_FLAG(
+    std::string, data_file, "",
+    "train: local dataset file, sent with the request (one document a line).");
+ABSL_FLAG(int64_t, steps, 0,
+          "train: total steps (0: the trainer's default, 1000).");
+ABSL_FLAG(int32_t, batch_size, 0, "train: documents per step (0: 1).");
+ABSL_FLAG(int32_t, n_embd, 0, "train: embedding width (0: 16).");
+ABSL_FLAG(int32_t, n_head, 0, "train: attention heads (0: 4).");
+ABSL_FLAG(int32_t, n_layer, 0, "train: layers (0: 1).");
+ABSL_FLAG(int32_t, block_size, 0, "train: context length (0: 16).");
+ABSL_FLAG(std::optional<float>, lr, std::nullopt,
+          "train: learning rate (default 0.01).");
+ABSL_FLAG(int64_t, checkpoint_every, 0,
+          "train: publish every N steps (0: only at the end).");
+ABSL_FLAG(bool, resume, false,
+          "train: continue from the latest published version.");
+ABSL_FLAG(bool, detach, false, "train: print the job id and return at once.");
+// train, generate
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "train: initialisation seed (default 42); generate: sampling seed "
+          "(default random).");
+// generate
+ABSL_FLAG(int64_t, version, 0, "generate: model version (0: the latest).");
+ABSL_FLAG(std::string, prompt, "", "generate: text to continue.");
+ABSL_FLAG(int32_t, max_tokens, 0,
+          "generate: most tokens per sample (0: block_size).");
+ABSL_FLAG(std::optional<float>, temperature, std::nullopt,
+          "generate: softmax temperature (default 0.5; 0 = greedy).");
+ABSL_FLAG(int32_t, top_k, 0,
+          "generate: sample from the k likeliest tokens (0: all).");
+ABSL_FLAG(std::optional<float>, top_p, std::nullopt,
+          "generate: nucleus sampling threshold in (0, 1] (default 1).");
+ABSL_FLAG(int32_t, num_samples, 1, "generate: independent samples (1..64).");
+ABSL_FLAG(int32_t, top_logprobs, 0,
+          "generate: alternatives reported per token (with --show_logprobs).");
+ABSL_FLAG(bool, show_logprobs, false,
+          "generate: print each token's log-probability after its sample.");
+
+namespace microgpt {
+namespace {
+
+constexpr char kUsage[] =
+    "the microgpt command-line client.\n"
+    "\n"
+    "  microgpt train --model NAME (--data PATH | --data_file FILE)\n"
+    "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
+    "       --block_size N --lr X --seed N --checkpoint_every N --resume "
+    "--detach]\n"
+    "  microgpt watch JOB_ID          follow a training job\n"
+    "  microgpt jobs                  list training jobs\n"
+    "  microgpt cancel JOB_ID         cancel a training job\n"
+    "  microgpt checkpoints [--model NAME]\n"
+    "  microgpt generate [--model NAME --version N --prompt TEXT --max_tokens "
+    "N\n"
+    "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
+    "      --top_logprobs N --show_logprobs]\n"
+    "  microgpt models                models and versions the generator "
+    "serves\n"
+    "\n"
+    "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
+    "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052.\n";
+
+std::string Address(const std::string& flag, const char* env,
+                    const char* fallback) {
+  if (!flag.empty()) return flag;
+  const char* value = std::getenv(env);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+TrainerClient Trainer() {
+  return TrainerClient(Address(absl::GetFlag(FLAGS_trainer), "MICROGPT_TRAINER",
+                               "localhost:50052"));
+}
+
+GeneratorClient Generator() {
+  return GeneratorClient(Address(absl::GetFlag(FLAGS_generator),
+                                 "MICROGPT_GENERATOR", "localhost:50051"));
+}
+
+absl::StatusOr<v1::StartTrainingRequest> TrainRequestFromFlags() {
+  v1::StartTrainingRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  const std::string data = absl::GetFlag(FLAGS_data);
+  const std::string data_file = absl::GetFlag(FLAGS_data_file);
+  if (data.empty() == data_file.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --data and --data_file");
+  }
+  if (!data.empty()) {
+    request.set_dataset_path(data);
+  } else {
+    absl::StatusOr<std::vector<std::string>> documents =
+        ReadDocuments(data_file);
+    if (!documents.ok()) return documents.status();
+    for (std::string& d : *documents) {
+      request.mutable_inline_dataset()->add_documents(std::move(d));
+    }
+  }
+  v1::ModelConfig* config = request.mutable_config();
+  config->set_n_embd(absl::GetFlag(FLAGS_n_embd));
+  config->set_n_head(absl::GetFlag(FLAGS_n_head));
+  config->set_n_layer(absl::GetFlag(FLAGS_n_layer));
+  config->set_block_size(absl::GetFlag(FLAGS_block_size));
+  request.set_steps(absl::GetFlag(FLAGS_steps));
+  request.set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  if (auto lr = absl::GetFlag(FLAGS_lr)) request.set_learning_rate(*lr);
+  if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
+  request.set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
+  request.set_resume(absl::GetFlag(FLAGS_resume));
+  return request;
+}
+
+v1::GenerateRequest GenerateRequestFromFlags() {
+  v1::GenerateRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_version(absl::GetFlag(FLAGS_version));
+  request.set_prompt(absl::GetFlag(FLAGS_prompt));
+  request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  if (auto t = absl::GetFlag(FLAGS_temperature)) request.set_temperature(*t);
+  request.set_top_k(absl::GetFlag(FLAGS_top_k));
+  if (auto p = absl::GetFlag(FLAGS_top_p)) request.set_top_p(*p);
+  if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
+  request.set_num_samples(absl::GetFlag(FLAGS_num_samples));
+  request.set_top_logprobs(absl::GetFlag(FLAGS_top_logprobs));
+  return request;
+}
+
+absl::Status Dispatch(const std::string& command,
+                      const std::vector<std::string>& args) {
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  auto expect_args = [&](size_t n, const char* what) -> absl::Status {
+    if (args.size() != n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("usage: microgpt ", command, what));
+    }
+    return absl::OkStatus();
+  };
+  if (command == "train") {
+    if (absl::Status s = expect_args(0, " --model NAME --data PATH ...");
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<v1::StartTrainingRequest> request = TrainRequestFromFlags();
+    if (!request.ok()) return request.status();
+    TrainerClient trainer = Trainer();
+    return TrainCommand(trainer, *request, absl::GetFlag(FLAGS_detach), tty);
+  }
+  if (command == "watch" || command == "cancel") {
+    if (absl::Status s = expect_args(1, " JOB_ID"); !s.ok()) return s;
+    TrainerClient trainer = Trainer();
+    return command == "watch" ? WatchCommand(trainer, args[0], tty)
+                              : CancelCommand(trainer, args[0]);
+  }
+  if (command == "jobs") {
+    if (absl::Status s = expect_args(0, ""); !s.ok()) return s;
+    TrainerClient trainer = Trainer();
+    return JobsCommand(trainer);
+  }
+  if (command == "checkpoints") {
+    if (absl::Status s = expect_args(0, " [--model NAME]"); !s.ok()) return s;
+    TrainerClient trainer = Trainer();
+    return CheckpointsCommand(trainer, absl::GetFlag(FLAGS_model));
+  }
+  if (command == "generate") {
+    if (absl::Status s = expect_args(0, " [--model NAME --prompt TEXT ...]");
+        !s.ok()) {
+      return s;
+    }
+    GeneratorClient generator = Generator();
+    return GenerateCommand(generator, GenerateRequestFromFlags(),
+                           absl::GetFlag(FLAGS_show_logprobs));
+  }
+  if (command == "models") {
+    if (absl::Status s = expect_args(0, ""); !s.ok()) return s;
+    GeneratorClient generator = Generator();
+    return ModelsCommand(generator);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"", command, "\"; see microgpt --help"));
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  if (argc < 2 || argv[1][0] == '-') {
+    absl::ParseCommandLine(argc, argv);  // --help and friends
+    std::fprintf(stderr, "usage: %s", kUsage);
+    return 2;
+  }
+  const std::string command = argv[1];
+  std::vector<char*> flag_args = {argv[0]};
+  flag_args.insert(flag_args.end(), argv + 2, argv + argc);
+  const std::vector<char*> positional = absl::ParseCommandLine(
+      static_cast<int>(flag_args.size()), flag_args.data());
+  const std::vector<std::string> args(positional.begin() + 1, positional.end());
+  const absl::Status status = Dispatch(command, args);
+  if (!status.ok()) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s: %s\n",
+                 absl::StatusCodeToString(status.code()).c_str(),
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace microgpt
+
+int main(int argc, char** argv) { return microgpt::Main(argc, argv); }

@@ -1,0 +1,124 @@
+#include "generator/generator_server.h"
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
+
+namespace microgpt {
+namespace {
+
+ModelManagerOptions ManagerOptions(const GeneratorServerOptions& options) {
+  ModelManagerOptions manager;
+  manager.root = options.checkpoint_root;
+  manager.versions_to_keep = options.versions_to_keep;
+  return manager;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GeneratorServer>> GeneratorServer::Create(
+    GeneratorServerOptions options) {
+  std::error_code error;
+  if (options.checkpoint_root.empty() ||
+      !std::filesystem::is_directory(options.checkpoint_root, error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint_root '", options.checkpoint_root, "' is not a directory"));
+  }
+  if (options.versions_to_keep < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "versions_to_keep must be >= 1, got ", options.versions_to_keep));
+  }
+  const SchedulerOptions& scheduler = options.scheduler;
+  if (scheduler.max_batch < 1 || scheduler.max_queued < 0 ||
+      scheduler.num_threads < 1 || scheduler.buffer_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batch (", scheduler.max_batch, ") and threads (",
+                     scheduler.num_threads, ") must be >= 1 and max_queued (",
+                     scheduler.max_queued, ") >= 0"));
+  }
+  return std::unique_ptr<GeneratorServer>(
+      new GeneratorServer(std::move(options)));
+}
+
+GeneratorServer::GeneratorServer(GeneratorServerOptions options)
+    : options_(std::move(options)),
+      models_([this] {
+        ModelManagerOptions manager = ManagerOptions(options_);
+        manager.on_load = [this](const ServableModel&) {
+          runner_.SetServing(true);
+        };
+        return manager;
+      }()),
+      scheduler_(options_.scheduler),
+      service_(&models_, &scheduler_),
+      runner_(options_.server) {}
+
+GeneratorServer::~GeneratorServer() {
+  models_.Stop();  // no health flips while the runner goes away
+}
+
+absl::Status GeneratorServer::Start() {
+  scheduler_.Start();
+  runner_.AddService(&service_);
+  if (absl::Status status = runner_.Start("microgpt-generator"); !status.ok()) {
+    return status;
+  }
+  // gRPC's default health service only updates the service names it already
+  // knows when ServerRunner::SetServing(bool) sets them all, so the
+  // Generator's name is made known here (NOT_SERVING, like the server's).
+  if (grpc::HealthCheckServiceInterface* health =
+          runner_.server()->GetHealthCheckService()) {
+    health->SetServingStatus(v1::Generator::service_full_name(), false);
+  }
+  if (models_.num_loaded_versions() > 0) runner_.SetServing(true);
+  if (options_.poll_interval > absl::ZeroDuration()) {
+    models_.StartPolling(options_.poll_interval);
+  }
+  return absl::OkStatus();
+}
+
+void GeneratorServer::WaitForShutdown() {
+  runner_.WaitForShutdown([this] { Drain(); });
+  scheduler_.Stop();
+}
+
+// Runs before the runner's Server::Shutdown, that is before any GOAWAY: gRPC
+// closes a connection as soon as its last call ends after a GOAWAY, which can
+// cut off the tail of a stream still on its way to a slow reader. So streams
+// are drained here, while connections stay open, within the grace period:
+//   - new Generate calls are refused (health is already NOT_SERVING);
+//   - streams in flight run until grace - margin;
+//   - then their samples end with FINISH_REASON_CANCELLED, which the clients
+//     receive with an OK status;
+//   - calls whose clients stopped reading are cancelled;
+//   - a short linger lets the last bytes reach the clients.
+void GeneratorServer::Drain() {
+  models_.Stop();
+  service_.StopAccepting();
+  const int in_flight = service_.active_streams();
+  if (in_flight == 0) return;
+  LogInfo(absl::StrCat("draining ", in_flight, " streams"));
+  const absl::Duration grace = options_.server.shutdown_grace;
+  const absl::Duration margin = std::min(absl::Seconds(1), grace / 5);
+  if (!service_.WaitForStreams(grace - margin)) {
+    LogInfo(absl::StrCat("grace period nearly over: ending the samples of ",
+                         service_.active_streams(), " streams as cancelled"));
+    scheduler_.Stop();
+    if (!service_.WaitForStreams(margin / 2)) {
+      LogWarning(absl::StrCat("cancelling ", service_.active_streams(),
+                              " streams whose clients stopped reading"));
+      service_.CancelStreams();
+      service_.WaitForStreams(margin / 4);
+    }
+  }
+  absl::SleepFor(std::min(absl::Milliseconds(100), margin / 4));
+}
+
+}  // namespace microgpt

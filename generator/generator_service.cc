@@ -1,0 +1,369 @@
+#include "generator/generator_service.h"
+
+#include <cmath>
+#include <random>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/grpc_status.h"
+
+namespace microgpt {
+namespace {
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone:
+      return v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kBos:
+      return v1::FINISH_REASON_BOS;
+    case FinishReason::kMaxTokens:
+      return v1::FINISH_REASON_MAX_TOKENS;
+    case FinishReason::kBlockSize:
+      return v1::FINISH_REASON_BLOCK_SIZE;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+uint64_t RandomSeed() {
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ device();
+}
+
+}  // namespace
+
+// Streams the tokens of one Generate call. Created by the service method,
+// deleted in OnDone. The scheduler reaches it through a Notifier, which
+// OnDone detaches, so a late notification never touches a deleted reactor.
+class GenerateReactor final
+    : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateReactor(GeneratorServiceImpl* service,
+                  grpc::CallbackServerContext* context,
+                  const v1::GenerateRequest& request)
+      : service_(service),
+        context_(context),
+        notifier_(std::make_shared<Notifier>(this)) {
+    absl::Status status =
+        service_->Register(this)
+            ? Begin(service_->models_, service_->scheduler_, request)
+            : absl::UnavailableError("the generator is shutting down");
+    if (!status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    Pump();  // tokens may have arrived while Begin was running
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;  // the stream is broken
+    }
+    if (!ok) CancelSequences();
+    Pump();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    CancelSequences();
+    Pump();
+  }
+
+  void OnDone() override {
+    notifier_->Detach();
+    CancelSequences();
+    service_->Unregister(this);
+    delete this;
+  }
+
+  // Cancels the call from the server side (OnCancel follows).
+  void TryCancel() { context_->TryCancel(); }
+
+ private:
+  class Notifier {
+   public:
+    explicit Notifier(GenerateReactor* reactor) : reactor_(reactor) {}
+    void Notify() ABSL_LOCKS_EXCLUDED(mu_) {
+      absl::MutexLock lock(&mu_);
+      if (reactor_ != nullptr) reactor_->Pump();
+    }
+    void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
+      absl::MutexLock lock(&mu_);
+      reactor_ = nullptr;
+    }
+
+   private:
+    absl::Mutex mu_;
+    GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
+  };
+
+  absl::Status Begin(const ModelManager* models, Scheduler* scheduler,
+                     const v1::GenerateRequest& request) {
+    absl::StatusOr<std::shared_ptr<const ServableModel>> servable =
+        models->Get(request.model(), request.version());
+    if (!servable.ok()) return servable.status();
+    absl::StatusOr<std::vector<SequenceSpec>> specs =
+        MakeSequenceSpecs(request, *std::move(servable), RandomSeed());
+    if (!specs.ok()) return specs.status();
+    absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> sequences =
+        scheduler->Submit(*std::move(specs),
+                          [notifier = notifier_] { notifier->Notify(); });
+    if (!sequences.ok()) return sequences.status();
+    absl::MutexLock lock(&mu_);
+    sequences_ = *std::move(sequences);
+    started_ = true;
+    return absl::OkStatus();
+  }
+
+  // Starts the next write, or finishes when every sample has ended (or the
+  // call was cancelled). At most one write is in flight; StartWrite and
+  // Finish are called without mu_ held.
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
+    bool write = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!started_ || writing_ || finished_) return;
+      if (cancelled_) {
+        finished_ = true;
+        status = grpc::Status::CANCELLED;
+      } else if (NextResponse()) {
+        writing_ = write = true;  // response_ now belongs to the write
+      } else if (AllDone()) {
+        finished_ = true;
+      } else {
+        return;  // waiting for the scheduler
+      }
+    }
+    if (write) {
+      StartWrite(&response_);
+    } else {
+      Finish(status);
+    }
+  }
+
+  // Fills response_ with the next buffered token, round-robin over samples.
+  bool NextResponse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t n = sequences_.size();
+    TokenEvent event;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (next_ + k) % n;
+      if (!sequences_[i]->Pop(&event)) continue;
+      next_ = i + 1;
+      Fill(static_cast<int>(i), *sequences_[i]->servable(), event);
+      return true;
+    }
+    return false;
+  }
+
+  bool AllDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& sequence : sequences_) {
+      if (!sequence->done()) return false;
+    }
+    return true;
+  }
+
+  void Fill(int sample_index, const ServableModel& servable,
+            const TokenEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    response_.Clear();
+    response_.set_sample_index(sample_index);
+    response_.set_id(event.id);
+    if (event.id >= 0) response_.set_text(servable.tokenizer.Decode(event.id));
+    response_.set_position(event.position);
+    response_.set_logprob(event.logprob);
+    for (const TokenLogprob& alternative : event.top) {
+      v1::TokenLogprob* top = response_.add_top_logprobs();
+      top->set_text(servable.tokenizer.Decode(alternative.id));
+      top->set_id(alternative.id);
+      top->set_logprob(alternative.logprob);
+    }
+    response_.set_finish_reason(ToProto(event.finish));
+    if (event.finish != FinishReason::kNone) {
+      response_.set_model(servable.name);
+      response_.set_version(servable.version);
+    }
+  }
+
+  void CancelSequences() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::shared_ptr<Sequence>> sequences;
+    {
+      absl::MutexLock lock(&mu_);
+      sequences = sequences_;
+    }
+    for (const auto& sequence : sequences) {
+      if (!sequence->done()) sequence->Cancel();
+    }
+  }
+
+  GeneratorServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  const std::shared_ptr<Notifier> notifier_;
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin cursor
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // Owned by the write in flight while writing_ is set.
+  v1::GenerateResponse response_;
+};
+
+absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
+    const v1::GenerateRequest& request,
+    std::shared_ptr<const ServableModel> servable, uint64_t random_seed) {
+  const ModelConfig& config = servable->model.config();
+  SamplingParams sampling;
+  sampling.temperature =
+      request.has_temperature() ? request.temperature() : kDefaultTemperature;
+  if (!std::isfinite(sampling.temperature) || sampling.temperature < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be a finite number >= 0, got ",
+                     sampling.temperature));
+  }
+  if (request.has_top_p()) {
+    sampling.top_p = request.top_p();
+    if (!(sampling.top_p > 0 && sampling.top_p <= 1)) {  // NaN fails too
+      return absl::InvalidArgumentError(
+          absl::StrCat("top_p must be in (0, 1], got ", sampling.top_p));
+    }
+  }
+  if (request.top_k() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top_k must be >= 0 (0 = no limit), got ", request.top_k()));
+  }
+  sampling.top_k = std::min(request.top_k(), config.vocab_size);
+  if (request.top_logprobs() < 0 ||
+      request.top_logprobs() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top_logprobs must be in [0, vocab_size = ", config.vocab_size,
+        "], got ", request.top_logprobs()));
+  }
+  sampling.top_logprobs = request.top_logprobs();
+  if (request.max_tokens() < 0 || request.max_tokens() > config.block_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens must be in [0, block_size = ", config.block_size,
+        "] (0 = up to block_size), got ", request.max_tokens()));
+  }
+  if (request.num_samples() < 0 ||
+      request.num_samples() > kMaxSamplesPerRequest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples must be in [0, ", kMaxSamplesPerRequest,
+                     "] (0 = 1), got ", request.num_samples()));
+  }
+  absl::StatusOr<std::vector<int>> prompt =
+      servable->tokenizer.Encode(request.prompt());
+  if (!prompt.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt: ", prompt.status().message()));
+  }
+  if (static_cast<int>(prompt->size()) > config.block_size - 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt has ", prompt->size(), " characters; at most block_size - 1 = ",
+        config.block_size - 1, " are allowed"));
+  }
+  const uint64_t seed = request.has_seed() ? request.seed() : random_seed;
+  const int num_samples = std::max(1, request.num_samples());
+  std::vector<SequenceSpec> specs(num_samples);
+  for (int i = 0; i < num_samples; ++i) {
+    specs[i].servable = servable;
+    specs[i].prompt = *prompt;
+    specs[i].sampling = sampling;
+    specs[i].seed = seed + static_cast<uint64_t>(i);
+    specs[i].max_tokens = request.max_tokens();
+  }
+  return specs;
+}
+
+GeneratorServiceImpl::GeneratorServiceImpl(const ModelManager* models,
+                                           Scheduler* scheduler)
+    : models_(models), scheduler_(scheduler) {}
+
+GeneratorServiceImpl::~GeneratorServiceImpl() = default;
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GeneratorServiceImpl::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  return new GenerateReactor(this, context, *request);
+}
+
+bool GeneratorServiceImpl::Register(GenerateReactor* stream) {
+  absl::MutexLock lock(&streams_mu_);
+  if (!accepting_) return false;
+  streams_.insert(stream);
+  return true;
+}
+
+void GeneratorServiceImpl::Unregister(GenerateReactor* stream) {
+  absl::MutexLock lock(&streams_mu_);
+  streams_.erase(stream);
+}
+
+void GeneratorServiceImpl::StopAccepting() {
+  absl::MutexLock lock(&streams_mu_);
+  accepting_ = false;
+}
+
+bool GeneratorServiceImpl::WaitForStreams(absl::Duration timeout) {
+  absl::MutexLock lock(&streams_mu_);
+  return streams_mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::set<GenerateReactor*>* streams) { return streams->empty(); },
+          &streams_),
+      timeout);
+}
+
+void GeneratorServiceImpl::CancelStreams() {
+  // Under the lock, so no stream can finish its OnDone (and free its
+  // context) meanwhile; gRPC runs OnCancel and OnDone on its own threads,
+  // never inside TryCancel.
+  absl::MutexLock lock(&streams_mu_);
+  for (GenerateReactor* stream : streams_) stream->TryCancel();
+}
+
+int GeneratorServiceImpl::active_streams() const {
+  absl::MutexLock lock(&streams_mu_);
+  return static_cast<int>(streams_.size());
+}
+
+grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
+    grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
+    v1::ListModelsResponse* response) {
+  for (const ModelManager::LoadedModel& model : models_->List()) {
+    v1::ModelInfo* info = response->add_models();
+    info->set_name(model.name);
+    for (const auto& servable : model.versions) {
+      v1::ModelVersion* version = info->add_versions();
+      version->set_version(servable->version);
+      version->set_step(servable->step);
+      version->set_loss(servable->loss);
+    }
+    const ServableModel& newest = *model.versions.front();
+    const ModelConfig& config = newest.model.config();
+    v1::ModelConfig* proto_config = info->mutable_config();
+    proto_config->set_n_embd(config.n_embd);
+    proto_config->set_n_head(config.n_head);
+    proto_config->set_n_layer(config.n_layer);
+    proto_config->set_block_size(config.block_size);
+    proto_config->set_vocab_size(config.vocab_size);
+    for (int id = 0; id < newest.tokenizer.bos(); ++id) {
+      info->add_vocab(newest.tokenizer.Decode(id));
+    }
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace microgpt

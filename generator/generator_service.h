@@ -1,0 +1,87 @@
+// GeneratorServiceImpl: the microgpt.v1.Generator gRPC service (callback API).
+//
+// Generate validates the request against the model version it resolves to,
+// submits one Sequence per sample to the Scheduler and streams the tokens as
+// the scheduler produces them: a ServerWriteReactor keeps one write in flight,
+// takes the next buffered token in OnWriteDone, and finishes when every sample
+// has ended. Reactions never compute or block; the scheduler's threads do the
+// model math and notify the reactor when tokens arrive. A cancelled call (the
+// client went away or its deadline passed) cancels its sequences at once.
+//
+//   GeneratorServiceImpl service(&manager, &scheduler);
+//   runner.AddService(&service);
+#ifndef MICROGPT_GENERATOR_GENERATOR_SERVICE_H_
+#define MICROGPT_GENERATOR_GENERATOR_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <set>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "generator/model_manager.h"
+#include "generator/scheduler.h"
+#include "microgpt/v1/microgpt.grpc.pb.h"
+#include "microgpt/v1/microgpt.pb.h"
+
+namespace microgpt {
+
+// Largest num_samples of one request.
+inline constexpr int kMaxSamplesPerRequest = 64;
+// Temperature when the request leaves it unset (the reference).
+inline constexpr float kDefaultTemperature = 0.5f;
+
+// The sequences a request asks for on `servable`, or INVALID_ARGUMENT naming
+// the offending field. `random_seed` is used when the request has no seed;
+// sample i gets seed + i.
+absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
+    const v1::GenerateRequest& request,
+    std::shared_ptr<const ServableModel> servable, uint64_t random_seed);
+
+class GenerateReactor;
+
+class GeneratorServiceImpl final : public v1::Generator::CallbackService {
+ public:
+  // Both must outlive the service and every call it serves.
+  GeneratorServiceImpl(const ModelManager* models, Scheduler* scheduler);
+  ~GeneratorServiceImpl() override;
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context,
+      const v1::GenerateRequest* request) override;
+
+  grpc::ServerUnaryReactor* ListModels(
+      grpc::CallbackServerContext* context,
+      const v1::ListModelsRequest* request,
+      v1::ListModelsResponse* response) override;
+
+  // Drain, for shutdown. After StopAccepting, new Generate calls fail with
+  // UNAVAILABLE. WaitForStreams is true once no Generate call is in flight
+  // (false when `timeout` passed first). CancelStreams cancels every call in
+  // flight, for clients that stopped reading.
+  void StopAccepting() ABSL_LOCKS_EXCLUDED(streams_mu_);
+  bool WaitForStreams(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(streams_mu_);
+  void CancelStreams() ABSL_LOCKS_EXCLUDED(streams_mu_);
+  int active_streams() const ABSL_LOCKS_EXCLUDED(streams_mu_);
+
+ private:
+  friend class GenerateReactor;
+  // False when the service no longer accepts calls.
+  bool Register(GenerateReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
+  void Unregister(GenerateReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
+
+  const ModelManager* const models_;
+  Scheduler* const scheduler_;
+
+  mutable absl::Mutex streams_mu_;
+  bool accepting_ ABSL_GUARDED_BY(streams_mu_) = true;
+  std::set<GenerateReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
+};
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_GENERATOR_GENERATOR_SERVICE_H_

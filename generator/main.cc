@@ -1,0 +1,64 @@
+// microgpt-generator: serves microgpt.v1.Generator over the checkpoints a
+// trainer publishes. Flags map to GeneratorServerOptions; nothing else here.
+//
+//   microgpt-generator --checkpoint_root=/var/lib/microgpt/checkpoints
+//   --port=50052
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "generator/generator_server.h"
+#include "server/server_runner.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (printed).");
+ABSL_FLAG(std::string, checkpoint_root, "",
+          "Checkpoint root to serve (<root>/<model>/<version>/); required.");
+ABSL_FLAG(absl::Duration, poll_interval, absl::Seconds(2),
+          "How often the checkpoint root is scanned for new versions.");
+ABSL_FLAG(int, versions_to_keep, 2, "Loaded versions per model.");
+ABSL_FLAG(int, max_batch, 64, "Sequences advanced together per step.");
+ABSL_FLAG(int, max_queued, 1024,
+          "Sequences that may wait beyond max_batch; more are refused with "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM, how long streams in flight may take to finish.");
+ABSL_FLAG(int, threads, 1, "Compute worker threads.");
+
+int main(int argc, char** argv) {
+  microgpt::BlockShutdownSignals();  // before any thread starts
+  absl::SetProgramUsageMessage(
+      "Streams text sampled from microgpt checkpoints over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+
+  microgpt::GeneratorServerOptions options;
+  options.server.host = absl::GetFlag(FLAGS_host);
+  options.server.port = absl::GetFlag(FLAGS_port);
+  options.server.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
+  options.poll_interval = absl::GetFlag(FLAGS_poll_interval);
+  options.versions_to_keep = absl::GetFlag(FLAGS_versions_to_keep);
+  options.scheduler.max_batch = absl::GetFlag(FLAGS_max_batch);
+  options.scheduler.max_queued = absl::GetFlag(FLAGS_max_queued);
+  options.scheduler.num_threads = absl::GetFlag(FLAGS_threads);
+  if (options.poll_interval <= absl::ZeroDuration()) {
+    microgpt::LogError("--poll_interval must be positive");
+    return 1;
+  }
+
+  auto server = microgpt::GeneratorServer::Create(options);
+  if (!server.ok()) {
+    microgpt::LogError(server.status().ToString());
+    return 1;
+  }
+  if (absl::Status status = (*server)->Start(); !status.ok()) {
+    microgpt::LogError(status.ToString());
+    return 1;
+  }
+  (*server)->WaitForShutdown();
+  return 0;
+}

@@ -1,0 +1,422 @@
+#include "generator/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace microgpt {
+
+absl::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone:
+      return "none";
+    case FinishReason::kBos:
+      return "bos";
+    case FinishReason::kMaxTokens:
+      return "max_tokens";
+    case FinishReason::kBlockSize:
+      return "block_size";
+    case FinishReason::kCancelled:
+      return "cancelled";
+  }
+  return "?";
+}
+
+// ------------------------------------------------------------- Sequence ---
+
+Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
+                   std::function<void()> listener)
+    : scheduler_(scheduler),
+      servable_(std::move(spec.servable)),
+      capacity_(capacity),
+      listener_(std::move(listener)),
+      cache_(servable_->model.config()),
+      sampler_(spec.sampling, spec.seed),
+      max_tokens_(spec.max_tokens) {
+  tokens_.reserve(servable_->model.config().block_size);
+  tokens_.push_back(servable_->tokenizer.bos());
+  tokens_.insert(tokens_.end(), spec.prompt.begin(), spec.prompt.end());
+}
+
+bool Sequence::Pop(TokenEvent* event) {
+  bool was_full;
+  {
+    absl::MutexLock lock(&mu_);
+    if (buffer_.empty()) return false;
+    was_full = buffer_.size() >= capacity_;
+    *event = std::move(buffer_.front());
+    buffer_.pop_front();
+    if (event->finish != FinishReason::kNone) done_ = true;
+  }
+  if (was_full) scheduler_->Wake();  // it was being skipped
+  return true;
+}
+
+bool Sequence::done() const {
+  absl::MutexLock lock(&mu_);
+  return done_;
+}
+
+void Sequence::Cancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    buffer_.clear();
+  }
+  scheduler_->Wake();
+}
+
+bool Sequence::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool Sequence::Runnable() const {
+  absl::MutexLock lock(&mu_);
+  return !cancelled_ && !ended_ && buffer_.size() < capacity_;
+}
+
+bool Sequence::Push(TokenEvent event) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || ended_) return false;
+  if (event.finish != FinishReason::kNone) ended_ = true;
+  buffer_.push_back(std::move(event));
+  return true;
+}
+
+bool Sequence::Advance(const float* logits, TokenEvent* event) {
+  // The token just fed sits at cache_.length() - 1. While the prompt is being
+  // fed the logits are not needed.
+  if (static_cast<size_t>(cache_.length()) < tokens_.size()) return false;
+  const int vocab_size = servable_->model.config().vocab_size;
+  SampledToken sampled =
+      sampler_.Sample(absl::MakeConstSpan(logits, vocab_size));
+  ++generated_;
+  event->id = sampled.id;
+  event->position = cache_.length();
+  event->logprob = sampled.logprob;
+  event->top = std::move(sampled.top);
+  if (sampled.id == servable_->tokenizer.bos()) {
+    event->finish = FinishReason::kBos;
+  } else if (max_tokens_ > 0 && generated_ >= max_tokens_) {
+    event->finish = FinishReason::kMaxTokens;
+  } else if (cache_.full()) {
+    event->finish = FinishReason::kBlockSize;
+  } else {
+    event->finish = FinishReason::kNone;
+    tokens_.push_back(sampled.id);
+  }
+  finished_ = event->finish != FinishReason::kNone;
+  return true;
+}
+
+// ------------------------------------------------------------ Scheduler ---
+
+struct Scheduler::DecoderSet {
+  std::shared_ptr<const ServableModel> servable;   // keeps the model alive
+  std::vector<std::unique_ptr<Decoder>> decoders;  // per worker, lazily
+};
+
+struct Scheduler::Task {
+  DecoderSet* set;
+  std::vector<Sequence*> sequences;  // <= max_batch, all of set's version
+};
+
+struct Scheduler::Pool {
+  struct Scratch {
+    std::vector<int> tokens;
+    std::vector<KVCache*> caches;
+    std::vector<float> logits;
+  };
+  std::vector<std::vector<Task>> tasks;  // [worker], set by the loop
+  std::vector<Scratch> scratch;          // [worker]
+
+  absl::Mutex mu;
+  int64_t generation ABSL_GUARDED_BY(mu) = 0;
+  int pending ABSL_GUARDED_BY(mu) = 0;  // helpers still working
+  bool stop ABSL_GUARDED_BY(mu) = false;
+};
+
+Scheduler::Scheduler(SchedulerOptions options)
+    : options_([&] {
+        options.max_batch = std::max(1, options.max_batch);
+        options.max_queued = std::max(0, options.max_queued);
+        options.num_threads = std::max(1, options.num_threads);
+        options.buffer_tokens = std::max(1, options.buffer_tokens);
+        return options;
+      }()),
+      pool_(std::make_unique<Pool>()) {
+  pool_->tasks.resize(options_.num_threads);
+  pool_->scratch.resize(options_.num_threads);
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Start() {
+  absl::MutexLock lock(&mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  loop_ = std::thread([this] { Loop(); });
+  for (int worker = 1; worker < options_.num_threads; ++worker) {
+    helpers_.emplace_back([this, worker] { HelperLoop(worker); });
+  }
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> Scheduler::Submit(
+    std::vector<SequenceSpec> specs, std::function<void()> listener) {
+  for (const SequenceSpec& spec : specs) {
+    if (spec.servable == nullptr) {
+      return absl::InvalidArgumentError("sequence without a model");
+    }
+    const ModelConfig& config = spec.servable->model.config();
+    if (static_cast<int>(spec.prompt.size()) >= config.block_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prompt must be shorter than block_size ", config.block_size));
+    }
+    for (int id : spec.prompt) {
+      if (id < 0 || id >= config.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("prompt token ", id, " is outside the vocabulary"));
+      }
+    }
+    if (spec.max_tokens < 0) {
+      return absl::InvalidArgumentError("max_tokens must be >= 0");
+    }
+    if (absl::Status status =
+            ValidateSamplingParams(spec.sampling, config.vocab_size);
+        !status.ok()) {
+      return status;
+    }
+  }
+  std::vector<std::shared_ptr<Sequence>> sequences;
+  sequences.reserve(specs.size());
+  for (SequenceSpec& spec : specs) {
+    sequences.push_back(std::shared_ptr<Sequence>(
+        new Sequence(this, std::move(spec), options_.buffer_tokens, listener)));
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_)
+    return absl::UnavailableError("the generator is shutting down");
+  const size_t limit =
+      static_cast<size_t>(options_.max_batch) + options_.max_queued;
+  const size_t in_use = active_.size() + queue_.size();
+  if (in_use + sequences.size() > limit) {
+    rejected_ += static_cast<int64_t>(sequences.size());
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the generator is at capacity: ", in_use,
+                     " sequences running or queued, ", sequences.size(),
+                     " more requested, limit ", limit,
+                     " (max_batch + max_queued); retry "
+                     "later"));
+  }
+  for (const auto& sequence : sequences) queue_.push_back(sequence);
+  wake_ = true;
+  return sequences;
+}
+
+void Scheduler::Wake() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
+void Scheduler::ReapAndPromote() {
+  auto gone = [](const std::shared_ptr<Sequence>& s) {
+    return s->finished_ || s->cancelled();
+  };
+  active_.erase(std::remove_if(active_.begin(), active_.end(), gone),
+                active_.end());
+  queue_.erase(std::remove_if(queue_.begin(), queue_.end(), gone),
+               queue_.end());
+  while (active_.size() < static_cast<size_t>(options_.max_batch) &&
+         !queue_.empty()) {
+    active_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  // Decoders of versions without an active sequence are dropped (with the
+  // reference that kept the version alive).
+  for (auto it = decoder_sets_.begin(); it != decoder_sets_.end();) {
+    const bool used = std::any_of(
+        active_.begin(), active_.end(),
+        [&](const auto& s) { return s->servable_.get() == it->first; });
+    if (used) {
+      ++it;
+    } else {
+      it = decoder_sets_.erase(it);
+      --decoders_;
+    }
+  }
+}
+
+void Scheduler::Loop() {
+  std::vector<std::shared_ptr<Sequence>> runnable;
+  while (true) {
+    runnable.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      while (true) {
+        if (stopping_) return;
+        wake_ = false;
+        ReapAndPromote();
+        for (const auto& sequence : active_) {
+          if (sequence->Runnable()) runnable.push_back(sequence);
+        }
+        if (!runnable.empty()) break;
+        mu_.Await(absl::Condition(
+            +[](Scheduler* s) { return s->wake_ || s->stopping_; }, this));
+      }
+    }
+    RunStep(runnable);
+    for (const auto& sequence : runnable) {
+      if (sequence->notify_) {
+        sequence->notify_ = false;
+        if (sequence->listener_) sequence->listener_();
+      }
+    }
+  }
+}
+
+void Scheduler::RunStep(
+    const std::vector<std::shared_ptr<Sequence>>& runnable) {
+  std::map<const ServableModel*, std::vector<Sequence*>> groups;
+  for (const auto& sequence : runnable) {
+    groups[sequence->servable_.get()].push_back(sequence.get());
+  }
+  const int workers = options_.num_threads;
+  for (auto& tasks : pool_->tasks) tasks.clear();
+  for (auto& [servable, sequences] : groups) {
+    std::unique_ptr<DecoderSet>& set = decoder_sets_[servable];
+    if (set == nullptr) {
+      set = std::make_unique<DecoderSet>();
+      set->servable = sequences.front()->servable_;
+      set->decoders.resize(workers);
+      ++decoders_;
+    }
+    // Worker k takes the k-th slice of every version's batch.
+    const size_t n = sequences.size();
+    const size_t slices = std::min<size_t>(workers, n);
+    const size_t per_slice = (n + slices - 1) / slices;
+    for (size_t k = 0, begin = 0; begin < n; ++k, begin += per_slice) {
+      const size_t end = std::min(n, begin + per_slice);
+      pool_->tasks[k].push_back(
+          {set.get(), std::vector<Sequence*>(sequences.begin() + begin,
+                                             sequences.begin() + end)});
+    }
+  }
+  const bool parallel =
+      workers > 1 &&
+      std::any_of(pool_->tasks.begin() + 1, pool_->tasks.end(),
+                  [](const auto& tasks) { return !tasks.empty(); });
+  if (parallel) {
+    absl::MutexLock lock(&pool_->mu);
+    pool_->pending = workers - 1;
+    ++pool_->generation;
+  }
+  for (const Task& task : pool_->tasks[0]) RunTask(0, task);
+  if (parallel) {
+    absl::MutexLock lock(&pool_->mu);
+    pool_->mu.Await(absl::Condition(
+        +[](Pool* pool) { return pool->pending == 0; }, pool_.get()));
+  }
+  ++steps_;
+}
+
+void Scheduler::HelperLoop(int worker) {
+  int64_t seen = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&pool_->mu);
+      auto ready = [&] { return pool_->stop || pool_->generation != seen; };
+      pool_->mu.Await(absl::Condition(&ready));
+      if (pool_->stop) return;
+      seen = pool_->generation;
+    }
+    for (const Task& task : pool_->tasks[worker]) RunTask(worker, task);
+    absl::MutexLock lock(&pool_->mu);
+    --pool_->pending;
+  }
+}
+
+void Scheduler::RunTask(int worker, const Task& task) {
+  std::unique_ptr<Decoder>& decoder = task.set->decoders[worker];
+  if (decoder == nullptr) {
+    decoder = std::make_unique<Decoder>(task.set->servable->model,
+                                        options_.max_batch);
+  }
+  const int vocab_size = task.set->servable->model.config().vocab_size;
+  const size_t n = task.sequences.size();
+  Pool::Scratch& scratch = pool_->scratch[worker];
+  scratch.tokens.resize(n);
+  scratch.caches.resize(n);
+  scratch.logits.resize(n * vocab_size);
+  for (size_t i = 0; i < n; ++i) {
+    Sequence* sequence = task.sequences[i];
+    scratch.tokens[i] = sequence->tokens_[sequence->cache_.length()];
+    scratch.caches[i] = &sequence->cache_;
+  }
+  decoder->StepBatch(scratch.tokens, scratch.caches, scratch.logits.data());
+  for (size_t i = 0; i < n; ++i) {
+    Sequence* sequence = task.sequences[i];
+    TokenEvent event;
+    if (!sequence->Advance(scratch.logits.data() + i * vocab_size, &event)) {
+      continue;
+    }
+    ++tokens_generated_;
+    if (sequence->Push(std::move(event))) sequence->notify_ = true;
+  }
+}
+
+void Scheduler::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (loop_.joinable()) loop_.join();
+  {
+    absl::MutexLock lock(&pool_->mu);
+    pool_->stop = true;
+  }
+  for (std::thread& helper : helpers_) helper.join();
+  helpers_.clear();
+  std::vector<std::shared_ptr<Sequence>> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left.assign(active_.begin(), active_.end());
+    left.insert(left.end(), queue_.begin(), queue_.end());
+    active_.clear();
+    queue_.clear();
+  }
+  for (const auto& sequence : left) {
+    if (sequence->finished_) continue;
+    sequence->finished_ = true;
+    TokenEvent event;
+    event.position = sequence->cache_.length();
+    event.finish = FinishReason::kCancelled;
+    if (sequence->Push(std::move(event)) && sequence->listener_) {
+      sequence->listener_();
+    }
+  }
+  decoder_sets_.clear();
+  decoders_ = 0;
+  if (!left.empty()) {
+    LogInfo(absl::StrCat("scheduler stopped; ", left.size(),
+                         " sequences ended as cancelled"));
+  }
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats stats;
+  stats.tokens_generated = tokens_generated_.load();
+  stats.steps = steps_.load();
+  stats.decoders = decoders_.load();
+  absl::MutexLock lock(&mu_);
+  stats.rejected = rejected_;
+  stats.active = static_cast<int>(active_.size());
+  stats.queued = static_cast<int>(queue_.size());
+  return stats;
+}
+
+}  // namespace microgpt

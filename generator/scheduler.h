@@ -1,0 +1,219 @@
+// Scheduler: continuous batching of generation sequences on threads of its
+// own (never on gRPC's threads).
+//
+// Each sample of a request is a Sequence: a KV cache, a seeded Sampler, the
+// tokens fed so far and a bounded buffer of generated tokens for its consumer.
+// One loop advances every runnable sequence by one token per step: sequences
+// are grouped by servable (a model version, by shared_ptr identity), and each
+// group goes through Decoder::StepBatch, split across `num_threads` workers
+// (each worker keeps one Decoder per model version, created on first use and
+// dropped when that version has no sequence left). A sequence first feeds BOS
+// and its prompt through the cache, one token per step, then samples.
+// Sequences join at the next step and leave as soon as they finish or are
+// cancelled; one whose buffer is full (a slow reader) is skipped for the step,
+// so it never stalls the others.
+//
+// Generation (MODEL.md, the seed's loop): BOS at position 0, then the prompt;
+// each sampled token is reported with the position it takes in the sequence.
+// A sample ends when the model draws BOS (reported, kBos), when max_tokens
+// tokens were generated (kMaxTokens) or when the cache is full, so the last
+// token cannot be fed (kBlockSize); that is at most block_size - len(prompt)
+// tokens, the last at position block_size. When both kMaxTokens and kBlockSize
+// apply, kMaxTokens is reported.
+//
+//   Scheduler scheduler(options);
+//   scheduler.Start();
+//   auto sequences = scheduler.Submit(std::move(specs), [&] { wake_reader();
+//   });
+//   // reader: while ((*sequences)[0]->Pop(&event)) ... until done().
+#ifndef MICROGPT_GENERATOR_SCHEDULER_H_
+#define MICROGPT_GENERATOR_SCHEDULER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/decoder.h"
+#include "common/sampler.h"
+#include "generator/model_manager.h"
+
+namespace microgpt {
+
+enum class FinishReason {
+  kNone,       // not the last token of its sample
+  kBos,        // the model drew BOS (reported as the last token)
+  kMaxTokens,  // max_tokens tokens were generated
+  kBlockSize,  // the sequence filled the model's block_size
+  kCancelled,  // the scheduler stopped (shutdown); the event has no token
+};
+
+absl::string_view FinishReasonName(FinishReason reason);
+
+// One generated token of one sequence, or its kCancelled end.
+struct TokenEvent {
+  int id = -1;                    // -1 on a kCancelled event
+  int position = 0;               // in the sequence; BOS is 0, then the prompt
+  float logprob = 0;              // log_softmax of the raw logits
+  std::vector<TokenLogprob> top;  // most likely first
+  FinishReason finish = FinishReason::kNone;
+};
+
+// What to generate. The prompt and parameters must be valid for the model
+// (the service validates requests; Submit only checks what would crash).
+struct SequenceSpec {
+  std::shared_ptr<const ServableModel> servable;
+  std::vector<int> prompt;  // token ids without BOS, < block_size of them
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  int max_tokens = 0;  // 0 = until block_size
+};
+
+class Scheduler;
+
+// One sample in flight. The consumer (one thread at a time, or under its own
+// lock) pops events; the scheduler owns the compute state.
+class Sequence {
+ public:
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+
+  // The model version this sequence runs on, from submission to the end.
+  const std::shared_ptr<const ServableModel>& servable() const {
+    return servable_;
+  }
+
+  // Moves the oldest buffered event into *event; false when none is buffered.
+  bool Pop(TokenEvent* event) ABSL_LOCKS_EXCLUDED(mu_);
+  // True once the last event (the one with a finish reason) was popped.
+  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops the sequence: the scheduler drops it before its next step and no
+  // further events are produced. Idempotent, thread-safe.
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class Scheduler;
+  Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
+           std::function<void()> listener);
+
+  // Scheduler side. Runnable: not cancelled and room in the buffer.
+  bool Runnable() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends an event (a terminal one even over capacity); false when the
+  // sequence was cancelled or has already ended.
+  bool Push(TokenEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+  // Consumes the logits of the token just fed; the next event, if any.
+  bool Advance(const float* logits, TokenEvent* event);
+
+  Scheduler* const scheduler_;
+  const std::shared_ptr<const ServableModel> servable_;
+  const size_t capacity_;
+  const std::function<void()> listener_;
+
+  // Compute state: touched only by the scheduler's loop and, during a step,
+  // by the one worker that steps this sequence.
+  KVCache cache_;
+  Sampler sampler_;
+  std::vector<int> tokens_;  // BOS, prompt, generated tokens still to feed
+  int max_tokens_;
+  int generated_ = 0;
+  bool finished_ = false;  // the terminal event was produced
+  bool notify_ = false;    // produced an event this step
+
+  mutable absl::Mutex mu_;
+  std::deque<TokenEvent> buffer_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // terminal event buffered
+  bool done_ ABSL_GUARDED_BY(mu_) = false;   // terminal event popped
+};
+
+struct SchedulerOptions {
+  int max_batch = 64;      // active sequences, stepped together
+  int max_queued = 1024;   // sequences waiting beyond the active ones
+  int num_threads = 1;     // compute workers (the loop is the first)
+  int buffer_tokens = 64;  // per-sequence output buffer
+};
+
+struct SchedulerStats {
+  int64_t tokens_generated = 0;  // sampled tokens, ever
+  int64_t steps = 0;             // batched steps, ever
+  int64_t rejected = 0;          // sequences refused with RESOURCE_EXHAUSTED
+  int active = 0;                // sequences in the running batch
+  int queued = 0;                // sequences waiting for a batch slot
+  int decoders = 0;              // model versions with decoders allocated
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerOptions options);
+  ~Scheduler();  // Stop()
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Starts the loop and the workers. Sequences submitted before wait.
+  void Start();
+
+  // Admits all the sequences of a request or none: RESOURCE_EXHAUSTED when
+  // active + queued would exceed max_batch + max_queued, UNAVAILABLE after
+  // Stop(), INVALID_ARGUMENT for a spec that cannot run. `listener` is called
+  // on a scheduler thread, with no scheduler lock held, whenever one of these
+  // sequences has new events; it must not block. The scheduler must outlive
+  // every call on the returned sequences.
+  absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> Submit(
+      std::vector<SequenceSpec> specs, std::function<void()> listener)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Stops the loop and the workers and ends every unfinished sequence with a
+  // kCancelled event (its listener is called). Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  SchedulerStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class Sequence;
+  struct DecoderSet;  // one model version's decoders, one per worker
+  struct Task;        // a slice of one version's batch, for one worker
+  struct Pool;        // hands tasks to the helper workers
+
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
+  void Loop();
+  void HelperLoop(int worker);
+  // Runs one step over `runnable`: fork, compute, join.
+  void RunStep(const std::vector<std::shared_ptr<Sequence>>& runnable);
+  void RunTask(int worker, const Task& task);
+  // Removes finished and cancelled sequences, fills the batch from the queue.
+  void ReapAndPromote() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SchedulerOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<Sequence>> active_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Sequence>> queue_ ABSL_GUARDED_BY(mu_);
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::atomic<int64_t> tokens_generated_{0};
+  std::atomic<int64_t> steps_{0};
+  std::atomic<int> decoders_{0};
+
+  // Loop-owned: decoders by model version (the key is kept alive by the set).
+  std::map<const ServableModel*, std::unique_ptr<DecoderSet>> decoder_sets_;
+  std::unique_ptr<Pool> pool_;
+  std::thread loop_;
+  std::vector<std::thread> helpers_;
+};
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_GENERATOR_SCHEDULER_H_

@@ -1,0 +1,583 @@
+// The Generator service end to end: a real in-process server on 127.0.0.1
+// (port 0), checkpoints published with CheckpointStore into a temporary root,
+// and the generated Generator::Stub as the client.
+#include "generator/generator_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "generator/generator_server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/generator/test_util.h"
+
+namespace microgpt {
+namespace {
+
+using ::microgpt::testing::GenerateAll;
+using ::microgpt::testing::Ids;
+using ::microgpt::testing::MakeCheckpoint;
+using ::microgpt::testing::Publish;
+using ::microgpt::testing::ReferenceLogprobs;
+using ::microgpt::testing::ReferenceSample;
+using ::microgpt::testing::SampleMessages;
+using ::microgpt::testing::SmallConfig;
+using ::microgpt::testing::SteerBos;
+using ::microgpt::testing::StreamResult;
+using ::microgpt::testing::TempDir;
+using ::microgpt::testing::ToModel;
+using ::microgpt::testing::WaitFor;
+using ::testing::HasSubstr;
+
+constexpr int kBos = 26;  // over a..z
+
+class GeneratorServiceTest : public ::testing::Test {
+ protected:
+  void StartServer(SchedulerOptions scheduler = {}, int versions_to_keep = 2) {
+    GeneratorServerOptions options;
+    options.server.host = "127.0.0.1";
+    options.server.port = 0;
+    options.server.shutdown_grace = absl::Seconds(2);
+    options.checkpoint_root = root_.path();
+    options.poll_interval = absl::ZeroDuration();  // the test polls
+    options.versions_to_keep = versions_to_keep;
+    options.scheduler = scheduler;
+    auto server = GeneratorServer::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    ASSERT_TRUE(server_->Start().ok());
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials());
+    stub_ = v1::Generator::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) {
+      server_->RequestShutdown();
+      server_->WaitForShutdown();
+    }
+  }
+
+  void PublishAndLoad(const std::string& name, int64_t version,
+                      const ModelCheckpoint& checkpoint) {
+    Publish(root_.path(), name, version, checkpoint);
+    ASSERT_TRUE(server_->models().PollOnce().ok());
+    ASSERT_TRUE(server_->models().Get(name, version).ok());
+  }
+
+  // Waits until the scheduler has stopped producing tokens (every sequence
+  // finished, or stalled behind a full buffer) and returns the count.
+  int64_t WaitForQuiescence() {
+    int64_t last = -1;
+    while (true) {
+      const int64_t now = server_->scheduler().stats().tokens_generated;
+      if (now == last) return now;
+      last = now;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  TempDir root_;
+  std::unique_ptr<GeneratorServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Generator::Stub> stub_;
+};
+
+TEST_F(GeneratorServiceTest, StreamsTokensEndingWithFinishReasonAndVersion) {
+  StartServer();
+  PublishAndLoad("names", 42, MakeCheckpoint(SmallConfig(), 5, 42));
+  v1::GenerateRequest request;
+  request.set_prompt("em");
+  request.set_seed(1);
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  ASSERT_FALSE(result.messages.empty());
+  for (size_t t = 0; t < result.messages.size(); ++t) {
+    const v1::GenerateResponse& m = result.messages[t];
+    EXPECT_EQ(m.sample_index(), 0);
+    EXPECT_EQ(m.position(), static_cast<int>(3 + t));  // BOS, e, m, then this
+    EXPECT_LE(m.logprob(), 0.0f);
+    if (m.id() == kBos) {
+      EXPECT_EQ(m.text(), "");
+    } else {
+      ASSERT_GE(m.id(), 0);
+      EXPECT_EQ(m.text(), std::string(1, static_cast<char>('a' + m.id())));
+    }
+    const bool last = t + 1 == result.messages.size();
+    EXPECT_EQ(m.finish_reason() != v1::FINISH_REASON_UNSPECIFIED, last);
+    EXPECT_EQ(m.model(), last ? "names" : "");
+    EXPECT_EQ(m.version(), last ? 42 : 0);
+  }
+  const v1::GenerateResponse& last = result.messages.back();
+  if (last.finish_reason() == v1::FINISH_REASON_BOS) {
+    EXPECT_EQ(last.id(), kBos);
+  } else {
+    EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_BLOCK_SIZE);
+    EXPECT_EQ(last.position(), 16);
+  }
+}
+
+TEST_F(GeneratorServiceTest, FinishReasonsFollowTheModelAndLimits) {
+  StartServer();
+  ModelCheckpoint always_bos = MakeCheckpoint(SmallConfig(), 1);
+  SteerBos(always_bos, 10.0f);
+  ModelCheckpoint never_bos = MakeCheckpoint(SmallConfig(), 1);
+  SteerBos(never_bos, -10.0f);
+  PublishAndLoad("stop", 1, always_bos);
+  PublishAndLoad("go", 1, never_bos);
+
+  v1::GenerateRequest request;
+  request.set_model("stop");
+  StreamResult bos = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(bos.status.ok());
+  ASSERT_EQ(bos.messages.size(), 1u);
+  EXPECT_EQ(bos.messages[0].finish_reason(), v1::FINISH_REASON_BOS);
+  EXPECT_EQ(bos.messages[0].id(), kBos);
+  EXPECT_EQ(bos.messages[0].text(), "");
+  EXPECT_EQ(bos.messages[0].position(), 1);
+
+  request.set_model("go");
+  request.set_max_tokens(4);
+  StreamResult limited = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(limited.status.ok());
+  ASSERT_EQ(limited.messages.size(), 4u);
+  EXPECT_EQ(limited.messages.back().finish_reason(),
+            v1::FINISH_REASON_MAX_TOKENS);
+
+  request.set_max_tokens(0);
+  request.set_prompt("abcde");
+  StreamResult full = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(full.status.ok());
+  ASSERT_EQ(full.messages.size(), 16u - 5u);  // positions 6..16
+  EXPECT_EQ(full.messages.back().finish_reason(), v1::FINISH_REASON_BLOCK_SIZE);
+  EXPECT_EQ(full.messages.back().position(), 16);
+}
+
+struct BadRequestCase {
+  std::string name;
+  std::function<void(v1::GenerateRequest&)> mutate;
+  grpc::StatusCode code;
+  std::vector<std::string> message_parts;
+};
+
+TEST_F(GeneratorServiceTest, BadRequestsNameTheFieldAndServingContinues) {
+  StartServer();
+  PublishAndLoad("names", 3, MakeCheckpoint(SmallConfig(), 5, 3));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const grpc::StatusCode kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+  const std::vector<BadRequestCase> cases = {
+      {"negative temperature",
+       [](auto& r) { r.set_temperature(-0.1f); },
+       kInvalid,
+       {"temperature"}},
+      {"NaN temperature",
+       [&](auto& r) { r.set_temperature(nan); },
+       kInvalid,
+       {"temperature"}},
+      {"infinite temperature",
+       [&](auto& r) { r.set_temperature(inf); },
+       kInvalid,
+       {"temperature"}},
+      {"zero top_p", [](auto& r) { r.set_top_p(0.0f); }, kInvalid, {"top_p"}},
+      {"top_p above 1",
+       [](auto& r) { r.set_top_p(1.5f); },
+       kInvalid,
+       {"top_p"}},
+      {"NaN top_p", [&](auto& r) { r.set_top_p(nan); }, kInvalid, {"top_p"}},
+      {"negative top_k", [](auto& r) { r.set_top_k(-1); }, kInvalid, {"top_k"}},
+      {"negative max_tokens",
+       [](auto& r) { r.set_max_tokens(-1); },
+       kInvalid,
+       {"max_tokens"}},
+      {"max_tokens above block_size",
+       [](auto& r) { r.set_max_tokens(17); },
+       kInvalid,
+       {"max_tokens", "16"}},
+      {"prompt outside the vocabulary",
+       [](auto& r) { r.set_prompt("abZd"); },
+       kInvalid,
+       {"prompt", "'Z'", "position 2"}},
+      {"prompt too long",
+       [](auto& r) { r.set_prompt("abcdefghijklmnop"); },
+       kInvalid,
+       {"prompt", "16 characters", "15"}},
+      {"negative top_logprobs",
+       [](auto& r) { r.set_top_logprobs(-1); },
+       kInvalid,
+       {"top_logprobs"}},
+      {"top_logprobs above vocab_size",
+       [](auto& r) { r.set_top_logprobs(28); },
+       kInvalid,
+       {"top_logprobs", "27"}},
+      {"negative num_samples",
+       [](auto& r) { r.set_num_samples(-1); },
+       kInvalid,
+       {"num_samples"}},
+      {"num_samples above 64",
+       [](auto& r) { r.set_num_samples(65); },
+       kInvalid,
+       {"num_samples", "64"}},
+      {"negative version",
+       [](auto& r) { r.set_version(-2); },
+       kInvalid,
+       {"version"}},
+      {"unknown model",
+       [](auto& r) { r.set_model("nope"); },
+       grpc::StatusCode::NOT_FOUND,
+       {"nope"}},
+      {"unknown version",
+       [](auto& r) { r.set_version(999); },
+       grpc::StatusCode::NOT_FOUND,
+       {"999"}},
+  };
+  for (const BadRequestCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::GenerateRequest request;
+    request.set_seed(1);
+    c.mutate(request);
+    StreamResult result = GenerateAll(stub_.get(), request);
+    EXPECT_EQ(result.status.error_code(), c.code)
+        << result.status.error_message();
+    EXPECT_TRUE(result.messages.empty());
+    for (const std::string& part : c.message_parts) {
+      EXPECT_THAT(result.status.error_message(), HasSubstr(part));
+    }
+  }
+  EXPECT_EQ(server_->scheduler().stats().tokens_generated, 0);
+
+  // The edges of every range are accepted, and the server still serves.
+  v1::GenerateRequest edges;
+  edges.set_temperature(0.0f);
+  edges.set_top_p(1.0f);
+  edges.set_top_k(1000);
+  edges.set_max_tokens(16);
+  edges.set_prompt("abcdefghijklmno");
+  edges.set_top_logprobs(27);
+  edges.set_num_samples(64);
+  edges.set_version(3);
+  StreamResult ok = GenerateAll(stub_.get(), edges);
+  ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.messages.size(), 64u);  // one token each: the block is full
+}
+
+TEST_F(GeneratorServiceTest, EmptyModelNameIsAmbiguousWithSeveralModels) {
+  StartServer();
+  PublishAndLoad("a", 1, MakeCheckpoint(SmallConfig(), 1));
+  PublishAndLoad("b", 1, MakeCheckpoint(SmallConfig(), 2));
+  StreamResult result = GenerateAll(stub_.get(), v1::GenerateRequest());
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(result.status.error_message(), HasSubstr("model"));
+  v1::GenerateRequest named;
+  named.set_model("b");
+  EXPECT_TRUE(GenerateAll(stub_.get(), named).status.ok());
+}
+
+TEST_F(GeneratorServiceTest, SameSeedSameTokensAndSampleIUsesSeedPlusI) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  v1::GenerateRequest request;
+  request.set_seed(42);
+  request.set_temperature(1.0f);
+  StreamResult first = GenerateAll(stub_.get(), request);
+  StreamResult second = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(first.status.ok());
+  ASSERT_TRUE(second.status.ok());
+  EXPECT_EQ(Ids(first.messages), Ids(second.messages));
+
+  const Model model = ToModel(MakeCheckpoint(SmallConfig(), 8));
+  SamplingParams params;
+  params.temperature = 1.0f;
+  EXPECT_EQ(Ids(first.messages),
+            ReferenceSample(model, kBos, {}, params, 42, 0));
+
+  request.set_num_samples(4);
+  StreamResult many = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(many.status.ok());
+  for (int i = 0; i < 4; ++i) {
+    v1::GenerateRequest single = request;
+    single.set_num_samples(1);
+    single.set_seed(42 + i);
+    StreamResult alone = GenerateAll(stub_.get(), single);
+    ASSERT_TRUE(alone.status.ok());
+    EXPECT_EQ(Ids(SampleMessages(many.messages, i)), Ids(alone.messages))
+        << "sample " << i;
+  }
+}
+
+TEST_F(GeneratorServiceTest, NumSamplesTagsEverySample) {
+  StartServer();
+  PublishAndLoad("names", 9, MakeCheckpoint(SmallConfig(), 3, 9));
+  v1::GenerateRequest request;
+  request.set_num_samples(5);
+  request.set_temperature(1.5f);
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok());
+  std::set<int> indexes;
+  for (const auto& m : result.messages) indexes.insert(m.sample_index());
+  EXPECT_EQ(indexes, (std::set<int>{0, 1, 2, 3, 4}));
+  for (int i = 0; i < 5; ++i) {
+    std::vector<v1::GenerateResponse> sample =
+        SampleMessages(result.messages, i);
+    ASSERT_FALSE(sample.empty());
+    for (size_t t = 0; t < sample.size(); ++t) {
+      EXPECT_EQ(sample[t].position(), static_cast<int>(t + 1));
+      EXPECT_EQ(sample[t].finish_reason() != v1::FINISH_REASON_UNSPECIFIED,
+                t + 1 == sample.size());
+    }
+    EXPECT_EQ(sample.back().model(), "names");
+    EXPECT_EQ(sample.back().version(), 9);
+  }
+}
+
+TEST_F(GeneratorServiceTest, TopLogprobsAreReturnedMostLikelyFirst) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 4));
+  v1::GenerateRequest request;
+  request.set_seed(3);
+  request.set_top_logprobs(5);
+  request.set_temperature(0.0f);  // greedy: the token is the top one
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok());
+  ASSERT_FALSE(result.messages.empty());
+  for (const auto& m : result.messages) {
+    ASSERT_EQ(m.top_logprobs_size(), 5);
+    EXPECT_EQ(m.top_logprobs(0).id(), m.id());
+    EXPECT_FLOAT_EQ(m.top_logprobs(0).logprob(), m.logprob());
+    std::set<int> ids;
+    for (int k = 0; k < 5; ++k) {
+      const v1::TokenLogprob& top = m.top_logprobs(k);
+      ids.insert(top.id());
+      EXPECT_EQ(top.text(),
+                top.id() == kBos
+                    ? std::string()
+                    : std::string(1, static_cast<char>('a' + top.id())));
+      if (k > 0) {
+        EXPECT_LE(top.logprob(), m.top_logprobs(k - 1).logprob());
+      }
+    }
+    EXPECT_EQ(ids.size(), 5u);
+  }
+  request.set_top_logprobs(0);
+  StreamResult none = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(none.status.ok());
+  for (const auto& m : none.messages) EXPECT_EQ(m.top_logprobs_size(), 0);
+}
+
+TEST_F(GeneratorServiceTest, LogprobsEqualLogSoftmaxOfTheDecoderForward) {
+  StartServer();
+  const ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(), 12);
+  PublishAndLoad("names", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_prompt("ka");
+  request.set_seed(9);
+  // Neither temperature nor top_k may change the reported numbers.
+  request.set_temperature(0.7f);
+  request.set_top_k(20);
+  request.set_top_logprobs(27);
+  request.set_num_samples(3);
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok());
+  const Model model = ToModel(checkpoint);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<v1::GenerateResponse> sample =
+        SampleMessages(result.messages, i);
+    ASSERT_FALSE(sample.empty());
+    std::vector<int> fed = {kBos, 10, 0};  // BOS, k, a
+    for (size_t t = 0; t + 1 < sample.size(); ++t)
+      fed.push_back(sample[t].id());
+    std::vector<std::vector<float>> rows = ReferenceLogprobs(model, fed);
+    for (size_t t = 0; t < sample.size(); ++t) {
+      const std::vector<float>& row = rows[2 + t];
+      EXPECT_NEAR(sample[t].logprob(), row[sample[t].id()], 1e-4)
+          << "sample " << i << " token " << t;
+      ASSERT_EQ(sample[t].top_logprobs_size(), 27);
+      for (const v1::TokenLogprob& top : sample[t].top_logprobs()) {
+        EXPECT_NEAR(top.logprob(), row[top.id()], 1e-4);
+      }
+    }
+  }
+}
+
+TEST_F(GeneratorServiceTest, CancelledStreamStopsGenerating) {
+  StartServer();
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 6);
+  SteerBos(checkpoint, -10.0f);
+  PublishAndLoad("long", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_num_samples(64);
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(reader->Read(&response));
+  EXPECT_GT(server_->scheduler().stats().active, 0);
+  context.TryCancel();
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  ASSERT_TRUE(WaitFor([&] {
+    const SchedulerStats stats = server_->scheduler().stats();
+    return stats.active == 0 && stats.queued == 0;
+  }));
+  const int64_t generated = server_->scheduler().stats().tokens_generated;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(server_->scheduler().stats().tokens_generated, generated);
+  EXPECT_LT(generated, 64 * 2048);
+}
+
+TEST_F(GeneratorServiceTest, DeadlineStopsGeneration) {
+  StartServer();
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 6);
+  SteerBos(checkpoint, -10.0f);
+  PublishAndLoad("long", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_num_samples(8);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(300));
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(reader->Read(&response));  // then stop reading
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(
+      WaitFor([&] { return server_->scheduler().stats().active == 0; }));
+}
+
+TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
+  SchedulerOptions scheduler;
+  scheduler.buffer_tokens = 4;
+  StartServer(scheduler, /*versions_to_keep=*/1);
+  // 94 printable ASCII characters: with every alternative reported, 16
+  // samples of 512 tokens are some 8 MB, more than gRPC buffers for a client
+  // that does not read.
+  std::string printable;
+  for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
+  const int bos = static_cast<int>(printable.size());
+  ModelCheckpoint v1 = MakeCheckpoint(SmallConfig(512), 31, 1, 3.0, printable);
+  SteerBos(v1, -10.0f);
+  PublishAndLoad("names", 1, v1);
+
+  v1::GenerateRequest request;
+  request.set_seed(77);
+  request.set_temperature(1.0f);
+  request.set_num_samples(16);
+  request.set_top_logprobs(bos + 1);
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, request);
+  std::vector<v1::GenerateResponse> messages(1);
+  ASSERT_TRUE(reader->Read(&messages[0]));
+  // The client stops reading; the sequences stall behind full buffers.
+  EXPECT_LT(WaitForQuiescence(), 16 * 512);
+  ASSERT_GT(server_->scheduler().stats().active, 0);
+
+  // Version 2 replaces version 1, which is unloaded from the manager.
+  PublishAndLoad("names", 2,
+                 MakeCheckpoint(SmallConfig(512), 32, 2, 3.0, printable));
+  EXPECT_EQ(server_->models().Get("names", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*server_->models().Get("names", 0))->version, 2);
+
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) messages.push_back(response);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(messages.size(), 16u * 512u);
+  SamplingParams params;
+  params.temperature = 1.0f;
+  const Model model_v1 = ToModel(v1);
+  for (int i = 0; i < 16; ++i) {
+    std::vector<v1::GenerateResponse> sample = SampleMessages(messages, i);
+    ASSERT_EQ(sample.size(), 512u);
+    EXPECT_EQ(sample.back().finish_reason(), v1::FINISH_REASON_BLOCK_SIZE);
+    EXPECT_EQ(sample.back().model(), "names");
+    EXPECT_EQ(sample.back().version(), 1);
+    EXPECT_EQ(Ids(sample),
+              ReferenceSample(model_v1, bos, {}, params, 77 + i, 0))
+        << "sample " << i;
+  }
+
+  // New calls get version 2.
+  request.set_max_tokens(1);
+  request.set_num_samples(1);
+  StreamResult next = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(next.status.ok());
+  EXPECT_EQ(next.messages.back().version(), 2);
+}
+
+TEST_F(GeneratorServiceTest, FullSchedulerRefusesWithResourceExhausted) {
+  SchedulerOptions scheduler;
+  scheduler.max_batch = 1;
+  scheduler.max_queued = 0;
+  scheduler.buffer_tokens = 4;
+  StartServer(scheduler);
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 6);
+  SteerBos(checkpoint, -10.0f);
+  PublishAndLoad("long", 1, checkpoint);
+
+  v1::GenerateRequest request;
+  request.set_top_logprobs(27);
+  auto first_context = std::make_unique<grpc::ClientContext>();
+  auto first = stub_->Generate(first_context.get(), request);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(first->Read(&response));  // admitted; then not read
+
+  StreamResult refused = GenerateAll(stub_.get(), request);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("capacity"));
+
+  first_context->TryCancel();
+  while (first->Read(&response)) {
+  }
+  first->Finish();
+  ASSERT_TRUE(
+      WaitFor([&] { return server_->scheduler().stats().active == 0; }));
+  request.set_max_tokens(3);
+  StreamResult admitted = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(admitted.status.ok()) << admitted.status.error_message();
+  EXPECT_EQ(admitted.messages.size(), 3u);
+}
+
+TEST_F(GeneratorServiceTest, ListModelsReportsVersionsNewestFirst) {
+  StartServer();
+  PublishAndLoad("names", 100, MakeCheckpoint(SmallConfig(), 1, 100, 2.75));
+  PublishAndLoad("names", 200, MakeCheckpoint(SmallConfig(), 2, 200, 2.5));
+  PublishAndLoad("abc", 7, MakeCheckpoint(SmallConfig(8, 8), 3, 7, 1.0, "cab"));
+  grpc::ClientContext context;
+  v1::ListModelsResponse response;
+  ASSERT_TRUE(
+      stub_->ListModels(&context, v1::ListModelsRequest(), &response).ok());
+  ASSERT_EQ(response.models_size(), 2);
+  const v1::ModelInfo& abc = response.models(0);
+  EXPECT_EQ(abc.name(), "abc");
+  ASSERT_EQ(abc.versions_size(), 1);
+  EXPECT_EQ(abc.config().n_embd(), 8);
+  EXPECT_EQ(abc.config().block_size(), 8);
+  EXPECT_EQ(abc.config().vocab_size(), 4);
+  EXPECT_THAT(abc.vocab(), ::testing::ElementsAre("a", "b", "c"));
+
+  const v1::ModelInfo& names = response.models(1);
+  EXPECT_EQ(names.name(), "names");
+  ASSERT_EQ(names.versions_size(), 2);
+  EXPECT_EQ(names.versions(0).version(), 200);
+  EXPECT_EQ(names.versions(0).step(), 200);
+  EXPECT_DOUBLE_EQ(names.versions(0).loss(), 2.5);
+  EXPECT_EQ(names.versions(1).version(), 100);
+  EXPECT_DOUBLE_EQ(names.versions(1).loss(), 2.75);
+  EXPECT_EQ(names.config().vocab_size(), 27);
+  EXPECT_EQ(names.config().n_head(), 4);
+  EXPECT_EQ(names.vocab_size(), 26);
+  EXPECT_EQ(names.vocab(0), "a");
+}
+
+}  // namespace
+}  // namespace microgpt

@@ -1,0 +1,187 @@
+#include "generator/model_manager.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/generator/test_util.h"
+
+namespace microgpt {
+namespace {
+
+using ::microgpt::testing::CorruptVersion;
+using ::microgpt::testing::MakeCheckpoint;
+using ::microgpt::testing::Publish;
+using ::microgpt::testing::SmallConfig;
+using ::microgpt::testing::TempDir;
+using ::microgpt::testing::WaitFor;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+ModelManagerOptions Options(const std::string& root, int keep = 2) {
+  ModelManagerOptions options;
+  options.root = root;
+  options.versions_to_keep = keep;
+  return options;
+}
+
+std::vector<int64_t> LoadedVersions(const ModelManager& manager,
+                                    const std::string& name) {
+  std::vector<int64_t> versions;
+  for (const auto& model : manager.List()) {
+    if (model.name != name) continue;
+    for (const auto& servable : model.versions) {
+      versions.push_back(servable->version);
+    }
+  }
+  return versions;
+}
+
+TEST(ModelManagerTest, PollOncePicksUpNewVersionsAndKeepsTheNewest) {
+  TempDir root;
+  ModelManager manager(Options(root.path(), /*keep=*/2));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ(manager.num_loaded_versions(), 0);
+
+  Publish(root.path(), "names", 100,
+          MakeCheckpoint(SmallConfig(), 1, 100, 2.9));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  auto latest = manager.Get("names", 0);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ((*latest)->version, 100);
+  EXPECT_EQ((*latest)->step, 100);
+  EXPECT_DOUBLE_EQ((*latest)->loss, 2.9);
+  EXPECT_EQ((*latest)->name, "names");
+  EXPECT_EQ((*latest)->tokenizer.vocab_size(), 27);
+
+  Publish(root.path(), "names", 200, MakeCheckpoint(SmallConfig(), 2, 200));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ((*manager.Get("names", 0))->version, 200);
+  EXPECT_THAT(LoadedVersions(manager, "names"), ElementsAre(200, 100));
+
+  // A third version pushes the oldest out; a reader holding it keeps it.
+  std::shared_ptr<const ServableModel> held = *manager.Get("names", 100);
+  Publish(root.path(), "names", 300, MakeCheckpoint(SmallConfig(), 3, 300));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_THAT(LoadedVersions(manager, "names"), ElementsAre(300, 200));
+  EXPECT_EQ(manager.Get("names", 100).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(held->version, 100);
+  EXPECT_EQ(held->model.parameters().size(),
+            ParameterLayout(held->model.config()).total_size());
+  EXPECT_EQ(manager.loads(), 3);
+}
+
+TEST(ModelManagerTest, FirstPollLoadsOnlyTheNewestVersionsToKeep) {
+  TempDir root;
+  for (int v = 1; v <= 4; ++v) {
+    Publish(root.path(), "m", v, MakeCheckpoint(SmallConfig(), v, v));
+  }
+  ModelManager manager(Options(root.path(), /*keep=*/1));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_THAT(LoadedVersions(manager, "m"), ElementsAre(4));
+  EXPECT_EQ(manager.loads(), 1);
+}
+
+TEST(ModelManagerTest, CorruptVersionIsSkippedAndTheOldOneKeepsServing) {
+  TempDir root;
+  ModelManager manager(Options(root.path()));
+  Publish(root.path(), "names", 1, MakeCheckpoint(SmallConfig(), 1, 1));
+  ASSERT_TRUE(manager.PollOnce().ok());
+
+  Publish(root.path(), "names", 2, MakeCheckpoint(SmallConfig(), 2, 2));
+  CorruptVersion(root.path(), "names", 2);
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ((*manager.Get("names", 0))->version, 1);
+  EXPECT_EQ(manager.Get("names", 2).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(manager.failed_loads(), 1);
+
+  // Not retried on the next poll.
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ(manager.failed_loads(), 1);
+  EXPECT_EQ((*manager.Get("names", 0))->version, 1);
+
+  // A good newer version still gets loaded.
+  Publish(root.path(), "names", 3, MakeCheckpoint(SmallConfig(), 3, 3));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ((*manager.Get("names", 0))->version, 3);
+  EXPECT_THAT(LoadedVersions(manager, "names"), ElementsAre(3, 1));
+}
+
+TEST(ModelManagerTest, GetResolvesNamesAndVersions) {
+  TempDir root;
+  ModelManager manager(Options(root.path()));
+  EXPECT_EQ(manager.Get("", 0).status().code(), absl::StatusCode::kUnavailable);
+
+  Publish(root.path(), "alpha", 5, MakeCheckpoint(SmallConfig(), 1, 5));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  auto only = manager.Get("", 0);
+  ASSERT_TRUE(only.ok()) << only.status();
+  EXPECT_EQ((*only)->name, "alpha");
+  EXPECT_EQ((*manager.Get("", 5))->version, 5);
+
+  absl::Status unknown = manager.Get("beta", 0).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("beta"));
+  absl::Status no_version = manager.Get("alpha", 6).status();
+  EXPECT_EQ(no_version.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(no_version.message(), HasSubstr("6"));
+  EXPECT_EQ(manager.Get("alpha", -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  Publish(root.path(), "beta", 1, MakeCheckpoint(SmallConfig(), 2, 1));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  absl::Status ambiguous = manager.Get("", 0).status();
+  EXPECT_EQ(ambiguous.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(ambiguous.message(), HasSubstr("model"));
+  EXPECT_EQ((*manager.Get("beta", 0))->name, "beta");
+  ASSERT_EQ(manager.List().size(), 2u);
+  EXPECT_EQ(manager.List()[0].name, "alpha");
+}
+
+TEST(ModelManagerTest, OnLoadIsCalledForEachLoadedVersion) {
+  TempDir root;
+  std::vector<std::string> loaded;
+  ModelManagerOptions options = Options(root.path());
+  options.on_load = [&](const ServableModel& servable) {
+    loaded.push_back(servable.name + "/" + std::to_string(servable.version));
+  };
+  ModelManager manager(options);
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_TRUE(loaded.empty());
+  Publish(root.path(), "m", 7, MakeCheckpoint(SmallConfig(), 1, 7));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_THAT(loaded, ElementsAre("m/7"));
+}
+
+TEST(ModelManagerTest, PollThreadPicksUpNewVersions) {
+  TempDir root;
+  std::atomic<int> loads{0};
+  ModelManagerOptions options = Options(root.path());
+  options.on_load = [&](const ServableModel&) { ++loads; };
+  ModelManager manager(options);
+  manager.StartPolling(absl::Milliseconds(5));
+  Publish(root.path(), "m", 1, MakeCheckpoint(SmallConfig(), 1, 1));
+  EXPECT_TRUE(WaitFor([&] { return manager.Get("m", 1).ok(); }));
+  Publish(root.path(), "m", 2, MakeCheckpoint(SmallConfig(), 2, 2));
+  EXPECT_TRUE(WaitFor([&] {
+    return manager.Get("m", 0).ok() && (*manager.Get("m", 0))->version == 2;
+  }));
+  manager.Stop();
+  manager.Stop();  // idempotent
+  EXPECT_EQ(loads.load(), 2);
+}
+
+TEST(ModelManagerTest, MissingRootIsAnErrorNotACrash) {
+  ModelManager manager(Options("/nonexistent/microgpt/root"));
+  EXPECT_FALSE(manager.PollOnce().ok());
+  EXPECT_EQ(manager.num_loaded_versions(), 0);
+}
+
+}  // namespace
+}  // namespace microgpt

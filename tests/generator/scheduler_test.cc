@@ -1,0 +1,301 @@
+#include "generator/scheduler.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/generator/test_util.h"
+
+namespace microgpt {
+namespace {
+
+using ::microgpt::testing::MakeCheckpoint;
+using ::microgpt::testing::ReferenceSample;
+using ::microgpt::testing::SmallConfig;
+using ::microgpt::testing::SteerBos;
+using ::microgpt::testing::WaitFor;
+using ::testing::HasSubstr;
+
+std::shared_ptr<const ServableModel> MakeServable(ModelCheckpoint checkpoint,
+                                                  int64_t version = 1) {
+  Model model =
+      *Model::FromParameters(checkpoint.config, checkpoint.parameters);
+  return std::make_shared<const ServableModel>(
+      ServableModel{"m", version, checkpoint.step, checkpoint.loss,
+                    std::move(model), checkpoint.tokenizer});
+}
+
+SequenceSpec Spec(std::shared_ptr<const ServableModel> servable, uint64_t seed,
+                  std::vector<int> prompt = {}, int max_tokens = 0) {
+  SequenceSpec spec;
+  spec.servable = std::move(servable);
+  spec.seed = seed;
+  spec.prompt = std::move(prompt);
+  spec.max_tokens = max_tokens;
+  return spec;
+}
+
+// Pops every event of a sequence until its last one (or times out).
+std::vector<TokenEvent> Drain(Sequence& sequence,
+                              absl::Duration timeout = absl::Seconds(20)) {
+  std::vector<TokenEvent> events;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!sequence.done() && absl::Now() < deadline) {
+    TokenEvent event;
+    if (sequence.Pop(&event)) {
+      events.push_back(event);
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  return events;
+}
+
+std::vector<int> EventIds(const std::vector<TokenEvent>& events) {
+  std::vector<int> ids;
+  for (const auto& e : events) ids.push_back(e.id);
+  return ids;
+}
+
+TEST(SchedulerTest, TokensMatchDirectDecodingWithTheSameSeed) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(), 11));
+  Scheduler scheduler({});
+  scheduler.Start();
+  const std::vector<int> prompt = {4, 12};  // "em"
+  std::vector<SequenceSpec> specs;
+  for (uint64_t seed = 100; seed < 108; ++seed) {
+    specs.push_back(Spec(servable, seed, prompt));
+  }
+  auto sequences = scheduler.Submit(specs, nullptr);
+  ASSERT_TRUE(sequences.ok()) << sequences.status();
+  for (size_t i = 0; i < sequences->size(); ++i) {
+    std::vector<TokenEvent> events = Drain(*(*sequences)[i]);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(EventIds(events),
+              ReferenceSample(servable->model, servable->tokenizer.bos(),
+                              prompt, SamplingParams(), 100 + i, 0))
+        << "sample " << i;
+    // Positions count from BOS at 0, then the prompt.
+    for (size_t t = 0; t < events.size(); ++t) {
+      EXPECT_EQ(events[t].position, static_cast<int>(3 + t));
+    }
+    EXPECT_NE(events.back().finish, FinishReason::kNone);
+    EXPECT_NE(events.back().finish, FinishReason::kCancelled);
+  }
+}
+
+TEST(SchedulerTest, BosEndsTheSampleAndIsReported) {
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(), 3);
+  SteerBos(checkpoint, 10.0f);
+  auto servable = MakeServable(checkpoint);
+  Scheduler scheduler({});
+  scheduler.Start();
+  auto sequences = scheduler.Submit({Spec(servable, 1, {0, 1, 2})}, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  std::vector<TokenEvent> events = Drain(*(*sequences)[0]);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].id, servable->tokenizer.bos());
+  EXPECT_EQ(events[0].position, 4);
+  EXPECT_EQ(events[0].finish, FinishReason::kBos);
+  EXPECT_GT(events[0].logprob, -1e-3);
+}
+
+TEST(SchedulerTest, MaxTokensAndBlockSizeEndSamples) {
+  ModelCheckpoint checkpoint =
+      MakeCheckpoint(SmallConfig(/*block_size=*/16), 3);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint);
+  Scheduler scheduler({});
+  scheduler.Start();
+  auto sequences = scheduler.Submit(
+      {Spec(servable, 1, {}, /*max_tokens=*/5), Spec(servable, 2, {0, 1, 2}),
+       Spec(servable, 3, std::vector<int>(15, 7)),
+       Spec(servable, 4, std::vector<int>(12, 7), /*max_tokens=*/4)},
+      nullptr);
+  ASSERT_TRUE(sequences.ok());
+
+  std::vector<TokenEvent> limited = Drain(*(*sequences)[0]);
+  ASSERT_EQ(limited.size(), 5u);
+  EXPECT_EQ(limited.back().finish, FinishReason::kMaxTokens);
+  EXPECT_EQ(limited.back().position, 5);
+  for (size_t t = 0; t + 1 < limited.size(); ++t) {
+    EXPECT_EQ(limited[t].finish, FinishReason::kNone);
+  }
+
+  // BOS + 3 prompt tokens fill positions 0..3; 13 tokens take 4..16; the one
+  // at position 16 = block_size cannot be fed.
+  std::vector<TokenEvent> full = Drain(*(*sequences)[1]);
+  ASSERT_EQ(full.size(), 13u);
+  EXPECT_EQ(full.back().finish, FinishReason::kBlockSize);
+  EXPECT_EQ(full.back().position, 16);
+
+  // The longest prompt still samples one token.
+  std::vector<TokenEvent> one = Drain(*(*sequences)[2]);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].finish, FinishReason::kBlockSize);
+  EXPECT_EQ(one[0].position, 16);
+
+  // Both limits at once: max_tokens is reported.
+  std::vector<TokenEvent> both = Drain(*(*sequences)[3]);
+  ASSERT_EQ(both.size(), 4u);
+  EXPECT_EQ(both.back().finish, FinishReason::kMaxTokens);
+  EXPECT_EQ(scheduler.stats().tokens_generated, 5 + 13 + 1 + 4);
+}
+
+TEST(SchedulerTest, AdmissionIsBounded) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(), 1));
+  SchedulerOptions options;
+  options.max_batch = 2;
+  options.max_queued = 1;
+  Scheduler scheduler(options);  // not started: everything stays queued
+  ASSERT_TRUE(
+      scheduler.Submit({Spec(servable, 1), Spec(servable, 2)}, nullptr).ok());
+  absl::Status refused =
+      scheduler.Submit({Spec(servable, 3), Spec(servable, 4)}, nullptr)
+          .status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("capacity"));
+  EXPECT_TRUE(scheduler.Submit({Spec(servable, 5)}, nullptr).ok());
+  EXPECT_EQ(scheduler.Submit({Spec(servable, 6)}, nullptr).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(scheduler.stats().queued, 3);
+  EXPECT_EQ(scheduler.stats().rejected, 3);
+}
+
+TEST(SchedulerTest, ActiveBatchIsCappedAndTheQueueDrains) {
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(64), 3);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint);
+  SchedulerOptions options;
+  options.max_batch = 2;
+  options.buffer_tokens = 4;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  std::vector<SequenceSpec> specs;
+  for (int i = 0; i < 5; ++i) specs.push_back(Spec(servable, i));
+  auto sequences = scheduler.Submit(specs, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  // Nobody reads: two sequences fill their buffers, three wait.
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated == 8; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  SchedulerStats stats = scheduler.stats();
+  EXPECT_EQ(stats.active, 2);
+  EXPECT_EQ(stats.queued, 3);
+  EXPECT_EQ(stats.tokens_generated, 8);
+  for (auto& sequence : *sequences) {
+    EXPECT_EQ(Drain(*sequence).size(), 64u);
+  }
+  EXPECT_TRUE(WaitFor([&] { return scheduler.stats().active == 0; }));
+}
+
+TEST(SchedulerTest, SlowReaderDoesNotStallOthers) {
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(512), 3);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint);
+  SchedulerOptions options;
+  options.buffer_tokens = 8;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  auto sequences =
+      scheduler.Submit({Spec(servable, 1), Spec(servable, 2)}, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  Sequence& slow = *(*sequences)[0];
+  Sequence& fast = *(*sequences)[1];
+  EXPECT_EQ(Drain(fast).size(), 512u);
+  EXPECT_FALSE(slow.done());
+  // The slow one produced no more than its buffer holds.
+  EXPECT_LE(scheduler.stats().tokens_generated, 512 + 8);
+  EXPECT_EQ(Drain(slow).size(), 512u);
+}
+
+TEST(SchedulerTest, CancelledSequencesLeaveAtOnce) {
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 3);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint);
+  SchedulerOptions options;
+  options.buffer_tokens = 1 << 20;  // never full: only Cancel can stop them
+  Scheduler scheduler(options);
+  scheduler.Start();
+  std::vector<SequenceSpec> specs;
+  for (int i = 0; i < 16; ++i) specs.push_back(Spec(servable, i));
+  auto sequences = scheduler.Submit(specs, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated > 0; }));
+  for (auto& sequence : *sequences) sequence->Cancel();
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().active == 0; }));
+  const int64_t generated = scheduler.stats().tokens_generated;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(scheduler.stats().tokens_generated, generated);
+  EXPECT_LT(generated, 16 * 2048);
+  TokenEvent event;
+  EXPECT_FALSE((*sequences)[0]->Pop(&event));
+  EXPECT_TRUE(WaitFor([&] { return scheduler.stats().decoders == 0; }));
+}
+
+TEST(SchedulerTest, StopEndsUnfinishedSequencesAsCancelled) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(), 1));
+  Scheduler scheduler({});
+  int notified = 0;
+  auto sequences = scheduler.Submit({Spec(servable, 1)}, [&] { ++notified; });
+  ASSERT_TRUE(sequences.ok());
+  scheduler.Stop();
+  EXPECT_EQ(notified, 1);
+  TokenEvent event;
+  ASSERT_TRUE((*sequences)[0]->Pop(&event));
+  EXPECT_EQ(event.finish, FinishReason::kCancelled);
+  EXPECT_EQ(event.id, -1);
+  EXPECT_TRUE((*sequences)[0]->done());
+  EXPECT_EQ(scheduler.Submit({Spec(servable, 2)}, nullptr).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(SchedulerTest, ManyWorkersAndVersionsGiveTheSameTokens) {
+  auto v1 = MakeServable(MakeCheckpoint(SmallConfig(32), 21), 1);
+  auto v2 = MakeServable(MakeCheckpoint(SmallConfig(32), 22), 2);
+  SchedulerOptions options;
+  options.num_threads = 3;
+  options.max_batch = 16;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  std::vector<SequenceSpec> specs;
+  SamplingParams params;
+  params.temperature = 1.0f;
+  for (int i = 0; i < 24; ++i) {
+    specs.push_back(Spec(i % 2 == 0 ? v1 : v2, 1000 + i, {i % 26}));
+    specs.back().sampling = params;
+  }
+  std::atomic<int> notifications{0};
+  auto sequences = scheduler.Submit(specs, [&] { ++notifications; });
+  ASSERT_TRUE(sequences.ok());
+  for (int i = 0; i < 24; ++i) {
+    const auto& servable = i % 2 == 0 ? v1 : v2;
+    EXPECT_EQ(EventIds(Drain(*(*sequences)[i])),
+              ReferenceSample(servable->model, servable->tokenizer.bos(),
+                              {i % 26}, params, 1000 + i, 0))
+        << "sample " << i;
+  }
+  EXPECT_GT(notifications.load(), 0);
+  EXPECT_TRUE(WaitFor([&] { return scheduler.stats().decoders == 0; }));
+}
+
+TEST(SchedulerTest, RejectsSpecsThatCannotRun) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(8), 1));
+  Scheduler scheduler({});
+  EXPECT_EQ(
+      scheduler.Submit({Spec(servable, 1, std::vector<int>(8, 0))}, nullptr)
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      scheduler.Submit({Spec(servable, 1, {27})}, nullptr).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(scheduler.Submit({Spec(nullptr, 1)}, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace microgpt

@@ -1,0 +1,249 @@
+#include "trainer/training_job.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "common/checkpoint_store.h"
+#include "tests/trainer/trainer_test_util.h"
+#include "trainer/checkpoint_listing.h"
+#include "trainer/job_options.h"
+
+namespace microgpt {
+namespace {
+
+using ::microgpt::testing::SmallRequest;
+using ::microgpt::testing::StatusIs;
+using ::microgpt::testing::TempDir;
+using ::microgpt::testing::VersionsOnDisk;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+// Runs a job built from `request` to its end on this thread and returns every
+// event it emitted, in order.
+struct JobResult {
+  absl::Status started;
+  std::vector<v1::TrainingEvent> events;
+  v1::TrainingJob job;
+  absl::Status status;
+};
+
+JobResult RunJob(const v1::StartTrainingRequest& request,
+                 CheckpointStore* store) {
+  auto options = JobOptionsFromRequest(request);
+  EXPECT_TRUE(options.ok()) << options.status();
+  TrainingJob job("test", *options, request, store);
+  auto watcher = std::make_shared<JobWatcher>(nullptr, 1 << 16);
+  job.Subscribe(watcher);
+  JobResult result;
+  job.Run([&](const absl::Status& s) { result.started = s; });
+  while (auto event = watcher->Pop()) result.events.push_back(*event);
+  result.job = job.Snapshot();
+  result.status = job.status();
+  return result;
+}
+
+std::vector<float> ProgressLosses(const std::vector<v1::TrainingEvent>& events,
+                                  int64_t from_step, int64_t to_step) {
+  std::vector<float> losses;
+  for (const auto& e : events) {
+    if (e.has_progress() && e.progress().step() >= from_step &&
+        e.progress().step() <= to_step) {
+      losses.push_back(e.progress().loss());
+    }
+  }
+  return losses;
+}
+
+double Mean(const std::vector<float>& v) {
+  return std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+}
+
+TEST(TrainingJobTest, PublishesEveryCheckpointEveryAndAtTheEnd) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 50);
+  request.set_checkpoint_every(20);
+  JobResult result = RunJob(request, &store);
+  ASSERT_TRUE(result.started.ok()) << result.started;
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  EXPECT_EQ(result.job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(result.job.latest_version(), 50);
+  EXPECT_EQ(result.job.progress().step(), 50);
+  EXPECT_EQ(result.job.progress().total_steps(), 50);
+  EXPECT_GT(result.job.progress().tokens_per_second(), 0);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(20, 40, 50));
+
+  // With fewer than 200 steps every step gets a progress event, so the
+  // published losses can be recomputed: the mean since the previous publish.
+  std::vector<int64_t> published;
+  for (const auto& e : result.events) {
+    if (e.has_checkpoint_published())
+      published.push_back(e.checkpoint_published().version());
+  }
+  EXPECT_THAT(published, ElementsAre(20, 40, 50));
+  ASSERT_EQ(ProgressLosses(result.events, 1, 50).size(), 50u);
+  auto listed = ListCheckpointInfos(store, "m");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 3u);
+  const std::pair<int64_t, int64_t> ranges[] = {{1, 20}, {21, 40}, {41, 50}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*listed)[i].step(), ranges[i].second);
+    EXPECT_NEAR(
+        (*listed)[i].loss(),
+        Mean(ProgressLosses(result.events, ranges[i].first, ranges[i].second)),
+        1e-4)
+        << "version " << ranges[i].second;
+  }
+  // The finished event is the last one.
+  ASSERT_FALSE(result.events.empty());
+  EXPECT_TRUE(result.events.back().has_finished());
+  EXPECT_EQ(result.events.back().finished().state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST(TrainingJobTest, LossOfAVersionIsTheMeanOfAtMostTheLast100Steps) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  JobResult result = RunJob(SmallRequest("m", 150), &store);
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  // 150 steps: one event per step (1% of 150 rounds to 1).
+  ASSERT_EQ(ProgressLosses(result.events, 1, 150).size(), 150u);
+  auto model = store.LoadModel("m", 150);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->step, 150);
+  EXPECT_NEAR(model->loss, Mean(ProgressLosses(result.events, 51, 150)), 1e-4);
+}
+
+TEST(TrainingJobTest, CancelStopsWithoutPublishing) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 100'000'000);
+  auto options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok());
+  TrainingJob job("test", *options, request, &store);
+  auto watcher = std::make_shared<JobWatcher>();
+  job.Subscribe(watcher);
+  std::thread runner([&] { job.Run([](const absl::Status&) {}); });
+  // Wait for a few steps, then cancel.
+  while (true) {
+    auto event = watcher->PopWithTimeout(absl::Seconds(30));
+    ASSERT_TRUE(event.has_value());
+    if (event->has_progress() && event->progress().step() >= 3) break;
+  }
+  job.Cancel();
+  job.WaitUntilEnded();
+  runner.join();
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(job.status(), StatusIs(absl::StatusCode::kCancelled, ""));
+  EXPECT_TRUE(job.Snapshot().error().empty());
+  EXPECT_EQ(job.Snapshot().latest_version(), 0);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), IsEmpty());
+}
+
+TEST(TrainingJobTest, LateWatcherGetsTheLatestProgressThenFinished) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 30);
+  auto options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok());
+  TrainingJob job("test", *options, request, &store);
+  job.Run([](const absl::Status&) {});
+  auto watcher = std::make_shared<JobWatcher>();
+  job.Subscribe(watcher);
+  auto first = watcher->Pop();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->has_progress());
+  EXPECT_EQ(first->progress().step(), 30);
+  auto second = watcher->Pop();
+  ASSERT_TRUE(second.has_value());
+  ASSERT_TRUE(second->has_finished());
+  EXPECT_EQ(second->finished().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_FALSE(watcher->Pop().has_value());
+
+  bool called = false;
+  job.OnEnded([&](const v1::TrainingJob& j) {
+    called = true;
+    EXPECT_EQ(j.state(), v1::JOB_STATE_SUCCEEDED);
+  });
+  EXPECT_TRUE(called);
+}
+
+TEST(TrainingJobTest, ResumeContinuesFromTheLatestVersion) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest first = SmallRequest("m", 10);
+  first.set_checkpoint_every(5);
+  ASSERT_TRUE(RunJob(first, &store).status.ok());
+
+  v1::StartTrainingRequest second = SmallRequest("m", 14);
+  second.set_resume(true);
+  second.set_checkpoint_every(1);
+  JobResult result = RunJob(second, &store);
+  ASSERT_TRUE(result.started.ok()) << result.started;
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  std::vector<int64_t> steps;
+  for (const auto& e : result.events) {
+    if (e.has_progress()) steps.push_back(e.progress().step());
+  }
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.front(), 11);  // the first step after version 10
+  EXPECT_EQ(steps.back(), 14);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"),
+              ElementsAre(5, 10, 11, 12, 13, 14));
+}
+
+TEST(TrainingJobTest, ResumeErrors) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 10);
+  request.set_resume(true);
+  JobResult none = RunJob(request, &store);
+  EXPECT_THAT(none.started,
+              StatusIs(absl::StatusCode::kNotFound, "no published version"));
+  EXPECT_EQ(none.job.state(), v1::JOB_STATE_FAILED);
+
+  ASSERT_TRUE(RunJob(SmallRequest("m", 10), &store).status.ok());
+  JobResult done = RunJob(request, &store);  // already at step 10
+  EXPECT_THAT(done.started,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "steps"));
+}
+
+TEST(TrainingJobTest, PublishFailureFailsTheJob) {
+  TempDir dir;
+  const std::string root = dir.Sub("not-a-directory");
+  ::microgpt::testing::WriteFile(root, "a file where the root should be");
+  CheckpointStore store(root);
+  JobResult result = RunJob(SmallRequest("m", 5), &store);
+  ASSERT_TRUE(result.started.ok());
+  EXPECT_EQ(result.job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(result.job.error(), ::testing::HasSubstr("publishing version 5"));
+  EXPECT_FALSE(result.status.ok());
+  EXPECT_EQ(result.job.latest_version(), 0);
+}
+
+TEST(TrainingJobTest, MissingDatasetFileIsNotFound) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 5);
+  request.set_dataset_path(dir.Sub("missing.txt"));
+  JobResult result = RunJob(request, &store);
+  EXPECT_THAT(result.started, StatusIs(absl::StatusCode::kNotFound, ""));
+}
+
+TEST(TrainingJobTest, RequestIsReportedWithoutInlineDocuments) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  JobResult result = RunJob(SmallRequest("m", 2), &store);
+  EXPECT_TRUE(result.job.request().has_inline_dataset());
+  EXPECT_EQ(result.job.request().inline_dataset().documents_size(), 0);
+  EXPECT_EQ(result.job.request().steps(), 2);
+  EXPECT_EQ(result.job.model(), "m");
+}
+
+}  // namespace
+}  // namespace microgpt

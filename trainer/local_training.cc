@@ -1,0 +1,132 @@
+#include "trainer/local_training.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "common/checkpoint_store.h"
+#include "trainer/job_options.h"
+#include "trainer/job_watcher.h"
+#include "trainer/training_job.h"
+
+namespace microgpt {
+namespace {
+
+// Cancels `job` on SIGINT or SIGTERM until stopped; the signals are blocked,
+// so they are taken here synchronously.
+class CancelOnSignal {
+ public:
+  explicit CancelOnSignal(TrainingJob* job)
+      : thread_([this, job] {
+          sigset_t signals;
+          sigemptyset(&signals);
+          sigaddset(&signals, SIGINT);
+          sigaddset(&signals, SIGTERM);
+          const timespec poll = {0, 100'000'000};
+          while (!stop_.load()) {
+            if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+              std::fprintf(stderr,
+                           "\ncancelling after the current step; nothing "
+                           "partial is published\n");
+              job->Cancel();
+            }
+          }
+        }) {}
+  ~CancelOnSignal() {
+    stop_.store(true);
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+void PrintProgress(const v1::TrainingProgress& p) {
+  std::printf("step %lld/%lld | loss %.4f | lr %.6f | %.0f tok/s\n",
+              static_cast<long long>(p.step()),
+              static_cast<long long>(p.total_steps()), p.loss(),
+              p.learning_rate(), p.tokens_per_second());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+absl::Status TrainLocally(const v1::StartTrainingRequest& request,
+                          const LocalTrainingOptions& options) {
+  absl::StatusOr<TrainingJobOptions> job_options =
+      JobOptionsFromRequest(request);
+  if (!job_options.ok()) return job_options.status();
+
+  CheckpointStore store(options.checkpoint_root);
+  TrainingJob job("local", *std::move(job_options), request, &store);
+  // Big enough that no checkpoint event is dropped while printing lags.
+  auto watcher = std::make_shared<JobWatcher>(nullptr, 1 << 16);
+  job.Subscribe(watcher);
+
+  absl::Status start_status;
+  int64_t start_step = 0;
+  std::thread runner;
+  {
+    CancelOnSignal cancel_on_signal(&job);
+    runner = std::thread([&] {
+      job.Run([&](const absl::Status& status) {
+        start_status = status;
+        if (status.ok()) start_step = job.Snapshot().progress().step();
+      });
+    });
+    int64_t print_every = 0, next_print = 0;
+    bool finished = false;
+    while (!finished) {
+      std::optional<v1::TrainingEvent> event =
+          watcher->PopWithTimeout(absl::Milliseconds(500));
+      if (!event) continue;
+      if (event->has_progress()) {
+        const v1::TrainingProgress& p = event->progress();
+        if (print_every == 0) {  // the first event: the run has started
+          print_every =
+              options.print_every > 0
+                  ? options.print_every
+                  : std::max<int64_t>(1, (p.total_steps() - start_step) / 10);
+          next_print = start_step + print_every;
+        }
+        if (p.step() >= next_print || p.step() == p.total_steps()) {
+          PrintProgress(p);
+          while (next_print <= p.step()) next_print += print_every;
+        }
+      } else if (event->has_checkpoint_published()) {
+        const v1::CheckpointInfo& c = event->checkpoint_published();
+        std::printf("published %s version %lld: %s (loss %.4f)\n",
+                    c.model().c_str(), static_cast<long long>(c.version()),
+                    c.path().c_str(), c.loss());
+        std::fflush(stdout);
+      } else if (event->has_finished()) {
+        finished = true;
+      }
+    }
+    runner.join();
+  }
+  job.Unsubscribe(watcher.get());
+
+  if (!start_status.ok()) return start_status;
+  const v1::TrainingJob final_job = job.Snapshot();
+  if (final_job.state() == v1::JOB_STATE_SUCCEEDED) {
+    std::printf("final version: %s\n",
+                store.VersionPath(final_job.model(), final_job.latest_version())
+                    .c_str());
+    std::printf(
+        "trained %lld steps in %.2f s\n",
+        static_cast<long long>(final_job.progress().step() - start_step),
+        final_job.progress().elapsed_seconds());
+  }
+  return job.status();
+}
+
+}  // namespace microgpt

@@ -1,0 +1,35 @@
+// The one-shot `microgpt-trainer train` command: runs a training job in this
+// process, printing progress lines and published versions to stdout.
+//
+//   step 100/1000 | loss 2.6512 | lr 0.009000 | 123456 tok/s
+//   published names version 1000: /ckpt/names/1000 (loss 2.4102)
+//
+// SIGINT or SIGTERM cancels the job after its current step; nothing partial
+// is published. The signals must be blocked in every thread beforehand (see
+// BlockShutdownSignals).
+#ifndef MICROGPT_TRAINER_LOCAL_TRAINING_H_
+#define MICROGPT_TRAINER_LOCAL_TRAINING_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "microgpt/v1/microgpt.pb.h"
+
+namespace microgpt {
+
+struct LocalTrainingOptions {
+  std::string checkpoint_root;
+  // A progress line about every this many steps; 0 = about ten per run.
+  int64_t print_every = 0;
+};
+
+// Trains as `request` says (its dataset_path is a local file, used as given)
+// and returns OK once the final version is published, CANCELLED when
+// interrupted, or why the job failed.
+absl::Status TrainLocally(const v1::StartTrainingRequest& request,
+                          const LocalTrainingOptions& options);
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_TRAINER_LOCAL_TRAINING_H_

@@ -1,0 +1,149 @@
+// microgpt-trainer: trains microgpt models and publishes versioned checkpoints.
+//
+//   microgpt-trainer train --data names.txt --model names --checkpoint_root
+//   ckpt microgpt-trainer serve --port 50052 --checkpoint_root ckpt --data_root
+//   data
+//
+// Both commands build a StartTrainingRequest (from flags, or from the wire),
+// and JobOptionsFromRequest turns either into a job.
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "microgpt/v1/microgpt.pb.h"
+#include "server/server_runner.h"
+#include "trainer/local_training.h"
+#include "trainer/trainer_server.h"
+
+// Both commands.
+ABSL_FLAG(std::string, checkpoint_root, "", "Directory of published versions.");
+ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
+// train
+ABSL_FLAG(std::string, data, "", "train: dataset file, one document per line.");
+ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
+ABSL_FLAG(int64_t, steps, 1000, "train: total steps (the lr decay horizon).");
+ABSL_FLAG(int32_t, batch_size, 1, "train: documents per step.");
+ABSL_FLAG(int32_t, n_embd, 16, "train: embedding width.");
+ABSL_FLAG(int32_t, n_head, 4, "train: attention heads (must divide n_embd).");
+ABSL_FLAG(int32_t, n_layer, 1, "train: transformer layers.");
+ABSL_FLAG(int32_t, block_size, 16, "train: context length.");
+ABSL_FLAG(float, lr, 0.01f,
+          "train: Adam learning rate (decays linearly to 0).");
+ABSL_FLAG(uint64_t, seed, 42,
+          "train: seed of the initialisation and data order.");
+ABSL_FLAG(int64_t, checkpoint_every, 0,
+          "train: publish a version every N steps (0: only at the end).");
+ABSL_FLAG(bool, resume, false,
+          "train: continue from the model's latest published version.");
+ABSL_FLAG(int64_t, print_every, 0,
+          "train: a progress line every N steps (0: about ten per run).");
+// serve
+ABSL_FLAG(std::string, host, "0.0.0.0", "serve: address to listen on.");
+ABSL_FLAG(int32_t, port, 50052,
+          "serve: port to listen on (0 picks a free one).");
+ABSL_FLAG(std::string, data_root, "",
+          "serve: directory that StartTraining dataset paths are relative to "
+          "(empty: inline datasets only).");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "serve: how long calls in flight may take to finish on shutdown.");
+ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
+          "serve: largest request accepted (inline datasets).");
+
+namespace microgpt {
+namespace {
+
+constexpr char kUsage[] =
+    "trains microgpt models.\n"
+    "\n"
+    "  microgpt-trainer train --data FILE --model NAME --checkpoint_root DIR\n"
+    "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
+    "       --block_size N --lr X --seed N --checkpoint_every N --resume]\n"
+    "  microgpt-trainer serve --checkpoint_root DIR [--data_root DIR --port P\n"
+    "      --host H --shutdown_grace 10s]\n";
+
+// The request the train command's flags describe.
+v1::StartTrainingRequest RequestFromFlags() {
+  v1::StartTrainingRequest request;
+  request.set_model(absl::GetFlag(FLAGS_model));
+  request.set_dataset_path(absl::GetFlag(FLAGS_data));
+  v1::ModelConfig* config = request.mutable_config();
+  config->set_n_embd(absl::GetFlag(FLAGS_n_embd));
+  config->set_n_head(absl::GetFlag(FLAGS_n_head));
+  config->set_n_layer(absl::GetFlag(FLAGS_n_layer));
+  config->set_block_size(absl::GetFlag(FLAGS_block_size));
+  request.set_steps(absl::GetFlag(FLAGS_steps));
+  request.set_batch_size(absl::GetFlag(FLAGS_batch_size));
+  request.set_learning_rate(absl::GetFlag(FLAGS_lr));
+  request.set_seed(absl::GetFlag(FLAGS_seed));
+  request.set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
+  request.set_resume(absl::GetFlag(FLAGS_resume));
+  return request;
+}
+
+absl::Status Train() {
+  if (absl::GetFlag(FLAGS_data).empty()) {
+    return absl::InvalidArgumentError("--data is required");
+  }
+  if (absl::GetFlag(FLAGS_checkpoint_root).empty()) {
+    return absl::InvalidArgumentError("--checkpoint_root is required");
+  }
+  LocalTrainingOptions options;
+  options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
+  options.print_every = absl::GetFlag(FLAGS_print_every);
+  return TrainLocally(RequestFromFlags(), options);
+}
+
+absl::Status Serve() {
+  TrainerServerOptions options;
+  options.server.host = absl::GetFlag(FLAGS_host);
+  options.server.port = absl::GetFlag(FLAGS_port);
+  options.server.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.server.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
+  options.data_root = absl::GetFlag(FLAGS_data_root);
+  return RunTrainerServer(options);
+}
+
+int Main(int argc, char** argv) {
+  BlockShutdownSignals();
+  absl::SetProgramUsageMessage(kUsage);
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (command != "train" && command != "serve") {
+    // Lets --help and friends work; anything else is a usage error.
+    absl::ParseCommandLine(argc, argv);
+    std::fprintf(stderr, "usage: %s", kUsage);
+    return 2;
+  }
+  // The command is not a flag: parse the rest.
+  std::vector<char*> args = {argv[0]};
+  args.insert(args.end(), argv + 2, argv + argc);
+  const std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (positional.size() > 1) {
+    std::fprintf(stderr, "error: unexpected argument \"%s\"\n", positional[1]);
+    return 2;
+  }
+  SetJsonLogs(absl::GetFlag(FLAGS_json_logs));
+  const absl::Status status = command == "train" ? Train() : Serve();
+  if (!status.ok()) {
+    std::fprintf(stderr, "error: %s: %s\n",
+                 absl::StatusCodeToString(status.code()).c_str(),
+                 std::string(status.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace microgpt
+
+int main(int argc, char** argv) { return microgpt::Main(argc, argv); }

@@ -1,0 +1,344 @@
+#include "trainer/training_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/dataset.h"
+#include "common/log.h"
+#include "common/parameters.h"
+
+namespace microgpt {
+namespace {
+
+// Progress events: at most about one per kEventInterval, or per 1% of the
+// steps, whichever comes first.
+constexpr absl::Duration kEventInterval = absl::Milliseconds(100);
+// A published version's loss: the mean over at most this many recent steps.
+constexpr size_t kLossWindow = 100;
+
+v1::StartTrainingRequest WithoutInlineDocuments(
+    v1::StartTrainingRequest request) {
+  if (request.has_inline_dataset()) {
+    request.mutable_inline_dataset()->clear_documents();
+  }
+  return request;
+}
+
+absl::Status Annotated(const absl::Status& status, absl::string_view context) {
+  return absl::Status(status.code(),
+                      absl::StrCat(context, ": ", status.message()));
+}
+
+const char* StateName(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
+  }
+}
+
+}  // namespace
+
+TrainingJob::TrainingJob(std::string id, TrainingJobOptions options,
+                         v1::StartTrainingRequest request,
+                         CheckpointStore* store)
+    : id_(std::move(id)),
+      options_(std::move(options)),
+      request_(WithoutInlineDocuments(std::move(request))),
+      store_(store) {}
+
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
+  std::vector<std::string> documents;
+  if (!options_.dataset_file.empty()) {
+    auto loaded = LoadDocuments(options_.dataset_file);
+    if (!loaded.ok()) return Annotated(loaded.status(), "reading the dataset");
+    documents = *std::move(loaded);
+  } else {
+    documents = options_.documents;
+  }
+  TrainingOptions training = options_.training;
+  if (!options_.resume) {
+    return TrainingRun::Start(std::move(training), std::move(documents));
+  }
+
+  const std::string& name = options_.model;
+  auto versions = store_->ListVersions(name);
+  if ((!versions.ok() && absl::IsNotFound(versions.status())) ||
+      (versions.ok() && versions->empty())) {
+    return absl::NotFoundError(
+        absl::StrCat("resume: model \"", name,
+                     "\" has no published version under ", store_->root()));
+  }
+  if (!versions.ok()) return Annotated(versions.status(), "resume");
+  const int64_t version = versions->back();
+  const std::string context =
+      absl::StrCat("resume from version ", version, " of \"", name, "\"");
+  auto model = store_->LoadModel(name, version);
+  if (!model.ok()) return Annotated(model.status(), context);
+  const ParameterLayout layout(model->config);
+  auto optimizer = store_->LoadOptimizer(name, version, layout);
+  if (!optimizer.ok()) {
+    if (absl::IsNotFound(optimizer.status())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          context,
+          ": the version has no optimizer state (a model-only export)"));
+    }
+    return Annotated(optimizer.status(), context);
+  }
+  training.config = model->config;
+  auto run = TrainingRun::Resume(std::move(training), std::move(documents),
+                                 *std::move(model), *std::move(optimizer));
+  if (!run.ok()) return Annotated(run.status(), context);
+  if ((*run)->done()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        context, ": steps (", (*run)->options().steps,
+        ") must be greater than the version's step (", (*run)->step(), ")"));
+  }
+  return run;
+}
+
+void TrainingJob::Run(
+    const std::function<void(const absl::Status&)>& on_started) {
+  auto run = Prepare();
+  if (!run.ok()) {
+    End(run.status());
+    on_started(run.status());
+    return;
+  }
+  start_time_ = absl::Now();
+  last_event_time_ = start_time_;
+  last_event_step_ = (*run)->step();
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    progress_.set_step((*run)->step());
+    progress_.set_total_steps((*run)->options().steps);
+  }
+  LogInfo(absl::StrFormat("job %s: training \"%s\" from step %d to %d", id_,
+                          options_.model, (*run)->step(),
+                          (*run)->options().steps));
+  on_started(absl::OkStatus());
+  Train(**run);
+}
+
+void TrainingJob::Train(TrainingRun& run) {
+  std::deque<float>
+      recent_losses;  // since the last publish, at most kLossWindow
+  while (!run.done()) {
+    if (cancel_requested_.load()) {
+      End(absl::CancelledError("cancelled"));
+      return;
+    }
+    const StepStats stats = run.Step();
+    tokens_ += stats.tokens;
+    UpdateProgress(run, &stats, /*force_event=*/run.done());
+    if (!std::isfinite(stats.loss)) {
+      End(absl::AbortedError(absl::StrFormat(
+          "the loss is not finite at step %d (the run diverged; "
+          "try a lower learning_rate)",
+          stats.step)));
+      return;
+    }
+    recent_losses.push_back(stats.loss);
+    if (recent_losses.size() > kLossWindow) recent_losses.pop_front();
+
+    const bool scheduled = options_.checkpoint_every > 0 &&
+                           stats.step % options_.checkpoint_every == 0;
+    if (scheduled || run.done()) {
+      // Nothing is published once a cancel has been asked for.
+      if (cancel_requested_.load()) {
+        End(absl::CancelledError("cancelled"));
+        return;
+      }
+      const double loss =
+          std::accumulate(recent_losses.begin(), recent_losses.end(), 0.0) /
+          static_cast<double>(recent_losses.size());
+      if (!Publish(run, loss)) return;
+      recent_losses.clear();
+    }
+  }
+  End(absl::OkStatus());
+}
+
+bool TrainingJob::Publish(TrainingRun& run, double loss) {
+  const int64_t version = run.step();
+  const ModelCheckpoint model = run.ModelSnapshot(loss);
+  const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
+  const absl::Status status =
+      store_->Publish(options_.model, version, model, &optimizer, run.layout());
+  if (!status.ok()) {
+    End(absl::Status(status.code(),
+                     absl::StrFormat("publishing version %d of \"%s\" under "
+                                     "\"%s\" failed: %s",
+                                     version, options_.model, store_->root(),
+                                     status.message())));
+    return false;
+  }
+  v1::TrainingEvent event;
+  v1::CheckpointInfo* info = event.mutable_checkpoint_published();
+  info->set_model(options_.model);
+  info->set_version(version);
+  info->set_step(version);
+  info->set_loss(loss);
+  info->set_path(store_->VersionPath(options_.model, version));
+  LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
+                          loss));
+  absl::MutexLock lock(&mu_);
+  latest_version_ = version;
+  EmitLocked(event);
+  return true;
+}
+
+void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
+                                 bool force_event) {
+  const absl::Time now = absl::Now();
+  const double elapsed = absl::ToDoubleSeconds(now - start_time_);
+  v1::TrainingProgress progress;
+  progress.set_step(run.step());
+  progress.set_total_steps(run.options().steps);
+  progress.set_loss(stats->loss);
+  progress.set_learning_rate(stats->lr);
+  progress.set_tokens_per_second(elapsed > 0 ? tokens_ / elapsed : 0.0);
+  progress.set_elapsed_seconds(elapsed);
+
+  const int64_t step_interval = std::max<int64_t>(1, run.options().steps / 100);
+  const bool emit = force_event || now - last_event_time_ >= kEventInterval ||
+                    run.step() - last_event_step_ >= step_interval;
+  absl::MutexLock lock(&mu_);
+  progress_ = progress;
+  if (emit) {
+    last_event_time_ = now;
+    last_event_step_ = run.step();
+    v1::TrainingEvent event;
+    *event.mutable_progress() = progress;
+    EmitLocked(event);
+  }
+}
+
+void TrainingJob::End(const absl::Status& status) {
+  const v1::JobState state = status.ok() ? v1::JOB_STATE_SUCCEEDED
+                             : absl::IsCancelled(status)
+                                 ? v1::JOB_STATE_CANCELLED
+                                 : v1::JOB_STATE_FAILED;
+  std::vector<std::function<void(const v1::TrainingJob&)>> callbacks;
+  v1::TrainingJob final_job;
+  {
+    absl::MutexLock lock(&mu_);
+    state_ = state;
+    status_ = status;
+    final_job = SnapshotLocked();
+    v1::TrainingEvent event;
+    *event.mutable_finished() = final_job;
+    EmitLocked(event);
+    watchers_.clear();
+    callbacks.swap(on_ended_);
+  }
+  std::string message = absl::StrFormat("job %s (\"%s\") %s", id_,
+                                        options_.model, StateName(state));
+  if (final_job.has_progress()) {
+    absl::StrAppendFormat(&message, " at step %d/%d",
+                          final_job.progress().step(),
+                          final_job.progress().total_steps());
+  }
+  if (!final_job.error().empty())
+    absl::StrAppend(&message, ": ", final_job.error());
+  Log(state == v1::JOB_STATE_FAILED ? LogLevel::kError : LogLevel::kInfo,
+      message);
+  for (const auto& callback : callbacks) callback(final_job);
+}
+
+void TrainingJob::Cancel() { cancel_requested_.store(true); }
+
+v1::TrainingJob TrainingJob::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return SnapshotLocked();
+}
+
+v1::TrainingJob TrainingJob::SnapshotLocked() const {
+  v1::TrainingJob job;
+  job.set_job_id(id_);
+  job.set_model(options_.model);
+  job.set_state(state_);
+  if (started_) *job.mutable_progress() = progress_;
+  job.set_latest_version(latest_version_);
+  if (state_ == v1::JOB_STATE_FAILED)
+    job.set_error(std::string(status_.message()));
+  *job.mutable_request() = request_;
+  return job;
+}
+
+v1::JobState TrainingJob::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+bool TrainingJob::ended() const { return state() != v1::JOB_STATE_RUNNING; }
+
+absl::Status TrainingJob::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+void TrainingJob::WaitUntilEnded() const {
+  absl::MutexLock lock(&mu_);
+  auto has_ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return state_ != v1::JOB_STATE_RUNNING;
+  };
+  mu_.Await(absl::Condition(&has_ended));
+}
+
+void TrainingJob::Subscribe(std::shared_ptr<JobWatcher> watcher) {
+  absl::MutexLock lock(&mu_);
+  if (started_) {
+    v1::TrainingEvent event;
+    *event.mutable_progress() = progress_;
+    watcher->Push(std::move(event));
+  }
+  if (state_ != v1::JOB_STATE_RUNNING) {
+    v1::TrainingEvent event;
+    *event.mutable_finished() = SnapshotLocked();
+    watcher->Push(std::move(event));
+    return;
+  }
+  watchers_.push_back(std::move(watcher));
+}
+
+void TrainingJob::Unsubscribe(const JobWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(
+      std::remove_if(watchers_.begin(), watchers_.end(),
+                     [watcher](const auto& w) { return w.get() == watcher; }),
+      watchers_.end());
+}
+
+void TrainingJob::OnEnded(
+    std::function<void(const v1::TrainingJob&)> callback) {
+  v1::TrainingJob final_job;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ == v1::JOB_STATE_RUNNING) {
+      on_ended_.push_back(std::move(callback));
+      return;
+    }
+    final_job = SnapshotLocked();
+  }
+  callback(final_job);
+}
+
+void TrainingJob::EmitLocked(const v1::TrainingEvent& event) {
+  for (const auto& watcher : watchers_) watcher->Push(event);
+}
+
+}  // namespace microgpt

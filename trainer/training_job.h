@@ -1,0 +1,129 @@
+// TrainingJob: one training run from dataset to published versions.
+//
+// Run() executes the whole job on the calling thread (the trainer service's
+// worker thread, or main() of the one-shot command): it reads the dataset,
+// starts a new TrainingRun or resumes the model's latest published version,
+// then steps until done or cancelled. It publishes version = step every
+// checkpoint_every steps and at the end; each version records the mean loss
+// of the steps since the previous publish (at most the last 100). A
+// cancelled job stops after its current step and publishes nothing more; a
+// failed publish fails the job.
+//
+// Other threads read the job's state (Snapshot) and subscribe watchers that
+// receive progress, checkpoint_published and, last, finished events. Progress
+// events are throttled to about one per 100 ms or 1% of the steps; the last
+// step always gets one.
+//
+//   TrainingJob job("job-1", options, request, &store);
+//   std::thread worker([&] { job.Run([](absl::Status started) { ... }); });
+//   job.Subscribe(watcher);  // events from now on, after the latest progress
+//   job.Cancel();            // from any thread
+#ifndef MICROGPT_TRAINER_TRAINING_JOB_H_
+#define MICROGPT_TRAINER_TRAINING_JOB_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/checkpoint_store.h"
+#include "common/training_run.h"
+#include "microgpt/v1/microgpt.pb.h"
+#include "trainer/job_options.h"
+#include "trainer/job_watcher.h"
+
+namespace microgpt {
+
+class TrainingJob {
+ public:
+  // `request` is kept for reports (TrainingJob.request) with inline documents
+  // left out, so that listing jobs stays small. `store` must outlive the job.
+  TrainingJob(std::string id, TrainingJobOptions options,
+              v1::StartTrainingRequest request, CheckpointStore* store);
+
+  TrainingJob(const TrainingJob&) = delete;
+  TrainingJob& operator=(const TrainingJob&) = delete;
+
+  const std::string& id() const { return id_; }
+  const std::string& model() const { return options_.model; }
+
+  // Runs the job to its end; call once. `on_started` is called once the run
+  // is set up, before the first step, with OK, or with why the job could not
+  // start (the job is then FAILED): NOT_FOUND for a missing dataset file or,
+  // when resuming, a model without published versions; FAILED_PRECONDITION
+  // when a resumed run is already at `steps` or the dataset is not the one
+  // the checkpoint was trained on.
+  void Run(const std::function<void(const absl::Status&)>& on_started);
+
+  // Asks the job to stop after its current step (a no-op once it has ended).
+  void Cancel();
+
+  // The job as reported by the API.
+  v1::TrainingJob Snapshot() const;
+  v1::JobState state() const;
+  bool ended() const;
+  // How the job ended: OK when it succeeded, CANCELLED, or why it failed;
+  // UNKNOWN while it runs.
+  absl::Status status() const;
+  // Blocks until the job has ended.
+  void WaitUntilEnded() const;
+
+  // Adds a watcher. It first receives the latest progress (when the run has
+  // started) and, when the job has already ended, the finished event.
+  void Subscribe(std::shared_ptr<JobWatcher> watcher);
+  // Removes a watcher; once this returns, the job no longer touches it.
+  void Unsubscribe(const JobWatcher* watcher);
+
+  // Calls `callback` with the final job once it has ended: right away (on
+  // this thread) if it already has, else on the job's thread.
+  void OnEnded(std::function<void(const v1::TrainingJob&)> callback);
+
+ private:
+  absl::StatusOr<std::unique_ptr<TrainingRun>> Prepare();
+  void Train(TrainingRun& run);
+  // Publishes the run's current step; false (and the job FAILED) on error.
+  bool Publish(TrainingRun& run, double loss);
+  void UpdateProgress(const TrainingRun& run, const StepStats* stats,
+                      bool force_event);
+  // Ends the job: OK means SUCCEEDED, CANCELLED means CANCELLED, anything
+  // else FAILED with the status's message as the job's error.
+  void End(const absl::Status& status);
+
+  v1::TrainingJob SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(const v1::TrainingEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string id_;
+  const TrainingJobOptions options_;
+  const v1::StartTrainingRequest request_;
+  CheckpointStore* const store_;
+  std::atomic<bool> cancel_requested_{false};
+
+  // Training statistics; only the job's thread touches them.
+  absl::Time start_time_;
+  int64_t tokens_ = 0;
+  int64_t last_event_step_ = -1;
+  absl::Time last_event_time_;
+
+  mutable absl::Mutex mu_;
+  v1::JobState state_ ABSL_GUARDED_BY(mu_) = v1::JOB_STATE_RUNNING;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // the run is set up
+  v1::TrainingProgress progress_ ABSL_GUARDED_BY(mu_);
+  int64_t latest_version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status status_ ABSL_GUARDED_BY(mu_) =
+      absl::UnknownError("the job is running");
+  std::vector<std::shared_ptr<JobWatcher>> watchers_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const v1::TrainingJob&)>> on_ended_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_TRAINER_TRAINING_JOB_H_
