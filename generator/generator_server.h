@@ -63,8 +63,11 @@ class GeneratorServer {
   // Thread-safe.
   void RequestShutdown() { runner_.RequestShutdown(); }
 
+  // The parts, for tests and metrics: ModelManager::loads() and
+  // failed_loads(), Scheduler::stats(), GeneratorServiceImpl::active_streams().
   ModelManager& models() { return models_; }
   Scheduler& scheduler() { return scheduler_; }
+  GeneratorServiceImpl& service() { return service_; }
 
  private:
   explicit GeneratorServer(GeneratorServerOptions options);

@@ -1,5 +1,6 @@
 #include "generator/generator_service.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <utility>
@@ -169,10 +170,8 @@ class GenerateReactor final
   }
 
   bool AllDone() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (const auto& sequence : sequences_) {
-      if (!sequence->done()) return false;
-    }
-    return true;
+    return std::all_of(sequences_.begin(), sequences_.end(),
+                       [](const auto& sequence) { return sequence->done(); });
   }
 
   void Fill(int sample_index, const ServableModel& servable,
@@ -223,7 +222,8 @@ class GenerateReactor final
 
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
-    std::shared_ptr<const ServableModel> servable, uint64_t random_seed) {
+    const std::shared_ptr<const ServableModel>& servable,
+    uint64_t random_seed) {
   const ModelConfig& config = servable->model.config();
   SamplingParams sampling;
   sampling.temperature =

@@ -40,7 +40,7 @@ inline constexpr float kDefaultTemperature = 0.5f;
 // sample i gets seed + i.
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
-    std::shared_ptr<const ServableModel> servable, uint64_t random_seed);
+    const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed);
 
 class GenerateReactor;
 

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "generator/generator_server.h"
 #include "server/server_runner.h"
+#include "server/shutdown_signals.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (printed).");
@@ -30,7 +31,7 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(int, threads, 1, "Compute worker threads.");
 
 int main(int argc, char** argv) {
-  microgpt::BlockShutdownSignals();  // before any thread starts
+  microgpt::InstallShutdownSignalHandlers();
   absl::SetProgramUsageMessage(
       "Streams text sampled from microgpt checkpoints over gRPC.");
   absl::ParseCommandLine(argc, argv);

@@ -166,7 +166,7 @@ void Scheduler::Start() {
 }
 
 absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> Scheduler::Submit(
-    std::vector<SequenceSpec> specs, std::function<void()> listener) {
+    std::vector<SequenceSpec> specs, const std::function<void()>& listener) {
   for (const SequenceSpec& spec : specs) {
     if (spec.servable == nullptr) {
       return absl::InvalidArgumentError("sequence without a model");

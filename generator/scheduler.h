@@ -169,7 +169,7 @@ class Scheduler {
   // sequences has new events; it must not block. The scheduler must outlive
   // every call on the returned sequences.
   absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> Submit(
-      std::vector<SequenceSpec> specs, std::function<void()> listener)
+      std::vector<SequenceSpec> specs, const std::function<void()>& listener)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops the loop and the workers and ends every unfinished sequence with a

@@ -2,31 +2,15 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
 
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
+#include "server/shutdown_signals.h"
 
 namespace microgpt {
-namespace {
-
-sigset_t ShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  return set;
-}
-
-}  // namespace
-
-void BlockShutdownSignals() {
-  sigset_t set = ShutdownSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
 ServerRunner::ServerRunner(ServerOptions options)
     : options_(std::move(options)) {}
 
@@ -77,15 +61,10 @@ void ServerRunner::SetServing(bool serving) {
 }
 
 void ServerRunner::WaitForShutdown(std::function<void()> on_drain) {
-  const sigset_t signals = ShutdownSignals();
-  const timespec poll = {0, 100 * 1000 * 1000};
-  while (!shutdown_requested_.load()) {
-    const int signal = sigtimedwait(&signals, nullptr, &poll);
-    if (signal == SIGTERM || signal == SIGINT) {
-      LogInfo(absl::StrCat("received signal ", signal, ", draining"));
-      break;
-    }
+  while (!shutdown_requested_.load() && !ShutdownSignalReceived()) {
+    absl::SleepFor(absl::Milliseconds(50));
   }
+  if (ShutdownSignalReceived()) LogInfo("shutdown signal received, draining");
   SetServing(false);
   if (server_ != nullptr) {
     if (grpc::HealthCheckServiceInterface* health =

@@ -4,7 +4,7 @@
 // health turns NOT_SERVING, new calls are refused, calls in flight get a grace
 // period to finish.
 //
-//   BlockShutdownSignals();            // first thing in main()
+//   InstallShutdownSignalHandlers();   // server/shutdown_signals.h
 //   ServerRunner runner(options);
 //   runner.AddService(&service);
 //   MICROGPT_RETURN_IF_ERROR(runner.Start("microgpt-generator"));
@@ -33,11 +33,6 @@ struct ServerOptions {
   int max_message_bytes = 4 << 20;
 };
 
-// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
-// later, so WaitForShutdown can take them synchronously. Call it in main()
-// before any thread exists.
-void BlockShutdownSignals();
-
 class ServerRunner {
  public:
   explicit ServerRunner(ServerOptions options);
@@ -56,7 +51,8 @@ class ServerRunner {
   // Health of the whole server ("") and of every added service.
   void SetServing(bool serving);
 
-  // Blocks until SIGTERM, SIGINT or RequestShutdown(), then turns health
+  // Blocks until SIGTERM or SIGINT (once InstallShutdownSignalHandlers has
+  // run) or RequestShutdown(), then turns health
   // NOT_SERVING, calls on_drain, shuts the server down with the grace period
   // as deadline and waits for it.
   void WaitForShutdown(std::function<void()> on_drain = nullptr);

@@ -1,6 +1,7 @@
 #include "trainer/local_training.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -12,42 +13,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/checkpoint_store.h"
+#include "server/shutdown_signals.h"
 #include "trainer/job_options.h"
 #include "trainer/job_watcher.h"
 #include "trainer/training_job.h"
 
 namespace microgpt {
 namespace {
-
-// Cancels `job` on SIGINT or SIGTERM until stopped; the signals are blocked,
-// so they are taken here synchronously.
-class CancelOnSignal {
- public:
-  explicit CancelOnSignal(TrainingJob* job)
-      : thread_([this, job] {
-          sigset_t signals;
-          sigemptyset(&signals);
-          sigaddset(&signals, SIGINT);
-          sigaddset(&signals, SIGTERM);
-          const timespec poll = {0, 100'000'000};
-          while (!stop_.load()) {
-            if (sigtimedwait(&signals, nullptr, &poll) > 0) {
-              std::fprintf(stderr,
-                           "\ncancelling after the current step; nothing "
-                           "partial is published\n");
-              job->Cancel();
-            }
-          }
-        }) {}
-  ~CancelOnSignal() {
-    stop_.store(true);
-    thread_.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 void PrintProgress(const v1::TrainingProgress& p) {
   std::printf("step %lld/%lld | loss %.4f | lr %.6f | %.0f tok/s\n",
@@ -75,7 +47,7 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
   int64_t start_step = 0;
   std::thread runner;
   {
-    CancelOnSignal cancel_on_signal(&job);
+    bool cancelling = false;
     runner = std::thread([&] {
       job.Run([&](const absl::Status& status) {
         start_status = status;
@@ -86,7 +58,14 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
     bool finished = false;
     while (!finished) {
       std::optional<v1::TrainingEvent> event =
-          watcher->PopWithTimeout(absl::Milliseconds(500));
+          watcher->PopWithTimeout(absl::Milliseconds(100));
+      if (ShutdownSignalReceived() && !cancelling) {
+        cancelling = true;
+        std::fprintf(stderr,
+                     "\ncancelling after the current step; nothing partial is "
+                     "published (Ctrl-C again to quit at once)\n");
+        job.Cancel();
+      }
       if (!event) continue;
       if (event->has_progress()) {
         const v1::TrainingProgress& p = event->progress();
@@ -125,6 +104,11 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
         "trained %lld steps in %.2f s\n",
         static_cast<long long>(final_job.progress().step() - start_step),
         final_job.progress().elapsed_seconds());
+  }
+  if (final_job.state() == v1::JOB_STATE_CANCELLED) {
+    return absl::CancelledError(absl::StrFormat(
+        "cancelled at step %d; the latest version is %d (0: none)",
+        final_job.progress().step(), final_job.latest_version()));
   }
   return job.status();
 }

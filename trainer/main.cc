@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "microgpt/v1/microgpt.pb.h"
 #include "server/server_runner.h"
+#include "server/shutdown_signals.h"
 #include "trainer/local_training.h"
 #include "trainer/trainer_server.h"
 
@@ -114,7 +115,7 @@ absl::Status Serve() {
 }
 
 int Main(int argc, char** argv) {
-  BlockShutdownSignals();
+  InstallShutdownSignalHandlers();
   absl::SetProgramUsageMessage(kUsage);
   const std::string command = argc > 1 ? argv[1] : "";
   if (command != "train" && command != "serve") {

@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   }
   TrainingOptions training = options_.training;
   if (!options_.resume) {
-    return TrainingRun::Start(std::move(training), std::move(documents));
+    return TrainingRun::Start(training, std::move(documents));
   }
 
   const std::string& name = options_.model;
@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
     return Annotated(optimizer.status(), context);
   }
   training.config = model->config;
-  auto run = TrainingRun::Resume(std::move(training), std::move(documents),
+  auto run = TrainingRun::Resume(training, std::move(documents),
                                  *std::move(model), *std::move(optimizer));
   if (!run.ok()) return Annotated(run.status(), context);
   if ((*run)->done()) {
@@ -134,8 +134,8 @@ void TrainingJob::Run(
 }
 
 void TrainingJob::Train(TrainingRun& run) {
-  std::deque<float>
-      recent_losses;  // since the last publish, at most kLossWindow
+  // Losses since the last publish, at most kLossWindow of them.
+  std::deque<float> recent_losses;
   while (!run.done()) {
     if (cancel_requested_.load()) {
       End(absl::CancelledError("cancelled"));

@@ -74,16 +74,9 @@ class GeneratorServiceTest : public ::testing::Test {
     ASSERT_TRUE(server_->models().Get(name, version).ok());
   }
 
-  // Waits until the scheduler has stopped producing tokens (every sequence
-  // finished, or stalled behind a full buffer) and returns the count.
   int64_t WaitForQuiescence() {
-    int64_t last = -1;
-    while (true) {
-      const int64_t now = server_->scheduler().stats().tokens_generated;
-      if (now == last) return now;
-      last = now;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    return testing::WaitForQuiescence(
+        [&] { return server_->scheduler().stats().tokens_generated; });
   }
 
   TempDir root_;

@@ -219,6 +219,18 @@ inline bool WaitFor(const std::function<bool()>& condition,
   return true;
 }
 
+// Waits until `count()` stops changing for 100 ms and returns its value: the
+// scheduler has finished or stalled behind full buffers.
+inline int64_t WaitForQuiescence(const std::function<int64_t()>& count) {
+  int64_t last = -1;
+  while (true) {
+    const int64_t now = count();
+    if (now == last) return now;
+    last = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 struct StreamResult {
   grpc::Status status;
   std::vector<v1::GenerateResponse> messages;
