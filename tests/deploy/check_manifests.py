@@ -67,6 +67,59 @@ LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
+# Enumerations of the fields these manifests use (the strict schema checks
+# types, not enum values): (kinds or None, path suffix) -> allowed values.
+ENUMS = [
+    (None, ("strategy", "type"), {"RollingUpdate", "Recreate"}),
+    (None, ("topologySpreadConstraints", "whenUnsatisfiable"), {"DoNotSchedule", "ScheduleAnyway"}),
+    (None, ("topologySpreadConstraints", "nodeAffinityPolicy"), {"Honor", "Ignore"}),
+    (None, ("topologySpreadConstraints", "nodeTaintsPolicy"), {"Honor", "Ignore"}),
+    (None, ("protocol",), {"TCP", "UDP", "SCTP"}),
+    (None, ("imagePullPolicy",), {"Always", "IfNotPresent", "Never"}),
+    (None, ("restartPolicy",), {"Always", "OnFailure", "Never"}),
+    (None, ("fsGroupChangePolicy",), {"OnRootMismatch", "Always"}),
+    (None, ("seccompProfile", "type"), {"RuntimeDefault", "Localhost", "Unconfined"}),
+    (None, ("capabilities", "drop"), None),  # free-form, listed so that it is not flagged
+    (None, ("terminationMessagePolicy",), {"File", "FallbackToLogsOnError"}),
+    (None, ("dnsPolicy",), {"ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"}),
+    (None, ("matchExpressions", "operator"), {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"}),
+    (None, ("accessModes",), {"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}),
+    (None, ("volumeMode",), {"Filesystem", "Block"}),
+    (None, ("policyTypes",), {"Ingress", "Egress"}),
+    (("PodDisruptionBudget",), ("spec", "unhealthyPodEvictionPolicy"), {"IfHealthyBudget", "AlwaysAllow"}),
+    (("Service",), ("spec", "type"), {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}),
+    (("Service",), ("spec", "sessionAffinity"), {"None", "ClientIP"}),
+    (("Service",), ("spec", "externalTrafficPolicy"), {"Cluster", "Local"}),
+    (("Service",), ("spec", "internalTrafficPolicy"), {"Cluster", "Local"}),
+    (("HorizontalPodAutoscaler",), ("metrics", "type"), {"Resource", "Pods", "Object", "External", "ContainerResource"}),
+    (("HorizontalPodAutoscaler",), ("target", "type"), {"Utilization", "Value", "AverageValue"}),
+    (("HorizontalPodAutoscaler",), ("policies", "type"), {"Pods", "Percent"}),
+    (("HorizontalPodAutoscaler",), ("selectPolicy",), {"Max", "Min", "Disabled"}),
+    (("Job",), ("spec", "completionMode"), {"NonIndexed", "Indexed"}),
+    (("Job",), ("spec", "podReplacementPolicy"), {"TerminatingOrFailed", "Failed"}),
+]
+
+
+def enum_problems(obj):
+    problems = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, path + (k,))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, path)
+        else:
+            for kinds, suffix, allowed in ENUMS:
+                if allowed is None or (kinds and obj.get("kind") not in kinds):
+                    continue
+                if path[-len(suffix):] == suffix and node not in allowed:
+                    problems.append(f"{'.'.join(path)}: {node!r} is not one of {sorted(allowed)}")
+    walk(obj.get("spec") or {}, ("spec",))
+    return problems
+
+
 class Results:
     def __init__(self):
         self.passed = self.failed = self.skipped = 0
@@ -239,6 +292,8 @@ class Manifests:
         if kind not in CLUSTER_SCOPED and not m.get("namespace"):
             problems.append("no namespace")
         self.r.check(f"{self.where(obj)}: name, labels, namespace", problems)
+        if obj.get("spec") is not None:
+            self.r.check(f"{self.where(obj)}: enum values", enum_problems(obj))
 
     # -- workloads --
     def check_workload(self, w):
@@ -824,6 +879,8 @@ def mutate(name, docs):
         pod_template(_find(docs, "Deployment", "generator"))["spec"]["terminationGracePeriodSeconds"] = 10
     elif name == "hpa-target":
         _find(docs, "HorizontalPodAutoscaler", "generator")["spec"]["scaleTargetRef"]["name"] = "microgpt-generatr"
+    elif name == "enum-value":
+        _find(docs, "Deployment", "trainer")["spec"]["strategy"]["type"] = "Recreated"
     elif name == "port-flag":
         c = _container(docs, "trainer")
         c["args"] = [a if not a.startswith("--port=") else "--port=50053" for a in c["args"]]
@@ -939,7 +996,8 @@ def check_dockerfile(path, rendered):
 
 
 MUTATIONS = ["service-selector", "deployment-selector", "no-limits", "probe-port",
-             "target-port", "privilege-escalation", "grace-period", "hpa-target", "port-flag"]
+             "target-port", "privilege-escalation", "grace-period", "hpa-target", "port-flag",
+             "enum-value"]
 
 
 def main(argv):

@@ -1,0 +1,277 @@
+// End to end over the real binaries on ephemeral loopback ports: the trainer
+// trains and publishes through the Trainer API, the generator picks the new
+// version up from the shared checkpoint root and streams tokens, a newer
+// version is swapped in while a stream on the old one completes, the CLI
+// prints what a user sees, and SIGTERM drains both servers to exit status 0.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/checkpoint_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "microgpt/client.h"
+#include "tests/e2e/child_process.h"
+
+namespace microgpt {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           absl::StrCat(
+               "e2e-", getpid(), "-",
+               ::testing::UnitTest::GetInstance()->random_seed(), "-",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data");
+    fs::create_directories(dir_ / "checkpoints");
+    std::ofstream data(dir_ / "data" / "words.txt");
+    const char* syllables[] = {"ka", "mi", "lo", "ne", "ra", "su", "ti", "vo"};
+    for (int i = 0; i < 400; ++i) {
+      data << syllables[i % 8] << syllables[(i / 8) % 8]
+           << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
+    }
+    data.close();
+
+    trainer_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{MICROGPT_TRAINER_BIN, "serve", "--host",
+                                 "127.0.0.1", "--port", "0",
+                                 "--checkpoint_root", Path("checkpoints"),
+                                 "--data_root", Path("data")},
+        Path("trainer.log"));
+    generator_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{MICROGPT_GENERATOR_BIN, "--host", "127.0.0.1",
+                                 "--port", "0", "--checkpoint_root",
+                                 Path("checkpoints"), "--poll_interval",
+                                 "0.05s", "--shutdown_grace", "5s"},
+        Path("generator.log"));
+    const int trainer_port = trainer_->WaitForPort();
+    const int generator_port = generator_->WaitForPort();
+    ASSERT_GT(trainer_port, 0) << "trainer did not start; see trainer.log";
+    ASSERT_GT(generator_port, 0) << "generator did not start";
+    trainer_address_ = absl::StrCat("127.0.0.1:", trainer_port);
+    generator_address_ = absl::StrCat("127.0.0.1:", generator_port);
+    trainer_client_ = std::make_unique<TrainerClient>(trainer_address_);
+    generator_client_ = std::make_unique<GeneratorClient>(generator_address_);
+  }
+
+  void TearDown() override {
+    trainer_.reset();
+    generator_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::string Path(const std::string& name) const {
+    return (dir_ / name).string();
+  }
+
+  // Trains through the Trainer API and returns the events seen while watching.
+  std::vector<v1::TrainingEvent> Train(int64_t steps, bool resume) {
+    v1::StartTrainingRequest request;
+    request.set_model("words");
+    request.set_dataset_path("words.txt");
+    request.set_steps(steps);
+    request.set_batch_size(8);
+    request.set_checkpoint_every(100);
+    request.set_resume(resume);
+    absl::StatusOr<std::string> job = trainer_client_->Start(request);
+    EXPECT_TRUE(job.ok()) << job.status();
+    std::vector<v1::TrainingEvent> events;
+    if (!job.ok()) return events;
+    const absl::Status watched =
+        trainer_client_->Watch(*job, [&](const v1::TrainingEvent& event) {
+          events.push_back(event);
+          return true;
+        });
+    EXPECT_TRUE(watched.ok()) << watched;
+    return events;
+  }
+
+  // Waits until the generator serves `version` of "words".
+  bool WaitForVersion(int64_t version) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      absl::StatusOr<v1::ListModelsResponse> models =
+          generator_client_->ListModels();
+      if (models.ok()) {
+        for (const v1::ModelInfo& model : models->models()) {
+          for (const v1::ModelVersion& v : model.versions()) {
+            if (model.name() == "words" && v.version() == version) return true;
+          }
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<ChildProcess> trainer_, generator_;
+  std::string trainer_address_, generator_address_;
+  std::unique_ptr<TrainerClient> trainer_client_;
+  std::unique_ptr<GeneratorClient> generator_client_;
+};
+
+TEST_F(ServicesTest, TrainWatchPublishServeGenerate) {
+  const std::vector<v1::TrainingEvent> events = Train(200, /*resume=*/false);
+  int progress = 0;
+  std::vector<int64_t> published;
+  ASSERT_FALSE(events.empty());
+  for (const v1::TrainingEvent& e : events) {
+    if (e.has_progress()) {
+      ++progress;
+      EXPECT_GT(e.progress().loss(), 0);
+      EXPECT_GT(e.progress().tokens_per_second(), 0);
+    }
+    if (e.has_checkpoint_published()) {
+      published.push_back(e.checkpoint_published().version());
+    }
+  }
+  EXPECT_GT(progress, 0);
+  EXPECT_EQ(published, (std::vector<int64_t>{100, 200}));
+  ASSERT_TRUE(events.back().has_finished());
+  EXPECT_EQ(events.back().finished().state(), v1::JOB_STATE_SUCCEEDED);
+
+  ASSERT_TRUE(WaitForVersion(200));
+  v1::GenerateRequest request;
+  request.set_prompt("k");
+  request.set_seed(7);
+  request.set_num_samples(3);
+  std::vector<v1::GenerateResponse> tokens;
+  ASSERT_TRUE(generator_client_
+                  ->Generate(request,
+                             [&](const v1::GenerateResponse& t) {
+                               tokens.push_back(t);
+                               return true;
+                             })
+                  .ok());
+  std::set<int> finished;
+  for (const v1::GenerateResponse& t : tokens) {
+    if (t.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      finished.insert(t.sample_index());
+      EXPECT_EQ(t.model(), "words");
+      EXPECT_EQ(t.version(), 200);
+    }
+  }
+  EXPECT_EQ(finished, (std::set<int>{0, 1, 2}));
+}
+
+TEST_F(ServicesTest, NewVersionSwapsInWhileOldStreamCompletes) {
+  Train(100, /*resume=*/false);
+  ASSERT_TRUE(WaitForVersion(100));
+
+  // A stream opened on version 100: read its first token, then let a second
+  // training run publish version 200 before reading the rest.
+  v1::GenerateRequest request;
+  request.set_seed(1);
+  request.set_num_samples(16);
+  request.set_temperature(1.0f);
+  std::vector<v1::GenerateResponse> old_tokens;
+  bool swapped = false;
+  const absl::Status status =
+      generator_client_->Generate(request, [&](const v1::GenerateResponse& t) {
+        old_tokens.push_back(t);
+        if (!swapped) {
+          const std::vector<v1::TrainingEvent> events = Train(200, true);
+          EXPECT_TRUE(!events.empty() && events.back().has_finished() &&
+                      events.back().finished().state() ==
+                          v1::JOB_STATE_SUCCEEDED);
+          swapped = WaitForVersion(200);
+        }
+        return true;
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(swapped);
+  int finals = 0;
+  for (const v1::GenerateResponse& t : old_tokens) {
+    if (t.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) continue;
+    ++finals;
+    EXPECT_EQ(t.version(), 100) << "a stream must finish on its version";
+  }
+  EXPECT_EQ(finals, 16);
+
+  // New streams get the new version.
+  request.set_num_samples(1);
+  int64_t new_version = 0;
+  ASSERT_TRUE(generator_client_
+                  ->Generate(request,
+                             [&](const v1::GenerateResponse& t) {
+                               if (t.version() != 0) new_version = t.version();
+                               return true;
+                             })
+                  .ok());
+  EXPECT_EQ(new_version, 200);
+}
+
+TEST_F(ServicesTest, CliGeneratesAndListsModels) {
+  Train(100, /*resume=*/false);
+  ASSERT_TRUE(WaitForVersion(100));
+  ChildProcess generate(
+      {MICROGPT_CLI_BIN, "generate", "--generator", generator_address_,
+       "--prompt", "ka", "--seed", "3", "--temperature", "0"},
+      Path("cli.log"));
+  ASSERT_EQ(generate.Wait(absl::Seconds(20)), 0);
+  const std::string text = generate.output();
+  EXPECT_EQ(text.rfind("ka", 0), 0u) << text;  // the prompt, then the tokens
+  EXPECT_GT(text.size(), 3u);
+
+  ChildProcess models(
+      {MICROGPT_CLI_BIN, "models", "--generator", generator_address_},
+      Path("cli.log"));
+  ASSERT_EQ(models.Wait(absl::Seconds(20)), 0);
+  EXPECT_THAT(models.output(), HasSubstr("words"));
+  EXPECT_THAT(models.output(), HasSubstr("100"));
+
+  ChildProcess bad({MICROGPT_CLI_BIN, "generate", "--generator",
+                    generator_address_, "--top_p", "1.5"},
+                   Path("cli.log"));
+  EXPECT_EQ(bad.Wait(absl::Seconds(20)), 1);
+}
+
+TEST_F(ServicesTest, SigtermDuringTrainingPublishesNothingPartialAndExitsZero) {
+  v1::StartTrainingRequest request;
+  request.set_model("words");
+  request.set_dataset_path("words.txt");
+  request.set_steps(2000000);  // far more than can run before the signal
+  request.set_checkpoint_every(50000);
+  request.mutable_config()->set_n_embd(64);
+  ASSERT_TRUE(trainer_client_->Start(request).ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  trainer_->Signal(SIGTERM);
+  generator_->Signal(SIGTERM);
+  EXPECT_EQ(trainer_->Wait(absl::Seconds(20)), 0);
+  EXPECT_EQ(generator_->Wait(absl::Seconds(20)), 0);
+
+  // Whatever was published is complete and loads; nothing else is visible.
+  CheckpointStore store(Path("checkpoints"));
+  absl::StatusOr<std::vector<int64_t>> versions = store.ListVersions("words");
+  if (versions.ok()) {
+    for (int64_t v : *versions) {
+      EXPECT_TRUE(store.LoadModel("words", v).ok()) << "version " << v;
+      EXPECT_EQ(v % 50000, 0) << "only scheduled versions are published";
+    }
+  }
+  for (const auto& entry : fs::directory_iterator(Path("checkpoints"))) {
+    if (!fs::is_directory(entry.path())) continue;
+    for (const auto& version : fs::directory_iterator(entry.path())) {
+      EXPECT_NE(version.path().filename().string().rfind(".tmp", 0), 0u)
+          << "leftover " << version.path();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace microgpt
