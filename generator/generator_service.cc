@@ -116,7 +116,7 @@ class GenerateReactor final
         models->Get(request.model(), request.version());
     if (!servable.ok()) return servable.status();
     absl::StatusOr<std::vector<SequenceSpec>> specs =
-        MakeSequenceSpecs(request, *std::move(servable), RandomSeed());
+        MakeSequenceSpecs(request, *servable, RandomSeed());
     if (!specs.ok()) return specs.status();
     absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> sequences =
         scheduler->Submit(*std::move(specs),

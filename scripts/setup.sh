@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev prometheus-cpp-dev
   nlohmann-json3-dev libssl-dev
   wamerican         # the default training dataset: /usr/share/dict/american-english
-  python3-minimal   # the tests' independent safetensors reader (stdlib only)
+  python3-yaml python3-jsonschema  # tests/deploy: strict manifest validation
 )
 # Extra groups: `setup.sh --with-python` adds what the Python client and benchmarks need.
 for arg in "$@"; do

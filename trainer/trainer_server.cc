@@ -42,6 +42,7 @@ absl::Status RunTrainerServer(const TrainerServerOptions& options) {
   ServerRunner runner(options.server);
   runner.AddService(&service);
   MICROGPT_RETURN_IF_ERROR(runner.Start("microgpt-trainer"));
+  runner.SetServing(true);  // the Trainer API is ready as soon as it listens
   LogInfo(absl::StrCat("checkpoint root ", checkpoint_root, ", data root ",
                        options.data_root.empty()
                            ? "(none: inline datasets only)"

@@ -11,7 +11,7 @@
 #
 # Prints one line per library and binary, and "N passed, N failed" last.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 build_dir=${1:-${BUILD_DIR:-build}}
 dockerfile=${DOCKERFILE:-deploy/docker/Dockerfile}

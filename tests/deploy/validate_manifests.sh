@@ -19,7 +19,7 @@
 # Needs kubectl (with its built-in kustomize) and Debian's python3-yaml and
 # python3-jsonschema (run by /usr/bin/python3).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 schemas=${MICROGPT_K8S_SCHEMAS:-../shared/k8s}
 if [ ! -f "$schemas/k8s_validate.py" ] || [ ! -f "$schemas/k8s-1.33-strict.json" ]; then

@@ -130,7 +130,7 @@ TEST(GeneratorServerTest, ShutdownLetsStreamsInFlightFinish) {
   request.set_num_samples(4);
   auto reader = stub->Generate(&context, request);
   std::vector<v1::GenerateResponse> messages(1);
-  ASSERT_TRUE(reader->Read(&messages[0]));
+  ASSERT_TRUE(reader->Read(messages.data()));
 
   std::thread shutdown([&] {
     (*server)->RequestShutdown();
@@ -180,7 +180,7 @@ TEST(GeneratorServerTest, StreamsStillRunningAtTheEndOfGraceEndCancelled) {
   request.set_num_samples(64);
   auto reader = stub->Generate(&context, request);
   std::vector<v1::GenerateResponse> messages(1);
-  ASSERT_TRUE(reader->Read(&messages[0]));
+  ASSERT_TRUE(reader->Read(messages.data()));
   const absl::Time start = absl::Now();
   std::thread shutdown([&] {
     (*server)->RequestShutdown();

@@ -469,7 +469,7 @@ TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
   grpc::ClientContext context;
   auto reader = stub_->Generate(&context, request);
   std::vector<v1::GenerateResponse> messages(1);
-  ASSERT_TRUE(reader->Read(&messages[0]));
+  ASSERT_TRUE(reader->Read(messages.data()));
   // The client stops reading; the sequences stall behind full buffers.
   EXPECT_LT(WaitForQuiescence(), 16 * 512);
   ASSERT_GT(server_->scheduler().stats().active, 0);

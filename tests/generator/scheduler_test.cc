@@ -20,8 +20,8 @@ using ::microgpt::testing::SteerBos;
 using ::microgpt::testing::WaitFor;
 using ::testing::HasSubstr;
 
-std::shared_ptr<const ServableModel> MakeServable(ModelCheckpoint checkpoint,
-                                                  int64_t version = 1) {
+std::shared_ptr<const ServableModel> MakeServable(
+    const ModelCheckpoint& checkpoint, int64_t version = 1) {
   Model model =
       *Model::FromParameters(checkpoint.config, checkpoint.parameters);
   return std::make_shared<const ServableModel>(
@@ -67,6 +67,7 @@ TEST(SchedulerTest, TokensMatchDirectDecodingWithTheSameSeed) {
   scheduler.Start();
   const std::vector<int> prompt = {4, 12};  // "em"
   std::vector<SequenceSpec> specs;
+  specs.reserve(64);
   for (uint64_t seed = 100; seed < 108; ++seed) {
     specs.push_back(Spec(servable, seed, prompt));
   }
@@ -176,6 +177,7 @@ TEST(SchedulerTest, ActiveBatchIsCappedAndTheQueueDrains) {
   Scheduler scheduler(options);
   scheduler.Start();
   std::vector<SequenceSpec> specs;
+  specs.reserve(64);
   for (int i = 0; i < 5; ++i) specs.push_back(Spec(servable, i));
   auto sequences = scheduler.Submit(specs, nullptr);
   ASSERT_TRUE(sequences.ok());
@@ -221,6 +223,7 @@ TEST(SchedulerTest, CancelledSequencesLeaveAtOnce) {
   Scheduler scheduler(options);
   scheduler.Start();
   std::vector<SequenceSpec> specs;
+  specs.reserve(64);
   for (int i = 0; i < 16; ++i) specs.push_back(Spec(servable, i));
   auto sequences = scheduler.Submit(specs, nullptr);
   ASSERT_TRUE(sequences.ok());
@@ -262,6 +265,7 @@ TEST(SchedulerTest, ManyWorkersAndVersionsGiveTheSameTokens) {
   Scheduler scheduler(options);
   scheduler.Start();
   std::vector<SequenceSpec> specs;
+  specs.reserve(64);
   SamplingParams params;
   params.temperature = 1.0f;
   for (int i = 0; i < 24; ++i) {

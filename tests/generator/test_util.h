@@ -88,17 +88,20 @@ inline ModelCheckpoint MakeCheckpoint(ModelConfig config, uint64_t seed,
 // surely) always drawn, bias < 0 never (its logit is about 4 * bias).
 inline void SteerBos(ModelCheckpoint& checkpoint, float bias) {
   const ModelConfig& config = checkpoint.config;
-  const int C = config.n_embd;
+  const size_t C = config.n_embd;
   ParameterLayout layout(config);
   ParameterViews<float> w = layout.Views(checkpoint.parameters.data());
-  for (int v = 0; v < config.vocab_size; ++v) {
+  for (size_t v = 0; v < static_cast<size_t>(config.vocab_size); ++v) {
     w.wte[v * C] = 10.0f;
-    w.lm_head[v * C] = v == config.vocab_size - 1 ? bias : 0.0f;
+    w.lm_head[v * C] =
+        v + 1 == static_cast<size_t>(config.vocab_size) ? bias : 0.0f;
   }
-  for (int t = 0; t < config.block_size; ++t) w.wpe[t * C] = 0.0f;
+  for (size_t t = 0; t < static_cast<size_t>(config.block_size); ++t) {
+    w.wpe[t * C] = 0.0f;
+  }
   for (auto& layer : w.layers) {
-    for (int j = 0; j < C; ++j) layer.attn_wo[j] = 0.0f;      // row 0
-    for (int j = 0; j < 4 * C; ++j) layer.mlp_fc2[j] = 0.0f;  // row 0
+    for (size_t j = 0; j < C; ++j) layer.attn_wo[j] = 0.0f;      // row 0
+    for (size_t j = 0; j < 4 * C; ++j) layer.mlp_fc2[j] = 0.0f;  // row 0
   }
 }
 
@@ -261,6 +264,7 @@ inline std::vector<v1::GenerateResponse> SampleMessages(
 
 inline std::vector<int> Ids(const std::vector<v1::GenerateResponse>& messages) {
   std::vector<int> ids;
+  ids.reserve(messages.size());
   for (const auto& m : messages) ids.push_back(m.id());
   return ids;
 }
