@@ -4,12 +4,18 @@
 //   (b) as (a) with batch 32
 //   (c) n_embd 64, n_layer 2, n_head 4, block 16, batch 32
 //   (d) n_embd 128, n_layer 4, n_head 4, block 32, batch 64
-// Training reads names.txt (--data, default ../shared/data/names.txt) and falls
-// back to generated names when it is absent. tokens/s counts real target
-// tokens only (padding excluded).
+// Training reads names.txt ($MICROGPT_BENCH_DATA, default
+// ../shared/data/names.txt) and falls back to generated names when it is
+// absent. tokens/s counts real target tokens only (padding excluded).
+//
+// The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
+// and decode_<cfg>_x<streams>. Rates are over wall-clock time (UseRealTime),
+// as on the PyTorch side, since OpenBLAS may run threads of its own.
 //
 //   OPENBLAS_CORETYPE=Haswell build/bench/engine_bench --benchmark_min_time=2
+//   ... --benchmark_format=json          (what scripts/bench.sh reads)
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 
 #include <cstdlib>
 #include <memory>
@@ -36,6 +42,8 @@ constexpr Reference kConfigs[] = {
     {"c", 64, 2, 4, 16, 32},
     {"d", 128, 4, 4, 32, 64},
 };
+// (config index, streams) of the decoding rows.
+constexpr int kDecodeRows[][2] = {{0, 1}, {0, 64}, {3, 1}, {3, 64}};
 
 ModelConfig ConfigOf(const Reference& r, int vocab_size) {
   ModelConfig c;
@@ -47,70 +55,88 @@ ModelConfig ConfigOf(const Reference& r, int vocab_size) {
   return c;
 }
 
-const std::vector<std::string>& Documents() {
-  static const std::vector<std::string>* docs = [] {
-    const char* path = std::getenv("MICROGPT_BENCH_DATA");
-    auto loaded = LoadDocuments(path ? path : "../shared/data/names.txt");
-    if (loaded.ok()) return new std::vector<std::string>(*std::move(loaded));
+const char* DataPath() {
+  const char* path = std::getenv("MICROGPT_BENCH_DATA");
+  return path ? path : "../shared/data/names.txt";
+}
+
+// The documents and where they came from ("generated" when the file is absent).
+struct Corpus {
+  std::vector<std::string> documents;
+  std::string source;
+};
+
+const Corpus& Documents() {
+  static const Corpus* corpus = [] {
+    auto* c = new Corpus;
+    auto loaded = LoadDocuments(DataPath());
+    if (loaded.ok()) {
+      c->documents = *std::move(loaded);
+      c->source = DataPath();
+      return c;
+    }
     // Generated stand-in: 32k lowercase "names" of 3-8 letters.
-    auto* generated = new std::vector<std::string>;
+    c->source = "generated";
     Rng rng(1);
     for (int i = 0; i < 32000; ++i) {
       std::string name;
       const int len = 3 + static_cast<int>(rng.UniformInt(6));
       for (int j = 0; j < len; ++j)
         name += static_cast<char>('a' + rng.UniformInt(26));
-      generated->push_back(name);
+      c->documents.push_back(name);
     }
-    return generated;
+    return c;
   }();
-  return *docs;
+  return *corpus;
 }
 
-void BM_Train(benchmark::State& state) {
-  const Reference& r = kConfigs[state.range(0)];
+void BM_Train(benchmark::State& state, const Reference& r) {
   TrainingOptions options;
-  options.config = ConfigOf(r, 2);
+  options.config = ConfigOf(r, 2);  // vocab_size comes from the documents
   options.batch_size = r.batch;
   options.steps = 1 << 30;  // never done within a benchmark
-  auto run = TrainingRun::Start(options, Documents());
+  auto run = TrainingRun::Start(options, Documents().documents);
   if (!run.ok()) {
     state.SkipWithError(std::string(run.status().message()).c_str());
     return;
   }
   int64_t tokens = 0;
-  for (auto _ : state) tokens += (*run)->Step().tokens;
-  state.SetLabel(r.name);
-  state.counters["steps/s"] =
+  float loss = 0;
+  for (auto _ : state) {
+    const StepStats stats = (*run)->Step();
+    tokens += stats.tokens;
+    loss = stats.loss;
+  }
+  state.counters["batch"] = r.batch;
+  state.counters["last_loss"] = loss;
+  state.counters["steps_per_s"] =
       benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
-  state.counters["tokens/s"] =
+  state.counters["tokens_per_s"] =
       benchmark::Counter(tokens, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Train)->DenseRange(0, 3)->Unit(benchmark::kMicrosecond);
 
-// Decoding: `streams` sequences advanced together with Decoder::StepBatch,
-// each sampling at temperature 0.5 and restarting when its cache is full.
-void BM_Decode(benchmark::State& state) {
-  const Reference& r = kConfigs[state.range(0)];
-  const int streams = static_cast<int>(state.range(1));
+// Decoding the way the generator's scheduler does it (Scheduler::RunTask):
+// one Decoder::StepBatch over every stream (a single stream is a batch of
+// one), then each stream's own seeded Sampler (temperature 0.5) on its row
+// of logits. A stream restarts from BOS when its cache is full. An iteration
+// is one step: `streams` tokens.
+void BM_Decode(benchmark::State& state, const Reference& r, int streams) {
   const Model model = Model::Initialize(ConfigOf(r, 27), 1);
+  const int V = model.config().vocab_size;
   Decoder decoder(model, streams);
   std::vector<KVCache> caches(streams, KVCache(model.config()));
   std::vector<KVCache*> cache_ptrs;
-  for (KVCache& c : caches) cache_ptrs.push_back(&c);
-  std::vector<int> tokens(streams, model.config().vocab_size - 1);
-  std::vector<float> logits(static_cast<size_t>(streams) *
-                            model.config().vocab_size);
-  Sampler sampler(SamplingParams{}, 1);
-  const int V = model.config().vocab_size;
+  std::vector<Sampler> samplers;
+  for (int s = 0; s < streams; ++s) {
+    cache_ptrs.push_back(&caches[s]);
+    samplers.emplace_back(SamplingParams{}, /*seed=*/1 + s);
+  }
+  std::vector<int> tokens(streams, V - 1);
+  std::vector<float> logits(static_cast<size_t>(streams) * V);
   for (auto _ : state) {
-    if (streams == 1) {
-      decoder.Step(tokens[0], cache_ptrs[0], logits.data());
-    } else {
-      decoder.StepBatch(tokens, cache_ptrs, logits.data());
-    }
+    decoder.StepBatch(tokens, cache_ptrs, logits.data());
     for (int s = 0; s < streams; ++s) {
-      tokens[s] = sampler
+      tokens[s] = samplers[s]
                       .Sample({logits.data() + static_cast<size_t>(s) * V,
                                static_cast<size_t>(V)})
                       .id;
@@ -120,19 +146,46 @@ void BM_Decode(benchmark::State& state) {
       }
     }
   }
-  state.SetLabel(std::string(r.name) + " x" + std::to_string(streams));
-  state.counters["tokens/s"] =
+  state.counters["streams"] = streams;
+  state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * streams,
                          benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Decode)
-    ->Args({0, 1})
-    ->Args({0, 64})
-    ->Args({3, 1})
-    ->Args({3, 64})
-    ->Unit(benchmark::kMicrosecond);
+
+void RegisterAll() {
+  for (const Reference& r : kConfigs) {
+    benchmark::RegisterBenchmark((std::string("train_") + r.name).c_str(),
+                                 BM_Train, r)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (const auto& row : kDecodeRows) {
+    const Reference& r = kConfigs[row[0]];
+    const int streams = row[1];
+    benchmark::RegisterBenchmark(
+        (std::string("decode_") + r.name + "_x" + std::to_string(streams))
+            .c_str(),
+        BM_Decode, r, streams)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
 
 }  // namespace
 }  // namespace microgpt
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  benchmark::AddCustomContext("openblas_coretype", coretype ? coretype : "");
+  benchmark::AddCustomContext("openblas_corename", openblas_get_corename());
+  benchmark::AddCustomContext("openblas_config", openblas_get_config());
+  benchmark::AddCustomContext("openblas_threads",
+                              std::to_string(openblas_get_num_threads()));
+  benchmark::AddCustomContext("data", microgpt::Documents().source);
+  microgpt::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

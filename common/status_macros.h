@@ -19,13 +19,15 @@
 #define MICROGPT_STATUS_CONCAT_INNER_(a, b) a##b
 #define MICROGPT_STATUS_CONCAT_(a, b) MICROGPT_STATUS_CONCAT_INNER_(a, b)
 
-#define MICROGPT_ASSIGN_OR_RETURN(lhs, expr)                                 \
-  MICROGPT_ASSIGN_OR_RETURN_IMPL_(                                           \
+#define MICROGPT_ASSIGN_OR_RETURN(lhs, expr) \
+  MICROGPT_ASSIGN_OR_RETURN_IMPL_(           \
       MICROGPT_STATUS_CONCAT_(statusor_, __LINE__), lhs, expr)
 
+// NOLINTBEGIN(bugprone-macro-parentheses): lhs is a declaration.
 #define MICROGPT_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                   \
-  if (!statusor.ok()) return std::move(statusor).status();  \
+  auto statusor = (expr);                                    \
+  if (!statusor.ok()) return std::move(statusor).status();   \
   lhs = *std::move(statusor)
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // MICROGPT_COMMON_STATUS_MACROS_H_

@@ -73,7 +73,7 @@ absl::Status TrainingOptions::Validate() const {
 TrainingRun::TrainingRun(TrainingOptions options, Tokenizer tokenizer,
                          std::vector<std::vector<int>> documents,
                          std::string dataset_sha256)
-    : options_(std::move(options)),
+    : options_(options),
       tokenizer_(std::move(tokenizer)),
       documents_(std::move(documents)),
       dataset_sha256_(std::move(dataset_sha256)),
@@ -86,7 +86,7 @@ TrainingRun::TrainingRun(TrainingOptions options, Tokenizer tokenizer,
 }
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Start(
-    TrainingOptions options, std::vector<std::string> documents) {
+    TrainingOptions options, const std::vector<std::string>& documents) {
   MICROGPT_RETURN_IF_ERROR(options.Validate());
   if (documents.empty()) {
     return absl::InvalidArgumentError("the dataset has no documents");
@@ -100,15 +100,15 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Start(
   MICROGPT_ASSIGN_OR_RETURN(std::string fingerprint,
                             DatasetFingerprint(documents));
   std::unique_ptr<TrainingRun> run(
-      new TrainingRun(std::move(options), std::move(tokenizer),
-                      std::move(encoded), std::move(fingerprint)));
+      new TrainingRun(options, std::move(tokenizer), std::move(encoded),
+                      std::move(fingerprint)));
   InitializeParameters(run->options_.seed, run->parameters_);
   run->NextEpoch();
   return run;
 }
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Resume(
-    TrainingOptions options, std::vector<std::string> documents,
+    TrainingOptions options, const std::vector<std::string>& documents,
     ModelCheckpoint model, OptimizerCheckpoint optimizer) {
   options.config = model.config;
   MICROGPT_RETURN_IF_ERROR(options.Validate());
@@ -142,9 +142,8 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Resume(
   options.adam.num_steps = options.steps;
   MICROGPT_ASSIGN_OR_RETURN(std::vector<std::vector<int>> encoded,
                             EncodeAll(model.tokenizer, documents));
-  std::unique_ptr<TrainingRun> run(
-      new TrainingRun(std::move(options), std::move(model.tokenizer),
-                      std::move(encoded), fingerprint));
+  std::unique_ptr<TrainingRun> run(new TrainingRun(
+      options, std::move(model.tokenizer), std::move(encoded), fingerprint));
   run->parameters_ = std::move(model.parameters);
   run->adam_.Restore(std::move(optimizer.m), std::move(optimizer.v),
                      optimizer.adam_step);

@@ -29,8 +29,8 @@ struct TrainingOptions {
   ModelConfig config;
   int64_t steps = 1000;  // total steps of the run (the lr decay horizon)
   int batch_size = 1;
-  AdamOptions adam;      // adam.num_steps is set from `steps`
-  uint64_t seed = 42;    // initialisation and data order
+  AdamOptions adam;    // adam.num_steps is set from `steps`
+  uint64_t seed = 42;  // initialisation and data order
 
   // INVALID_ARGUMENT naming the field (sizes, steps >= 1, batch_size in
   // [1, 4096], lr > 0, betas in [0, 1), eps > 0).
@@ -48,13 +48,13 @@ class TrainingRun {
  public:
   // A new run: vocabulary from the documents, weights from the seed.
   static absl::StatusOr<std::unique_ptr<TrainingRun>> Start(
-      TrainingOptions options, std::vector<std::string> documents);
+      TrainingOptions options, const std::vector<std::string>& documents);
 
   // Continues from a checkpoint. The model's sizes and vocabulary come from
   // the checkpoint; the documents must be the ones it was trained on
   // (FAILED_PRECONDITION otherwise). options.steps may extend the run.
   static absl::StatusOr<std::unique_ptr<TrainingRun>> Resume(
-      TrainingOptions options, std::vector<std::string> documents,
+      TrainingOptions options, const std::vector<std::string>& documents,
       ModelCheckpoint model, OptimizerCheckpoint optimizer);
 
   StepStats Step();
@@ -72,7 +72,8 @@ class TrainingRun {
 
  private:
   TrainingRun(TrainingOptions options, Tokenizer tokenizer,
-              std::vector<std::vector<int>> documents, std::string dataset_sha256);
+              std::vector<std::vector<int>> documents,
+              std::string dataset_sha256);
   void NextEpoch();
 
   TrainingOptions options_;

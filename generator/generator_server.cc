@@ -66,16 +66,9 @@ GeneratorServer::~GeneratorServer() {
 
 absl::Status GeneratorServer::Start() {
   scheduler_.Start();
-  runner_.AddService(&service_);
+  runner_.AddService(&service_, v1::Generator::service_full_name());
   if (absl::Status status = runner_.Start("microgpt-generator"); !status.ok()) {
     return status;
-  }
-  // gRPC's default health service only updates the service names it already
-  // knows when ServerRunner::SetServing(bool) sets them all, so the
-  // Generator's name is made known here (NOT_SERVING, like the server's).
-  if (grpc::HealthCheckServiceInterface* health =
-          runner_.server()->GetHealthCheckService()) {
-    health->SetServingStatus(v1::Generator::service_full_name(), false);
   }
   if (models_.num_loaded_versions() > 0) runner_.SetServing(true);
   if (options_.poll_interval > absl::ZeroDuration()) {

@@ -21,8 +21,9 @@ ServerRunner::~ServerRunner() {
   }
 }
 
-void ServerRunner::AddService(grpc::Service* service) {
+void ServerRunner::AddService(grpc::Service* service, std::string health_name) {
   services_.push_back(service);
+  health_names_.push_back(std::move(health_name));
 }
 
 absl::Status ServerRunner::Start(absl::string_view name) {
@@ -53,11 +54,14 @@ absl::Status ServerRunner::Start(absl::string_view name) {
 }
 
 void ServerRunner::SetServing(bool serving) {
-  // SetServingStatus(bool) sets the server ("") and every registered service.
   if (server_ == nullptr) return;
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health == nullptr) return;
-  health->SetServingStatus(serving);
+  // Named explicitly: SetServingStatus(bool) only updates names already known.
+  health->SetServingStatus("", serving);
+  for (const std::string& name : health_names_) {
+    health->SetServingStatus(name, serving);
+  }
 }
 
 void ServerRunner::WaitForShutdown(std::function<void()> on_drain) {

@@ -6,7 +6,7 @@
 //
 //   InstallShutdownSignalHandlers();   // server/shutdown_signals.h
 //   ServerRunner runner(options);
-//   runner.AddService(&service);
+//   runner.AddService(&service, v1::Generator::service_full_name());
 //   MICROGPT_RETURN_IF_ERROR(runner.Start("microgpt-generator"));
 //   runner.WaitForShutdown();
 #ifndef MICROGPT_SERVER_SERVER_RUNNER_H_
@@ -38,8 +38,9 @@ class ServerRunner {
   explicit ServerRunner(ServerOptions options);
   ~ServerRunner();
 
-  // Registers a service (sync or callback API). Call before Start.
-  void AddService(grpc::Service* service);
+  // Registers a service (sync or callback API) and its fully qualified name,
+  // under which grpc.health.v1 reports it. Call before Start.
+  void AddService(grpc::Service* service, std::string health_name);
 
   // Builds and starts the server and prints "<name> listening on HOST:PORT".
   // UNAVAILABLE when the address cannot be bound.
@@ -48,7 +49,7 @@ class ServerRunner {
   int port() const { return port_; }
   grpc::Server* server() { return server_.get(); }
 
-  // Health of the whole server ("") and of every added service.
+  // Health of the whole server ("") and of every added service's name.
   void SetServing(bool serving);
 
   // Blocks until SIGTERM or SIGINT (once InstallShutdownSignalHandlers has
@@ -63,6 +64,7 @@ class ServerRunner {
  private:
   ServerOptions options_;
   std::vector<grpc::Service*> services_;
+  std::vector<std::string> health_names_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> shutdown_requested_{false};

@@ -40,7 +40,7 @@ absl::Status RunTrainerServer(const TrainerServerOptions& options) {
   service_options.data_root = options.data_root;
   TrainerServiceImpl service(std::move(service_options));
   ServerRunner runner(options.server);
-  runner.AddService(&service);
+  runner.AddService(&service, v1::Trainer::service_full_name());
   MICROGPT_RETURN_IF_ERROR(runner.Start("microgpt-trainer"));
   runner.SetServing(true);  // the Trainer API is ready as soon as it listens
   LogInfo(absl::StrCat("checkpoint root ", checkpoint_root, ", data root ",

@@ -57,6 +57,7 @@ std::vector<TokenEvent> Drain(Sequence& sequence,
 
 std::vector<int> EventIds(const std::vector<TokenEvent>& events) {
   std::vector<int> ids;
+  ids.reserve(events.size());
   for (const auto& e : events) ids.push_back(e.id);
   return ids;
 }

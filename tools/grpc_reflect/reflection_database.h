@@ -20,6 +20,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -62,21 +63,19 @@ class ReflectionDescriptorDatabase
   using Request = grpc::reflection::v1alpha::ServerReflectionRequest;
   using Response = grpc::reflection::v1alpha::ServerReflectionResponse;
 
-  // Sends one request and reads its response. Fails with the stream's status
-  // once the stream is broken, or with the server's error_response.
+  // Sends one request and reads its response, opening the stream first if
+  // needed. Fails with the stream's status once the stream is broken, or with
+  // the server's error_response.
   absl::StatusOr<Response> Exchange(const Request& request);
-  // Opens the stream on first use; false when it is already broken.
-  bool EnsureStream();
-  // Ends a broken stream and records its status.
-  void FinishStream();
-  // Keeps every file of a file_descriptor_response. The name of the first
-  // file (the one asked for), or "" when the response has none.
-  std::string AddFiles(const Response& response);
-  // Fetches with `request` unless the answer is already known, then copies
-  // the file `find` selects from the cache into `output`.
-  template <typename Find>
-  bool Fetch(const std::string& key, const Request& request,
-             google::protobuf::FileDescriptorProto* output, Find find);
+  // Sends a request for files unless the server already answered `key` with
+  // an error, and keeps the files it answers with. The name of the first (the
+  // one asked for), or nullopt when the server answered with an error or the
+  // stream broke.
+  std::optional<std::string> Ask(const std::string& key,
+                                 const Request& request);
+  // Keeps every file of a response not already kept; the first file's name.
+  std::string AddFiles(
+      const grpc::reflection::v1alpha::FileDescriptorResponse& response);
 
   std::unique_ptr<grpc::reflection::v1alpha::ServerReflection::Stub> stub_;
   CallOptions options_;
@@ -85,7 +84,8 @@ class ReflectionDescriptorDatabase
   grpc::Status stream_status_;
   bool stream_broken_ = false;
   google::protobuf::SimpleDescriptorDatabase files_;
-  std::set<std::string> unknown_;  // lookup keys the server answered NOT_FOUND
+  // Lookups the server answered with an error (NOT_FOUND), by Ask key.
+  std::set<std::string> unknown_;
 };
 
 }  // namespace microgpt::grpc_reflect

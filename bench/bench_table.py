@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Prints the table of issue 4 from the two sides' results (stdlib only).
+
+  bench_table.py --pytorch PYTORCH_JSONL --engine ENGINE_JSON...
+
+ENGINE_JSON are engine_bench's --benchmark_out files (Google Benchmark JSON;
+with repetitions, the median aggregate is used); PYTORCH_JSONL is the output
+of pytorch_microgpt.py, one JSON object per line (or a "skipped" line). Rows
+measured on neither side are left out.
+"""
+
+import argparse
+import json
+import sys
+
+# (row, counter, label, target ratio or None)
+ROWS = [
+    ("train_a", "steps_per_s", "train (a) steps/s", 20),
+    ("train_b", "tokens_per_s", "train (b) tokens/s", 5),
+    ("train_c", "tokens_per_s", "train (c) tokens/s", None),
+    ("train_d", "tokens_per_s", "train (d) tokens/s", 2.5),
+    ("decode_a_x1", "tokens_per_s", "decode (a), 1 stream, tokens/s", 100),
+    ("decode_a_x64", "tokens_per_s", "decode (a), 64 streams, aggregate tokens/s", 5),
+    ("decode_d_x1", "tokens_per_s", "decode (d), 1 stream, tokens/s", None),
+    ("decode_d_x64", "tokens_per_s", "decode (d), 64 streams, aggregate tokens/s", 3),
+]
+
+
+def human(x):
+    if x is None:
+        return "—"
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if x >= div:
+            v = x / div
+            return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
+    return f"{x:.3g}"
+
+
+def engine_rows(paths):
+    rows, medians, context = {}, {}, {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        context = data.get("context", context)
+        for b in data.get("benchmarks", []):
+            add_engine_row(b, rows, medians)
+    rows.update(medians)
+    return rows, context
+
+
+def add_engine_row(b, rows, medians):
+    # run_name is "train_a/real_time"; the row is its first part.
+    name = b.get("run_name", b["name"]).split("/")[0]
+    if b.get("error_occurred"):
+        return
+    if b.get("run_type") == "aggregate":
+        if b.get("aggregate_name") == "median":
+            medians[name] = b
+    else:
+        rows.setdefault(name, b)
+
+
+def pytorch_rows(path):
+    rows, header, skipped = {}, {}, None
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                obj = json.loads(line)
+                if "skipped" in obj:
+                    skipped = obj["skipped"]
+                elif "row" in obj:
+                    rows[obj["row"]] = obj
+                else:
+                    header = obj
+    except FileNotFoundError:
+        skipped = "no PyTorch results"
+    return rows, header, skipped
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pytorch", required=True)
+    parser.add_argument("--engine", nargs="+", required=True)
+    args = parser.parse_args()
+    engine, context = engine_rows(args.engine)
+    torch_rows, header, skipped = pytorch_rows(args.pytorch)
+    print("| measure | PyTorch | microgpt | ratio | target | met? |")
+    print("|---|---|---|---|---|---|")
+    for row, counter, label, target in ROWS:
+        ours = engine.get(row, {}).get(counter)
+        theirs = torch_rows.get(row, {}).get(counter)
+        if ours is None and theirs is None:
+            continue
+        target_s = f"≥ {target:g}× PyTorch" if target else "—"
+        if skipped:
+            print(f"| {label} | skipped | {human(ours)} | — | {target_s} | — |")
+            continue
+        ratio = ours / theirs if ours and theirs else None
+        ratio_s = f"{ratio:.2f}×" if ratio else "—"
+        met = "—" if not target or ratio is None else ("yes" if ratio >= target else "**no**")
+        print(f"| {label} | {human(theirs)} | {human(ours)} | {ratio_s} | {target_s} | {met} |")
+    print()
+    print(f"microgpt: OpenBLAS {context.get('openblas_corename', '?')} kernels "
+          f"(OPENBLAS_CORETYPE={context.get('openblas_coretype', '') or 'unset'}), "
+          f"{context.get('openblas_threads', '?')} OpenBLAS threads, "
+          f"data {context.get('data', '?')}")
+    if skipped:
+        print(f"PyTorch: skipped: {skipped}")
+    else:
+        print(f"PyTorch: torch {header.get('torch', '?')}, "
+              f"{header.get('threads', '?')} thread(s), data {header.get('data', '?')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

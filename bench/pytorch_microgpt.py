@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""The microgpt model (MODEL.md) in PyTorch, as the baseline of the engine benchmarks.
+
+The same model as common/: a character-level GPT with rmsnorm without gain
+(x / sqrt(mean(x^2) + 1e-5)), no biases, separate wq/wk/wv/wo, an fc1/fc2 ReLU
+MLP, an untied lm_head, every weight drawn from N(0, 0.08^2); trained with
+Adam (betas 0.85/0.99, eps 1e-8, bias-corrected) at lr 0.01 decayed linearly,
+on batches of documents padded only to the batch's longest document (padded
+targets are ignored, so tokens/s counts real targets). Decoding feeds one
+token per stream per step through a preallocated KV cache and samples at
+temperature 0.5 with torch.multinomial; every stream restarts from BOS when
+its cache is full, like bench/engine_bench.cc.
+
+Prints one JSON object per line: a header, then one line per measured row:
+  {"impl": "pytorch", "row": "train_a", "kind": "train", "config": "a",
+   "batch": 1, "steps_per_s": ..., "tokens_per_s": ..., ...}
+  {"impl": "pytorch", "row": "decode_a_x64", "kind": "decode", "config": "a",
+   "streams": 64, "tokens_per_s": ..., ...}
+When torch is not installed it prints {"impl": "pytorch", "skipped": ...} and
+exits 0.
+
+  OPENBLAS_CORETYPE=Haswell /usr/bin/python3 bench/pytorch_microgpt.py \
+      --data ../shared/data/names.txt --min_time 3
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+
+# name: (n_embd, n_layer, n_head, block_size, batch)
+CONFIGS = {
+    "a": (16, 1, 4, 16, 1),
+    "b": (16, 1, 4, 16, 32),
+    "c": (64, 2, 4, 16, 32),
+    "d": (128, 4, 4, 32, 64),
+}
+# (config, streams) of the decoding rows.
+DECODE_ROWS = [("a", 1), ("a", 64), ("d", 1), ("d", 64)]
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def load_documents(path):
+    """MODEL.md: one document per line, stripped, empty lines dropped."""
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            docs = [line.strip() for line in f]
+        return [d for d in docs if d], path
+    # Stand-in: 32k lowercase "names" of 3-8 letters.
+    rng = random.Random(1)
+    docs = ["".join(chr(97 + rng.randrange(26)) for _ in range(3 + rng.randrange(6)))
+            for _ in range(32000)]
+    return docs, "generated"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/names.txt")
+    parser.add_argument("--min_time", type=float, default=3.0,
+                        help="seconds measured per row (after the warm-up)")
+    parser.add_argument("--warmup", type=float, default=0.5,
+                        help="seconds of warm-up per row")
+    parser.add_argument("--repetitions", type=int, default=1,
+                        help="measurements per row; the median is reported")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (1 is the best setting on 2 cores)")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated row names to run (default: all)")
+    args = parser.parse_args()
+
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError as e:
+        emit({"impl": "pytorch", "skipped":
+              f"torch is not importable by {sys.executable} ({e}); "
+              "install Debian's python3-torch (scripts/setup.sh --with-torch)"})
+        return 0
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(42)
+    docs, source = load_documents(args.data)
+    chars = sorted(set("".join(docs)))
+    stoi = {c: i for i, c in enumerate(chars)}
+    bos = len(chars)
+    vocab_size = len(chars) + 1
+    emit({"impl": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
+          "threads": torch.get_num_threads(), "data": source, "documents": len(docs),
+          "vocab_size": vocab_size,
+          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")})
+    wanted = set(filter(None, args.rows.split(",")))
+
+    def init_params(n_embd, n_layer, vocab, block_size, requires_grad):
+        def mat(rows, cols):
+            return (torch.randn(rows, cols) * 0.08).requires_grad_(requires_grad)
+        p = {"wte": mat(vocab, n_embd), "wpe": mat(block_size, n_embd),
+             "lm_head": mat(vocab, n_embd)}
+        for i in range(n_layer):
+            for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+                p[f"layer{i}.{name}"] = mat(n_embd, n_embd)
+            p[f"layer{i}.mlp_fc1"] = mat(4 * n_embd, n_embd)
+            p[f"layer{i}.mlp_fc2"] = mat(n_embd, 4 * n_embd)
+        return p
+
+    def rmsnorm(x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+
+    # ------------------------------------------------------------ training
+    def forward_train(p, idx, n_layer, n_head):
+        """idx [B, T] -> logits [B, T, V], causal (MODEL.md's forward)."""
+        B, T = idx.shape
+        C = p["wte"].shape[1]
+        hd = C // n_head
+        x = rmsnorm(p["wte"][idx] + p["wpe"][:T])
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        for i in range(n_layer):
+            a = rmsnorm(x)
+            q = F.linear(a, p[f"layer{i}.attn_wq"]).view(B, T, n_head, hd).transpose(1, 2)
+            k = F.linear(a, p[f"layer{i}.attn_wk"]).view(B, T, n_head, hd).transpose(1, 2)
+            v = F.linear(a, p[f"layer{i}.attn_wv"]).view(B, T, n_head, hd).transpose(1, 2)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
+            att = att.masked_fill(mask, float("-inf")).softmax(-1)
+            y = (att @ v).transpose(1, 2).reshape(B, T, C)
+            x = x + F.linear(y, p[f"layer{i}.attn_wo"])
+            m = rmsnorm(x)
+            x = x + F.linear(F.relu(F.linear(m, p[f"layer{i}.mlp_fc1"])),
+                             p[f"layer{i}.mlp_fc2"])
+        return F.linear(x, p["lm_head"])
+
+    # Documents encoded once as [BOS] + chars + [BOS], kept in one padded
+    # tensor; a batch takes its rows and cuts them to its longest document.
+    encoded = [[bos] + [stoi[c] for c in d] + [bos] for d in docs]
+    max_len = max(len(e) for e in encoded)
+    table = torch.full((len(encoded), max_len), -1, dtype=torch.long)
+    for i, e in enumerate(encoded):
+        table[i, :len(e)] = torch.tensor(e)
+    lengths = torch.tensor([len(e) for e in encoded])
+
+    def bench_train(name):
+        n_embd, n_layer, n_head, block_size, batch = CONFIGS[name]
+        num_steps = 1 << 30  # the lr decay horizon, never reached here
+        p = init_params(n_embd, n_layer, vocab_size, block_size, True)
+        opt = torch.optim.Adam(p.values(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / num_steps)
+        order = torch.randperm(len(encoded))  # shuffled once
+        cursor = 0
+
+        def step():
+            nonlocal cursor
+            if cursor + batch > len(order):
+                cursor = 0
+            rows = order[cursor:cursor + batch]
+            cursor += batch
+            n = torch.clamp(lengths[rows] - 1, max=block_size)  # targets per doc
+            T = int(n.max())
+            chunk = table[rows, :T + 1]
+            inputs = chunk[:, :T].clamp(min=0)  # pads: token 0, target -1
+            targets = chunk[:, 1:T + 1].clone()
+            targets[torch.arange(T).unsqueeze(0) >= n.unsqueeze(1)] = -1
+            logits = forward_train(p, inputs, n_layer, n_head)
+            loss = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1),
+                                   ignore_index=-1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            return int(n.sum()), loss
+
+        def run(seconds):
+            steps = tokens = 0
+            start = time.perf_counter()
+            while True:
+                t, loss = step()
+                steps += 1
+                tokens += t
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return steps, tokens, elapsed, float(loss)
+
+        run(args.warmup)
+        reps = sorted((run(args.min_time) for _ in range(max(1, args.repetitions))),
+                      key=lambda r: r[1] / r[2])
+        steps, tokens, elapsed, loss = reps[len(reps) // 2]
+        emit({"impl": "pytorch", "row": f"train_{name}", "kind": "train", "config": name,
+              "batch": batch, "steps": steps, "seconds": round(elapsed, 4),
+              "steps_per_s": steps / elapsed, "tokens_per_s": tokens / elapsed,
+              "last_loss": round(loss, 4)})
+
+    # ------------------------------------------------------------ decoding
+    def bench_decode(name, streams):
+        n_embd, n_layer, n_head, block_size, _ = CONFIGS[name]
+        V = 27  # names.txt's vocabulary, as in engine_bench.cc
+        hd = n_embd // n_head
+        scale = 1.0 / math.sqrt(hd)
+        p = init_params(n_embd, n_layer, V, block_size, False)
+        # Preallocated caches, [n_layer][streams, n_head, block_size, hd].
+        kc = [torch.zeros(streams, n_head, block_size, hd) for _ in range(n_layer)]
+        vc = [torch.zeros(streams, n_head, block_size, hd) for _ in range(n_layer)]
+        gen = torch.Generator().manual_seed(1)
+        state = {"pos": 0, "tok": torch.full((streams,), V - 1, dtype=torch.long)}
+        W = {k: v for k, v in p.items()}
+
+        def step():
+            pos, tok = state["pos"], state["tok"]
+            x = rmsnorm(W["wte"][tok] + W["wpe"][pos])  # [S, C]
+            for i in range(n_layer):
+                a = rmsnorm(x)
+                q = F.linear(a, W[f"layer{i}.attn_wq"]).view(streams, n_head, 1, hd)
+                kc[i][:, :, pos] = F.linear(a, W[f"layer{i}.attn_wk"]).view(streams, n_head, hd)
+                vc[i][:, :, pos] = F.linear(a, W[f"layer{i}.attn_wv"]).view(streams, n_head, hd)
+                keys, values = kc[i][:, :, :pos + 1], vc[i][:, :, :pos + 1]
+                att = ((q @ keys.transpose(-2, -1)) * scale).softmax(-1)  # [S, NH, 1, L]
+                y = (att @ values).view(streams, n_embd)
+                x = x + F.linear(y, W[f"layer{i}.attn_wo"])
+                m = rmsnorm(x)
+                x = x + F.linear(F.relu(F.linear(m, W[f"layer{i}.mlp_fc1"])),
+                                 W[f"layer{i}.mlp_fc2"])
+            logits = F.linear(x, W["lm_head"])
+            probs = (logits / 0.5).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=gen).view(streams)
+            if pos + 1 == block_size:  # caches full: every stream restarts
+                state["pos"], state["tok"] = 0, torch.full((streams,), V - 1, dtype=torch.long)
+            else:
+                state["pos"], state["tok"] = pos + 1, nxt
+
+        def run(seconds):
+            steps = 0
+            start = time.perf_counter()
+            while True:
+                for _ in range(8):
+                    step()
+                steps += 8
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return steps, elapsed
+
+        with torch.inference_mode():
+            run(args.warmup)
+            reps = sorted((run(args.min_time) for _ in range(max(1, args.repetitions))),
+                          key=lambda r: r[0] / r[1])
+            steps, elapsed = reps[len(reps) // 2]
+        emit({"impl": "pytorch", "row": f"decode_{name}_x{streams}", "kind": "decode",
+              "config": name, "streams": streams, "steps": steps,
+              "seconds": round(elapsed, 4), "tokens_per_s": steps * streams / elapsed})
+
+    for name in CONFIGS:
+        if not wanted or f"train_{name}" in wanted:
+            bench_train(name)
+    for name, streams in DECODE_ROWS:
+        if not wanted or f"decode_{name}_x{streams}" in wanted:
+            bench_decode(name, streams)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

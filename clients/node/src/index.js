@@ -1,0 +1,372 @@
+// Node.js client of the microgpt services (package microgpt.v1).
+//
+// The contract, proto/microgpt/v1/microgpt.proto, is loaded at run time with
+// @grpc/proto-loader; calls go through @grpc/grpc-js. Streaming calls are async
+// iterators, every call takes an AbortSignal, and failed calls reject with a
+// MicrogptError that carries the gRPC status code.
+
+import { fileURLToPath } from 'node:url';
+
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+export { grpc };
+/** gRPC status codes by name (`status.INVALID_ARGUMENT` is 3). */
+export const status = grpc.status;
+
+const PROTO_FILE = 'microgpt/v1/microgpt.proto';
+
+/**
+ * The folder holding microgpt/v1/microgpt.proto: $MICROGPT_PROTO_DIR, else the
+ * repository's proto/ folder next to this package (clients/node/../../proto).
+ */
+export const DEFAULT_PROTO_DIR =
+  process.env.MICROGPT_PROTO_DIR || fileURLToPath(new URL('../../../proto', import.meta.url));
+
+const packages = new Map();
+
+/**
+ * Loads the microgpt.v1 package (service constructors) from PROTO_DIR, once per folder.
+ * @param {string} [protoDir]
+ */
+export function loadProto(protoDir = DEFAULT_PROTO_DIR) {
+  let pkg = packages.get(protoDir);
+  if (!pkg) {
+    const definition = protoLoader.loadSync(PROTO_FILE, {
+      includeDirs: [protoDir],
+      keepCase: false, // fields in camelCase: topP, maxTokens, sampleIndex
+      longs: Number, // int64 versions and steps as numbers
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
+    pkg = grpc.loadPackageDefinition(definition).microgpt.v1;
+    packages.set(protoDir, pkg);
+  }
+  return pkg;
+}
+
+// ------------------------------------------------------------------ errors ---
+
+const CODE_NAMES = Object.fromEntries(
+  Object.entries(grpc.status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k]));
+
+/** A failed call: `code` is the numeric gRPC status, `codeName` its name, `details` the server's message. */
+export class MicrogptError extends Error {
+  /**
+   * @param {number} code
+   * @param {string} details
+   * @param {grpc.Metadata} [metadata]
+   */
+  constructor(code, details, metadata) {
+    const codeName = CODE_NAMES[code] ?? `CODE_${code}`;
+    super(details ? `${codeName}: ${details}` : codeName);
+    this.name = 'MicrogptError';
+    this.code = code;
+    this.codeName = codeName;
+    this.details = details ?? '';
+    this.metadata = metadata;
+  }
+
+  static from(error) {
+    if (error instanceof MicrogptError) return error;
+    if (error && typeof error.code === 'number') {
+      return new MicrogptError(error.code, error.details ?? error.message, error.metadata);
+    }
+    return new MicrogptError(grpc.status.UNKNOWN, String(error?.message ?? error));
+  }
+}
+
+// -------------------------------------------------------------- conversion ---
+
+const FINISH_REASONS = {
+  FINISH_REASON_BOS: 'bos',
+  FINISH_REASON_MAX_TOKENS: 'max_tokens',
+  FINISH_REASON_BLOCK_SIZE: 'block_size',
+  FINISH_REASON_CANCELLED: 'cancelled',
+};
+
+const JOB_STATES = {
+  JOB_STATE_UNSPECIFIED: 'unspecified',
+  JOB_STATE_RUNNING: 'running',
+  JOB_STATE_SUCCEEDED: 'succeeded',
+  JOB_STATE_FAILED: 'failed',
+  JOB_STATE_CANCELLED: 'cancelled',
+};
+
+const toLogprob = (m) => ({ text: m.text, id: m.id, logprob: m.logprob });
+
+function toToken(m) {
+  return {
+    sampleIndex: m.sampleIndex,
+    text: m.text,
+    id: m.id,
+    position: m.position,
+    logprob: m.logprob,
+    topLogprobs: m.topLogprobs.map(toLogprob),
+    finishReason: FINISH_REASONS[m.finishReason] ?? null,
+    model: m.model,
+    version: m.version,
+  };
+}
+
+const toConfig = (m) => ({
+  nEmbd: m?.nEmbd ?? 0,
+  nHead: m?.nHead ?? 0,
+  nLayer: m?.nLayer ?? 0,
+  blockSize: m?.blockSize ?? 0,
+  vocabSize: m?.vocabSize ?? 0,
+});
+
+const toModel = (m) => ({
+  name: m.name,
+  versions: m.versions.map((v) => ({ version: v.version, step: v.step, loss: v.loss })),
+  config: toConfig(m.config),
+  vocab: m.vocab,
+});
+
+const toProgress = (m) => ({
+  step: m?.step ?? 0,
+  totalSteps: m?.totalSteps ?? 0,
+  loss: m?.loss ?? 0,
+  learningRate: m?.learningRate ?? 0,
+  tokensPerSecond: m?.tokensPerSecond ?? 0,
+  elapsedSeconds: m?.elapsedSeconds ?? 0,
+});
+
+const toCheckpoint = (m) => ({
+  model: m.model, version: m.version, step: m.step, loss: m.loss, path: m.path,
+});
+
+const toJob = (m) => ({
+  jobId: m.jobId,
+  model: m.model,
+  state: JOB_STATES[m.state] ?? 'unspecified',
+  progress: toProgress(m.progress),
+  latestVersion: m.latestVersion,
+  error: m.error,
+  request: m.request, // the StartTrainingRequest (inline documents dropped by the trainer)
+});
+
+function toEvent(m) {
+  switch (m.event) {
+    case 'progress': return { type: 'progress', progress: toProgress(m.progress) };
+    case 'checkpointPublished':
+      return { type: 'checkpointPublished', checkpoint: toCheckpoint(m.checkpointPublished) };
+    case 'finished': return { type: 'finished', job: toJob(m.finished) };
+    default: return { type: m.event ?? 'unknown' };
+  }
+}
+
+const GENERATE_FIELDS = new Set([
+  'model', 'version', 'prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed',
+  'numSamples', 'topLogprobs',
+]);
+const TRAINING_FIELDS = new Set([
+  'model', 'documents', 'datasetPath', 'config', 'steps', 'batchSize', 'learningRate', 'seed',
+  'checkpointEvery', 'resume',
+]);
+
+// Copies REQUEST's fields, refusing unknown ones (protobufjs would drop a misspelt
+// `top_p` silently) and leaving out undefined and null (unset optional fields).
+function pick(request, fields, what) {
+  const out = {};
+  for (const [key, value] of Object.entries(request ?? {})) {
+    if (!fields.has(key)) {
+      throw new TypeError(`${what}: unknown field "${key}" (fields: ${[...fields].join(', ')})`);
+    }
+    if (value === undefined || value === null) continue;
+    out[key] = typeof value === 'bigint' ? value.toString() : value;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ calls ---
+
+function callOptions(client, options) {
+  const timeout = options?.timeout ?? client.timeout;
+  const deadline = options?.deadline ?? (timeout != null ? Date.now() + timeout : undefined);
+  return deadline != null ? { deadline } : {};
+}
+
+function abortReason(signal) {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+function unary(client, stub, method, request, options = {}) {
+  const { signal } = options;
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
+    const onAbort = () => call.cancel();
+    const call = stub[method](request, client.metadata, callOptions(client, options),
+      (error, response) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (!error) resolve(response);
+        else reject(signal?.aborted ? abortReason(signal) : MicrogptError.from(error));
+      });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+// The messages of a server-streaming call, converted. The call starts with the
+// first next(); leaving the loop early (break, return, throw) cancels it, and so
+// does aborting SIGNAL, which rejects the pending next() with the signal's reason.
+async function* stream(client, stub, method, request, convert, options = {}) {
+  const { signal } = options;
+  if (signal?.aborted) throw abortReason(signal);
+  const call = stub[method](request, client.metadata, callOptions(client, options));
+  call.on('error', () => {}); // errors surface through the iteration
+  const onAbort = () => call.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const message of call) yield convert(message);
+  } catch (error) {
+    if (signal?.aborted) throw abortReason(signal);
+    throw MicrogptError.from(error);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    call.cancel(); // no-op once the call has ended
+  }
+}
+
+class BaseClient {
+  /**
+   * @param {string | undefined} address host:port; without it, like the microgpt CLI,
+   *     $MICROGPT_GENERATOR or $MICROGPT_TRAINER, else localhost:50051 or localhost:50052
+   * @param {object} [options]
+   */
+  constructor(address, options = {}, env = '', fallback = '') {
+    const { credentials, channelOptions, protoDir, timeout, metadata } = options;
+    address ||= process.env[env] || fallback;
+    this.proto = loadProto(protoDir);
+    this.timeout = timeout;
+    this.metadata = new grpc.Metadata();
+    for (const [key, value] of Object.entries(metadata ?? {})) this.metadata.set(key, value);
+    this.address = address;
+    this._credentials = credentials ?? grpc.credentials.createInsecure();
+    this._channelOptions = channelOptions ?? {};
+  }
+
+  _makeStub(Service) {
+    return new Service(this.address, this._credentials, this._channelOptions);
+  }
+
+  /** Resolves once the channel is connected; rejects with UNAVAILABLE after TIMEOUT ms. */
+  waitForReady(timeout = 10000) {
+    return new Promise((resolve, reject) => {
+      this._stub.waitForReady(Date.now() + timeout, (error) => {
+        if (error) reject(new MicrogptError(grpc.status.UNAVAILABLE, error.message));
+        else resolve();
+      });
+    });
+  }
+
+  /** Closes the channel. */
+  close() {
+    this._stub.close();
+  }
+}
+
+// --------------------------------------------------------------- Generator ---
+
+/** Client of microgpt.v1.Generator. */
+export class GeneratorClient extends BaseClient {
+  constructor(address, options = {}) {
+    super(address, options, 'MICROGPT_GENERATOR', 'localhost:50051');
+    this._stub = this._makeStub(this.proto.Generator);
+  }
+
+  /**
+   * Streams the tokens sampled after request.prompt, one object per generated token.
+   * Types: see index.d.ts (GenerateRequest, CallOptions, Token).
+   */
+  generate(request = {}, options = {}) {
+    const message = pick(request, GENERATE_FIELDS, 'generate');
+    return stream(this, this._stub, 'Generate', message, toToken, options);
+  }
+
+  /** Like generate, but waits for the end and resolves to the samples in index order. */
+  async complete(request = {}, options = {}) {
+    const samples = [];
+    for await (const token of this.generate(request, options)) {
+      const sample = (samples[token.sampleIndex] ??= { text: '', tokens: [] });
+      sample.text += token.text;
+      sample.tokens.push(token);
+      if (token.finishReason) {
+        Object.assign(sample, {
+          finishReason: token.finishReason, model: token.model, version: token.version,
+        });
+      }
+    }
+    return samples.filter(Boolean);
+  }
+
+  /** The models and versions the server has loaded. */
+  async listModels(options = {}) {
+    const response = await unary(this, this._stub, 'ListModels', {}, options);
+    return response.models.map(toModel);
+  }
+}
+
+// ----------------------------------------------------------------- Trainer ---
+
+/** Client of microgpt.v1.Trainer. */
+export class TrainerClient extends BaseClient {
+  constructor(address, options = {}) {
+    super(address, options, 'MICROGPT_TRAINER', 'localhost:50052');
+    this._stub = this._makeStub(this.proto.Trainer);
+  }
+
+  /**
+   * Starts a training job and resolves to its id. The dataset is `documents`
+   * (strings, one document each) or `datasetPath` (relative to the trainer's --data_root).
+   */
+  async startTraining(request, options = {}) {
+    const { documents, ...message } = pick(request, TRAINING_FIELDS, 'startTraining');
+    if (documents !== undefined) {
+      if (message.datasetPath !== undefined) {
+        throw new TypeError('startTraining: give documents or datasetPath, not both');
+      }
+      if (!Array.isArray(documents)) throw new TypeError('startTraining: documents must be an array of strings');
+      message.inlineDataset = { documents };
+    }
+    const response = await unary(this, this._stub, 'StartTraining', message, options);
+    return response.jobId;
+  }
+
+  /** Streams the job's progress and publish events; the last one has type "finished". */
+  watchTraining(jobId, options = {}) {
+    return stream(this, this._stub, 'WatchTraining', { jobId }, toEvent, options);
+  }
+
+  /** Watches the job until it ends and resolves to its final state. */
+  async waitForTraining(jobId, options = {}) {
+    for await (const event of this.watchTraining(jobId, options)) {
+      if (event.type === 'finished') return event.job;
+    }
+    return this.getTraining(jobId, options);
+  }
+
+  async getTraining(jobId, options = {}) {
+    return toJob(await unary(this, this._stub, 'GetTraining', { jobId }, options));
+  }
+
+  /** Jobs since the server started, newest first. */
+  async listTrainings(options = {}) {
+    return (await unary(this, this._stub, 'ListTrainings', {}, options)).jobs.map(toJob);
+  }
+
+  /** Stops a running job after its current step; nothing partial is published. */
+  async cancelTraining(jobId, options = {}) {
+    return toJob(await unary(this, this._stub, 'CancelTraining', { jobId }, options));
+  }
+
+  /** Published versions in the checkpoint root, of `model` or of every model. */
+  async listCheckpoints(model = '', options = {}) {
+    const response = await unary(this, this._stub, 'ListCheckpoints', { model }, options);
+    return response.checkpoints.map(toCheckpoint);
+  }
+}

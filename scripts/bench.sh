@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The engine benchmarks of docs/benchmarks.md, both sides in one go on this
+# machine: builds (scripts/build.sh), then for every row runs microgpt's
+# engine_bench and the PyTorch port (bench/pytorch_microgpt.py under
+# /usr/bin/python3, Debian's python3-torch) back to back, so both see the same
+# load, and prints the table of issue 4:
+#   measure | PyTorch | microgpt | ratio | target | met?
+# The PyTorch column says "skipped" when torch is not installed
+# (scripts/setup.sh --with-torch installs it).
+#
+#   scripts/bench.sh                              # 3 s per row, median of 3
+#   scripts/bench.sh --min_time 1 --repetitions 1 # quick look
+#   scripts/bench.sh --rows train_d,decode_d_x64  # some rows only
+#   scripts/bench.sh --no-build                   # use the binaries in $BUILD_DIR
+#
+# OPENBLAS_CORETYPE defaults to Haswell (the kernels these machines should
+# use; OpenBLAS's own pick is slower here); set it to override. The raw results
+# (Google Benchmark JSON and PyTorch JSON lines) are kept in the printed folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+min_time=3
+repetitions=3
+rows=train_a,train_b,train_c,train_d,decode_a_x1,decode_a_x64,decode_d_x1,decode_d_x64
+build=1
+data="$root/../shared/data/names.txt"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --min_time) min_time=$2; shift 2 ;;
+    --repetitions) repetitions=$2; shift 2 ;;
+    --rows) rows=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+[ "$build" = 1 ] && bash scripts/build.sh
+bin="$root/${BUILD_DIR:-build}"
+[ -x "$bin/bench/engine_bench" ] || { echo "bench.sh: $bin/bench/engine_bench is missing" >&2; exit 1; }
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
+
+out=$(mktemp -d /tmp/microgpt-bench.XXXXXX)
+if [ -f "$data" ]; then
+  data=$(realpath "$data")
+  echo "data: $data"
+else
+  # The same stand-in on both sides: 32,000 lowercase "names" of 3-8 letters.
+  echo "data: $data is absent; using 32,000 generated names (figures are not comparable with names.txt)"
+  data="$out/generated_names.txt"
+  awk 'BEGIN { srand(1); for (i = 0; i < 32000; i++) { n = 3 + int(rand() * 6); s = "";
+       for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' > "$data"
+fi
+export MICROGPT_BENCH_DATA=$data
+
+python=/usr/bin/python3
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "machine: $(nproc) cores, $cpu, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "per row: $repetitions x ${min_time}s, median; results in $out"
+
+torch_ok=1
+if [ ! -x "$python" ] || ! "$python" -c 'import torch' 2>/dev/null; then
+  torch_ok=0
+  "$python" bench/pytorch_microgpt.py 2>/dev/null > "$out/pytorch.jsonl" ||
+    echo '{"impl": "pytorch", "skipped": "/usr/bin/python3 is missing"}' > "$out/pytorch.jsonl"
+  echo "PyTorch: skipped ($(sed -n 's/.*"skipped": "\(.*\)"}/\1/p' "$out/pytorch.jsonl"))"
+fi
+
+engine_files=()
+for row in ${rows//,/ }; do
+  echo "  $row: microgpt..." >&2
+  "$bin/bench/engine_bench" --benchmark_filter="^${row}(/|\$)" \
+    --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
+    --benchmark_out="$out/engine_$row.json" --benchmark_out_format=json \
+    >"$out/engine_$row.log" 2>&1 || { cat "$out/engine_$row.log" >&2; exit 1; }
+  engine_files+=("$out/engine_$row.json")
+  if [ "$torch_ok" = 1 ]; then
+    echo "  $row: PyTorch..." >&2
+    "$python" bench/pytorch_microgpt.py --data "$data" --rows "$row" \
+      --min_time "$min_time" --repetitions "$repetitions" >> "$out/pytorch.jsonl"
+  fi
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+[ -x "$python" ] || python=python3
+"$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${engine_files[@]}"
