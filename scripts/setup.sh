@@ -10,15 +10,19 @@ packages=(
   nlohmann-json3-dev libssl-dev
   wamerican         # the default training dataset: /usr/share/dict/american-english
   python3-yaml python3-jsonschema  # tests/deploy: strict manifest validation
+  python3-grpcio python3-protobuf  # tests/clients: the Python SDK against live servers
 )
 # Extra groups: `setup.sh --with-python` adds what the Python client and benchmarks need.
 for arg in "$@"; do
   case "$arg" in
-    --with-python) packages+=(python3-grpcio python3-protobuf python3-numpy) ;;
+    --with-python) packages+=(python3-numpy) ;;
     --with-torch) packages+=(python3-torch) ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
+
+# Node.js for the Node SDK's tests: any node >= 18 will do (NodeSource or Debian).
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -32,4 +32,4 @@ echo "examples/stream.mjs:"
 node examples/stream.mjs | tee "$servers_tmp/example.out"
 grep -q '  <- ' "$servers_tmp/example.out" || { echo "FAIL: no finished sample" >&2; exit 1; }
 
-node --test --test-reporter=spec test/
+node --test --test-reporter=spec test/client.test.mjs
