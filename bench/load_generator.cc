@@ -239,9 +239,13 @@ class Runner {
 
   void Report(bool json) const {
     std::lock_guard<std::mutex> lock(mu_);
-    const double window_s =
-        std::chrono::duration<double>(window_end_ - window_start_).count();
-    const double tokens_per_s = tokens_in_window_ / window_s;
+    // The window ends early when --max_calls ran out before its end.
+    const double window_s = std::max(
+        0.0, std::chrono::duration<double>(std::min(window_end_, finished_) -
+                                           window_start_)
+                 .count());
+    const double tokens_per_s =
+        window_s > 0 ? tokens_in_window_ / window_s : 0.0;
     int64_t errors = 0;
     for (const auto& [code, n] : errors_) errors += n;
     struct rusage usage;

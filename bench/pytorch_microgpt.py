@@ -19,6 +19,12 @@ Prints one JSON object per line: a header, then one line per measured row:
 When torch is not installed it prints {"impl": "pytorch", "skipped": ...} and
 exits 0.
 
+--verify CHECKPOINT_DIR loads a microgpt checkpoint (<root>/<model>/<version>/
+model.safetensors) into this port and prints the log-probability of every
+token of --verify_text, from the causal training forward and from the KV-cached
+decoding step, to compare with the generator's (`microgpt generate
+--temperature 0 --show_logprobs`): the same model gives the same numbers.
+
   OPENBLAS_CORETYPE=Haswell /usr/bin/python3 bench/pytorch_microgpt.py \
       --data ../shared/data/names.txt --min_time 3
 """
@@ -60,6 +66,58 @@ def load_documents(path):
     return docs, "generated"
 
 
+def load_checkpoint(directory, torch):
+    """model.safetensors of a microgpt version: (config dict, vocab, {name: tensor})."""
+    import struct
+    with open(os.path.join(directory, "model.safetensors"), "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        start, end = info["data_offsets"]
+        data = bytearray(blob[8 + n + start:8 + n + end])
+        tensors[name] = torch.frombuffer(data, dtype=torch.float32).view(*info["shape"])
+    return json.loads(meta["microgpt.config"]), json.loads(meta["microgpt.vocab"]), tensors
+
+
+def verify(args, torch, F, rmsnorm, forward_train):
+    config, vocab, p = load_checkpoint(args.verify, torch)
+    n_layer, n_head, C = config["n_layer"], config["n_head"], config["n_embd"]
+    bos = len(vocab)
+    tokens = [bos] + [vocab.index(c) for c in args.verify_text] + [bos]
+    tokens = tokens[:config["block_size"] + 1]
+    with torch.no_grad():
+        idx = torch.tensor([tokens[:-1]])
+        train_lp = forward_train(p, idx, n_layer, n_head)[0].log_softmax(-1)
+        # The decoding step of bench_decode, one token at a time.
+        hd = C // n_head
+        kc = [torch.zeros(1, n_head, config["block_size"], hd) for _ in range(n_layer)]
+        vc = [torch.zeros(1, n_head, config["block_size"], hd) for _ in range(n_layer)]
+        decode_lp = []
+        for pos, tok in enumerate(tokens[:-1]):
+            x = rmsnorm(p["wte"][torch.tensor([tok])] + p["wpe"][pos])
+            for i in range(n_layer):
+                a = rmsnorm(x)
+                q = F.linear(a, p[f"layer{i}.attn_wq"]).view(1, n_head, 1, hd)
+                kc[i][:, :, pos] = F.linear(a, p[f"layer{i}.attn_wk"]).view(1, n_head, hd)
+                vc[i][:, :, pos] = F.linear(a, p[f"layer{i}.attn_wv"]).view(1, n_head, hd)
+                att = ((q @ kc[i][:, :, :pos + 1].transpose(-2, -1)) / math.sqrt(hd)).softmax(-1)
+                y = (att @ vc[i][:, :, :pos + 1]).view(1, C)
+                x = x + F.linear(y, p[f"layer{i}.attn_wo"])
+                x = x + F.linear(F.relu(F.linear(rmsnorm(x), p[f"layer{i}.mlp_fc1"])),
+                                 p[f"layer{i}.mlp_fc2"])
+            decode_lp.append(F.linear(x, p["lm_head"])[0].log_softmax(-1))
+    for pos in range(1, len(tokens)):
+        tok = tokens[pos]
+        emit({"impl": "pytorch", "verify": args.verify, "position": pos,
+              "token": "<bos>" if tok == bos else vocab[tok],
+              "logprob_train": round(float(train_lp[pos - 1, tok]), 4),
+              "logprob_decode": round(float(decode_lp[pos - 1][tok]), 4)})
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/names.txt")
@@ -73,6 +131,10 @@ def main():
                         help="torch.set_num_threads (1 is the best setting on 2 cores)")
     parser.add_argument("--rows", default="",
                         help="comma-separated row names to run (default: all)")
+    parser.add_argument("--verify", default="",
+                        help="a checkpoint version directory: check the port against it")
+    parser.add_argument("--verify_text", default="eman",
+                        help="the document whose token log-probabilities --verify prints")
     args = parser.parse_args()
 
     try:
@@ -249,6 +311,9 @@ def main():
         emit({"impl": "pytorch", "row": f"decode_{name}_x{streams}", "kind": "decode",
               "config": name, "streams": streams, "steps": steps,
               "seconds": round(elapsed, 4), "tokens_per_s": steps * streams / elapsed})
+
+    if args.verify:
+        return verify(args, torch, F, rmsnorm, forward_train)
 
     for name in CONFIGS:
         if not wanted or f"train_{name}" in wanted:

@@ -10,6 +10,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,8 +20,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/plot_command.h"
 #include "microgpt/client.h"
 
 ABSL_FLAG(
@@ -29,6 +33,15 @@ ABSL_FLAG(std::string, trainer, "",
           "Trainer address (default $MICROGPT_TRAINER or localhost:50052).");
 // train, generate, checkpoints
 ABSL_FLAG(std::string, model, "", "Model name.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the bearer token sent to the servers (else "
+          "$MICROGPT_AUTH_TOKEN).");
+ABSL_FLAG(bool, tls, false, "Connect with TLS (system root certificates).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA certificates to verify the servers with (implies --tls).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate, for servers that verify clients.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM key of --tls_cert_file.");
 // train
 ABSL_FLAG(std::string, data, "",
           "train: dataset file, relative to the trainer's --data_root.");
@@ -67,6 +80,12 @@ ABSL_FLAG(std::optional<float>, top_p, std::nullopt,
 ABSL_FLAG(int32_t, num_samples, 1, "generate: independent samples (1..64).");
 ABSL_FLAG(int32_t, top_logprobs, 0,
           "generate: alternatives reported per token (with --show_logprobs).");
+// plot
+ABSL_FLAG(std::string, csv, "",
+          "plot: a loss curve, the loss.csv of a published version.");
+ABSL_FLAG(std::string, out, "", "plot: the SVG file to write.");
+ABSL_FLAG(std::string, title, "",
+          "plot: chart title (default: MODEL/VERSION: training loss).");
 ABSL_FLAG(bool, show_logprobs, false,
           "generate: print each token's log-probability after its sample.");
 
@@ -90,6 +109,8 @@ constexpr char kUsage[] =
     "      --top_logprobs N --show_logprobs]\n"
     "  microgpt models                models and versions the generator "
     "serves\n"
+    "  microgpt plot --csv CKPT/MODEL/VERSION/loss.csv --out curve.svg\n"
+    "      [--title TEXT]                draw a loss curve (no server)\n"
     "\n"
     "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
     "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052.\n";
@@ -101,14 +122,50 @@ std::string Address(const std::string& flag, const char* env,
   return value != nullptr && *value != '\0' ? value : fallback;
 }
 
+// The contents of `path`; exits with a usage error when unreadable.
+std::string ReadFlagFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "error: %s: cannot read %s\n", flag, path.c_str());
+    std::exit(2);
+  }
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Token (--auth_token_file, else $MICROGPT_AUTH_TOKEN) and TLS flags.
+ClientOptions SecurityOptions() {
+  ClientOptions options;
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    options.auth_token = std::string(absl::StripAsciiWhitespace(
+        ReadFlagFile(token_file, "--auth_token_file")));
+  } else if (const char* env = std::getenv("MICROGPT_AUTH_TOKEN")) {
+    options.auth_token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_tls_key_file);
+  options.use_tls = absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty();
+  if (!ca.empty()) {
+    options.tls_root_certs_pem = ReadFlagFile(ca, "--tls_ca_file");
+  }
+  if (!cert.empty()) {
+    options.tls_client_cert_pem = ReadFlagFile(cert, "--tls_cert_file");
+    options.tls_client_key_pem = ReadFlagFile(key, "--tls_key_file");
+  }
+  return options;
+}
+
 TrainerClient Trainer() {
   return TrainerClient(Address(absl::GetFlag(FLAGS_trainer), "MICROGPT_TRAINER",
-                               "localhost:50052"));
+                               "localhost:50052"),
+                       SecurityOptions());
 }
 
 GeneratorClient Generator() {
   return GeneratorClient(Address(absl::GetFlag(FLAGS_generator),
-                                 "MICROGPT_GENERATOR", "localhost:50051"));
+                                 "MICROGPT_GENERATOR", "localhost:50051"),
+                         SecurityOptions());
 }
 
 absl::StatusOr<v1::StartTrainingRequest> TrainRequestFromFlags() {
@@ -203,6 +260,14 @@ absl::Status Dispatch(const std::string& command,
     GeneratorClient generator = Generator();
     return GenerateCommand(generator, GenerateRequestFromFlags(),
                            absl::GetFlag(FLAGS_show_logprobs));
+  }
+  if (command == "plot") {
+    if (absl::Status s = expect_args(0, " --csv LOSS.CSV --out CURVE.SVG");
+        !s.ok()) {
+      return s;
+    }
+    return PlotCommand(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_out),
+                       absl::GetFlag(FLAGS_title));
   }
   if (command == "models") {
     if (absl::Status s = expect_args(0, ""); !s.ok()) return s;

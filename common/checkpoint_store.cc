@@ -395,11 +395,10 @@ std::string CheckpointStore::VersionPath(absl::string_view model_name,
   return JoinPath(JoinPath(root_, model_name), absl::StrCat(version));
 }
 
-absl::Status CheckpointStore::Publish(absl::string_view model_name,
-                                      int64_t version,
-                                      const ModelCheckpoint& model,
-                                      const OptimizerCheckpoint* optimizer,
-                                      const ParameterLayout& layout) {
+absl::Status CheckpointStore::Publish(
+    absl::string_view model_name, int64_t version, const ModelCheckpoint& model,
+    const OptimizerCheckpoint* optimizer, const ParameterLayout& layout,
+    const std::vector<std::pair<std::string, std::string>>& extra_files) {
   MICROGPT_RETURN_IF_ERROR(ValidateModelName(model_name));
   MICROGPT_RETURN_IF_ERROR(ValidateVersion(version));
   MICROGPT_RETURN_IF_ERROR(CheckPublishable(model, optimizer, layout));
@@ -408,6 +407,15 @@ absl::Status CheckpointStore::Publish(absl::string_view model_name,
   files.emplace_back(kModelFile, SerializeModel(model));
   if (optimizer != nullptr) {
     files.emplace_back(kOptimizerFile, SerializeOptimizer(*optimizer, layout));
+  }
+  for (const auto& [name, bytes] : extra_files) {
+    if (name.empty() || name == kModelFile || name == kOptimizerFile ||
+        name == kManifestFile || name[0] == '.' ||
+        name.find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", name, "\" cannot be an extra file"));
+    }
+    files.emplace_back(name, bytes);
   }
   nlohmann::json manifest = {{"version", version},
                              {"files", nlohmann::json::object()}};
@@ -506,6 +514,15 @@ absl::StatusOr<ModelCheckpoint> CheckpointStore::LoadModel(
                                      model.status().message()));
   }
   return model;
+}
+
+absl::StatusOr<std::string> CheckpointStore::LoadExtraFile(
+    absl::string_view model_name, int64_t version,
+    absl::string_view file_name) const {
+  MICROGPT_RETURN_IF_ERROR(ValidateModelName(model_name));
+  MICROGPT_RETURN_IF_ERROR(ValidateVersion(version));
+  return ReadVerified(VersionPath(model_name, version), version, file_name,
+                      absl::StatusCode::kNotFound);
 }
 
 absl::StatusOr<OptimizerCheckpoint> CheckpointStore::LoadOptimizer(

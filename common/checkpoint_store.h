@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -32,10 +33,14 @@ class CheckpointStore {
 
   // Publishes a version atomically. ALREADY_EXISTS if it is there already;
   // the optimizer state is optional (a model-only export).
-  absl::Status Publish(absl::string_view model_name, int64_t version,
-                       const ModelCheckpoint& model,
-                       const OptimizerCheckpoint* optimizer,
-                       const ParameterLayout& layout);
+  // `extra_files` (name, bytes) go into the version too, listed in its
+  // manifest (the trainer's loss.csv); names are plain file names other than
+  // the store's own.
+  absl::Status Publish(
+      absl::string_view model_name, int64_t version,
+      const ModelCheckpoint& model, const OptimizerCheckpoint* optimizer,
+      const ParameterLayout& layout,
+      const std::vector<std::pair<std::string, std::string>>& extra_files = {});
 
   // Model directories under the root (valid names only), sorted.
   absl::StatusOr<std::vector<std::string>> ListModels() const;
@@ -48,6 +53,11 @@ class CheckpointStore {
   // DATA_LOSS on a mismatch, truncation or corruption, NOT_FOUND if absent.
   absl::StatusOr<ModelCheckpoint> LoadModel(absl::string_view model_name,
                                             int64_t version) const;
+  // Reads an extra file of a version, verified against the manifest:
+  // NOT_FOUND when the manifest does not list it, DATA_LOSS as above.
+  absl::StatusOr<std::string> LoadExtraFile(absl::string_view model_name,
+                                            int64_t version,
+                                            absl::string_view file_name) const;
   absl::StatusOr<OptimizerCheckpoint> LoadOptimizer(
       absl::string_view model_name, int64_t version,
       const ParameterLayout& layout) const;

@@ -16,7 +16,8 @@ namespace {
 
 ModelManagerOptions ManagerOptions(const GeneratorServerOptions& options) {
   ModelManagerOptions manager;
-  manager.root = options.checkpoint_root;
+  manager.root = options.trainer_address.empty() ? options.checkpoint_root
+                                                 : options.cache_dir;
   manager.versions_to_keep = options.versions_to_keep;
   return manager;
 }
@@ -26,8 +27,20 @@ ModelManagerOptions ManagerOptions(const GeneratorServerOptions& options) {
 absl::StatusOr<std::unique_ptr<GeneratorServer>> GeneratorServer::Create(
     GeneratorServerOptions options) {
   std::error_code error;
-  if (options.checkpoint_root.empty() ||
-      !std::filesystem::is_directory(options.checkpoint_root, error)) {
+  if (!options.trainer_address.empty() || !options.cache_dir.empty()) {
+    if (options.trainer_address.empty() || options.cache_dir.empty() ||
+        !options.checkpoint_root.empty()) {
+      return absl::InvalidArgumentError(
+          "follow mode needs both trainer and cache_dir, and no "
+          "checkpoint_root");
+    }
+    std::filesystem::create_directories(options.cache_dir, error);
+    if (!std::filesystem::is_directory(options.cache_dir, error)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cache_dir '", options.cache_dir, "' is not a directory"));
+    }
+  } else if (options.checkpoint_root.empty() ||
+             !std::filesystem::is_directory(options.checkpoint_root, error)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint_root '", options.checkpoint_root, "' is not a directory"));
   }
@@ -56,15 +69,44 @@ GeneratorServer::GeneratorServer(GeneratorServerOptions options)
         };
         return manager;
       }()),
-      scheduler_(options_.scheduler),
+      scheduler_([this] {
+        SchedulerOptions scheduler = options_.scheduler;
+        if (!options_.metrics_address.empty()) {
+          scheduler.on_step = [this](int batch_size) {
+            metrics_->OnStep(batch_size);
+          };
+        }
+        return scheduler;
+      }()),
       service_(&models_, &scheduler_),
-      runner_(options_.server) {}
+      runner_(options_.server) {
+  if (!options_.metrics_address.empty()) {
+    metrics_ =
+        std::make_unique<GeneratorMetrics>(&models_, &scheduler_, &service_);
+    service_.SetObserver(metrics_.get());
+  }
+}
+
+int GeneratorServer::metrics_port() const {
+  return metrics_endpoint_ != nullptr ? metrics_endpoint_->port() : 0;
+}
 
 GeneratorServer::~GeneratorServer() {
+  metrics_endpoint_.reset();  // no scrape reads the parts from here on
+  follower_.reset();  // it calls into models_
   models_.Stop();  // no health flips while the runner goes away
 }
 
 absl::Status GeneratorServer::Start() {
+  if (metrics_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+        MetricsEndpoint::Start(options_.metrics_address,
+                               metrics_->collectable());
+    if (!endpoint.ok()) return endpoint.status();
+    metrics_endpoint_ = *std::move(endpoint);
+    LogInfo(absl::StrCat("metrics on http://", options_.metrics_address,
+                         "/metrics (port ", metrics_endpoint_->port(), ")"));
+  }
   scheduler_.Start();
   runner_.AddService(&service_, v1::Generator::service_full_name());
   if (absl::Status status = runner_.Start("microgpt-generator"); !status.ok()) {
@@ -73,6 +115,18 @@ absl::Status GeneratorServer::Start() {
   if (models_.num_loaded_versions() > 0) runner_.SetServing(true);
   if (options_.poll_interval > absl::ZeroDuration()) {
     models_.StartPolling(options_.poll_interval);
+  }
+  if (!options_.trainer_address.empty()) {
+    CheckpointFollowerOptions follower = options_.follower;
+    follower.trainer_address = options_.trainer_address;
+    follower.cache_dir = options_.cache_dir;
+    follower.on_new_version = [this] {
+      if (absl::Status status = models_.PollOnce(); !status.ok()) {
+        LogWarning(absl::StrCat("cannot scan the cache: ", status.ToString()));
+      }
+    };
+    follower_ = std::make_unique<CheckpointFollower>(std::move(follower));
+    if (absl::Status status = follower_->Start(); !status.ok()) return status;
   }
   return absl::OkStatus();
 }
@@ -93,6 +147,7 @@ void GeneratorServer::WaitForShutdown() {
 //   - calls whose clients stopped reading are cancelled;
 //   - a short linger lets the last bytes reach the clients.
 void GeneratorServer::Drain() {
+  if (follower_ != nullptr) follower_->Stop();
   models_.Stop();
   service_.StopAccepting();
   const int in_flight = service_.active_streams();

@@ -25,9 +25,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "generator/checkpoint_follower.h"
+#include "generator/generator_metrics.h"
 #include "generator/generator_service.h"
 #include "generator/model_manager.h"
 #include "generator/scheduler.h"
+#include "server/metrics_endpoint.h"
 #include "server/server_runner.h"
 
 namespace microgpt {
@@ -35,11 +38,21 @@ namespace microgpt {
 struct GeneratorServerOptions {
   ServerOptions server;
   std::string checkpoint_root;  // must be an existing directory
+  // Follow mode instead of checkpoint_root (exactly one of the two): follow
+  // the trainer at this address (Trainer.WatchCheckpoints), download each
+  // version into cache_dir (created if missing) and serve from there. See
+  // generator/checkpoint_follower.h.
+  std::string trainer_address;
+  std::string cache_dir;
+  CheckpointFollowerOptions follower;  // backoff etc.; address/dir set here
   // How often the root is scanned for new versions. Zero or less: never in
   // the background (tests call models().PollOnce()).
   absl::Duration poll_interval = absl::Seconds(2);
   int versions_to_keep = 2;
   SchedulerOptions scheduler;
+  // Prometheus /metrics endpoint, "host:port" (port 0 picks a free one);
+  // empty: none. See generator/generator_metrics.h for the series.
+  std::string metrics_address;
 };
 
 class GeneratorServer {
@@ -56,6 +69,8 @@ class GeneratorServer {
   absl::Status Start();
 
   int port() const { return runner_.port(); }
+  // The metrics endpoint's port once started; 0 without one.
+  int metrics_port() const;
 
   // Blocks until SIGTERM, SIGINT or RequestShutdown(), then drains (see the
   // top of this file) and returns once the server has stopped.
@@ -74,11 +89,16 @@ class GeneratorServer {
   void Drain();
 
   const GeneratorServerOptions options_;
+  // Before the parts it observes, so that their threads never outlive it;
+  // the endpoint (which reads the parts) is stopped first, in the destructor.
+  std::unique_ptr<GeneratorMetrics> metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   // Declared before the runner so that they outlive the calls it serves.
   ModelManager models_;
   Scheduler scheduler_;
   GeneratorServiceImpl service_;
   ServerRunner runner_;
+  std::unique_ptr<CheckpointFollower> follower_;  // follow mode only
 };
 
 }  // namespace microgpt

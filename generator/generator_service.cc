@@ -8,6 +8,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "server/grpc_status.h"
 
 namespace microgpt {
@@ -47,7 +48,8 @@ class GenerateReactor final
                   const v1::GenerateRequest& request)
       : service_(service),
         context_(context),
-        notifier_(std::make_shared<Notifier>(this)) {
+        notifier_(std::make_shared<Notifier>(this)),
+        start_time_(absl::Now()) {
     absl::Status status =
         service_->Register(this)
             ? Begin(service_->models_, service_->scheduler_, request)
@@ -57,7 +59,9 @@ class GenerateReactor final
         absl::MutexLock lock(&mu_);
         finished_ = true;
       }
-      Finish(ToGrpcStatus(status));
+      const grpc::Status grpc_status = ToGrpcStatus(status);
+      ObserveFinish(grpc_status);
+      Finish(grpc_status);
       return;
     }
     Pump();  // tokens may have arrived while Begin was running
@@ -151,8 +155,32 @@ class GenerateReactor final
     if (write) {
       StartWrite(&response_);
     } else {
+      ObserveFinish(status);
       Finish(status);
     }
+  }
+
+  void ObserveFinish(const grpc::Status& status) {
+    if (service_->observer_ != nullptr) {
+      service_->observer_->OnCallFinished("Generate", status.error_code());
+    }
+  }
+
+  // Reports the sample's time to first token or its inter-token gap.
+  void ObserveToken(size_t sample_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    GeneratorServiceObserver* observer = service_->observer_;
+    if (observer == nullptr) return;
+    const absl::Time now = absl::Now();
+    if (last_token_time_.size() < sequences_.size()) {
+      last_token_time_.resize(sequences_.size(), absl::InfinitePast());
+    }
+    absl::Time& last = last_token_time_[sample_index];
+    if (last == absl::InfinitePast()) {
+      observer->OnFirstToken(now - start_time_);
+    } else {
+      observer->OnInterToken(now - last);
+    }
+    last = now;
   }
 
   // Fills response_ with the next buffered token, round-robin over samples.
@@ -163,6 +191,7 @@ class GenerateReactor final
       const size_t i = (next_ + k) % n;
       if (!sequences_[i]->Pop(&event)) continue;
       next_ = i + 1;
+      if (event.id >= 0) ObserveToken(i);
       Fill(static_cast<int>(i), *sequences_[i]->servable(), event);
       return true;
     }
@@ -216,6 +245,9 @@ class GenerateReactor final
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  const absl::Time start_time_;
+  // When each sample's latest token was handed to gRPC (metrics only).
+  std::vector<absl::Time> last_token_time_ ABSL_GUARDED_BY(mu_);
   // Owned by the write in flight while writing_ is set.
   v1::GenerateResponse response_;
 };
@@ -362,6 +394,7 @@ grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (observer_ != nullptr) observer_->OnCallFinished("ListModels", grpc::OK);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

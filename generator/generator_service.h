@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "generator/model_manager.h"
@@ -43,6 +44,22 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed);
 
 class GenerateReactor;
+
+// Metrics hooks of the service (GeneratorMetrics implements them). Called on
+// gRPC threads, sometimes under a call's lock: implementations must be cheap,
+// thread-safe and must not call back into the service.
+class GeneratorServiceObserver {
+ public:
+  virtual ~GeneratorServiceObserver() = default;
+  // A Generate or ListModels call finished with `code` (Generate: when its
+  // status is sent, including calls refused before any token).
+  virtual void OnCallFinished(absl::string_view method,
+                              grpc::StatusCode code) = 0;
+  // A sample's first token was handed to gRPC, `latency` after the call began.
+  virtual void OnFirstToken(absl::Duration latency) = 0;
+  // A sample's next token was handed to gRPC, `gap` after its previous one.
+  virtual void OnInterToken(absl::Duration gap) = 0;
+};
 
 class GeneratorServiceImpl final : public v1::Generator::CallbackService {
  public:
@@ -68,6 +85,9 @@ class GeneratorServiceImpl final : public v1::Generator::CallbackService {
   void CancelStreams() ABSL_LOCKS_EXCLUDED(streams_mu_);
   int active_streams() const ABSL_LOCKS_EXCLUDED(streams_mu_);
 
+  // Sets the metrics hooks (nullptr: none); call before serving. Not owned.
+  void SetObserver(GeneratorServiceObserver* observer) { observer_ = observer; }
+
  private:
   friend class GenerateReactor;
   // False when the service no longer accepts calls.
@@ -76,6 +96,7 @@ class GeneratorServiceImpl final : public v1::Generator::CallbackService {
 
   const ModelManager* const models_;
   Scheduler* const scheduler_;
+  GeneratorServiceObserver* observer_ = nullptr;
 
   mutable absl::Mutex streams_mu_;
   bool accepting_ ABSL_GUARDED_BY(streams_mu_) = true;

@@ -12,13 +12,27 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "generator/generator_server.h"
+#include "server/security_flags.h"
+#include "server/metrics_endpoint.h"
 #include "server/server_runner.h"
 #include "server/shutdown_signals.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (printed).");
 ABSL_FLAG(std::string, checkpoint_root, "",
-          "Checkpoint root to serve (<root>/<model>/<version>/); required.");
+          "Checkpoint root to serve (<root>/<model>/<version>/), shared with "
+          "the trainer. Exactly one of --checkpoint_root and --trainer.");
+ABSL_FLAG(std::string, trainer, "",
+          "Follow mode: the trainer's address (host:port). Each version it "
+          "publishes is downloaded (verified, atomically) into --cache_dir "
+          "and served; no shared volume needed.");
+ABSL_FLAG(std::string, cache_dir, "",
+          "Follow mode: local directory for downloaded versions (created if "
+          "missing); required with --trainer.");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::Minutes(5),
+          "Close client connections after about this long (GOAWAY; streams "
+          "in flight get 30s more), so clients re-resolve and spread over "
+          "new replicas. 0 = never.");
 ABSL_FLAG(absl::Duration, poll_interval, absl::Seconds(2),
           "How often the checkpoint root is scanned for new versions.");
 ABSL_FLAG(int, versions_to_keep, 2, "Loaded versions per model.");
@@ -29,28 +43,64 @@ ABSL_FLAG(int, max_queued, 1024,
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM, how long streams in flight may take to finish.");
 ABSL_FLAG(int, threads, 1, "Compute worker threads.");
+ABSL_FLAG(int, metrics_port, 0,
+          "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
+ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
+ABSL_FLAG(bool, require_auth, false,
+          "Require \"authorization: Bearer <token>\" on Generator calls (the "
+          "token from --auth_token_file or MICROGPT_AUTH_TOKEN); health and "
+          "reflection stay open.");
 
 int main(int argc, char** argv) {
   microgpt::InstallShutdownSignalHandlers();
   absl::SetProgramUsageMessage(
       "Streams text sampled from microgpt checkpoints over gRPC.");
   absl::ParseCommandLine(argc, argv);
+  microgpt::SetJsonLogs(absl::GetFlag(FLAGS_json_logs));
 
   microgpt::GeneratorServerOptions options;
   options.server.host = absl::GetFlag(FLAGS_host);
   options.server.port = absl::GetFlag(FLAGS_port);
   options.server.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
+  options.trainer_address = absl::GetFlag(FLAGS_trainer);
+  options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  options.server.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
+  if (options.checkpoint_root.empty() == options.trainer_address.empty()) {
+    microgpt::LogError(
+        "exactly one of --checkpoint_root and --trainer is required");
+    return 1;
+  }
+  if (!options.trainer_address.empty() && options.cache_dir.empty()) {
+    microgpt::LogError("--trainer needs --cache_dir");
+    return 1;
+  }
+  if (options.trainer_address.empty() && !options.cache_dir.empty()) {
+    microgpt::LogError("--cache_dir is only for --trainer");
+    return 1;
+  }
   options.poll_interval = absl::GetFlag(FLAGS_poll_interval);
   options.versions_to_keep = absl::GetFlag(FLAGS_versions_to_keep);
   options.scheduler.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.scheduler.max_queued = absl::GetFlag(FLAGS_max_queued);
   options.scheduler.num_threads = absl::GetFlag(FLAGS_threads);
+  if (absl::GetFlag(FLAGS_metrics_port) > 0) {
+    options.metrics_address =
+        microgpt::MetricsAddress(absl::GetFlag(FLAGS_metrics_port));
+  }
   if (options.poll_interval <= absl::ZeroDuration()) {
     microgpt::LogError("--poll_interval must be positive");
     return 1;
   }
 
+  if (absl::Status status = microgpt::SecurityFromFlags(
+          absl::GetFlag(FLAGS_require_auth), &options.server.security);
+      !status.ok()) {
+    microgpt::LogError(status.ToString());
+    return 1;
+  }
+  // A token in the environment alone does not lock the Generator API.
+  if (!absl::GetFlag(FLAGS_require_auth)) options.server.security.auth_token.clear();
   auto server = microgpt::GeneratorServer::Create(options);
   if (!server.ok()) {
     microgpt::LogError(server.status().ToString());

@@ -269,6 +269,7 @@ void Scheduler::Loop() {
       }
     }
     RunStep(runnable);
+    if (options_.on_step) options_.on_step(static_cast<int>(runnable.size()));
     for (const auto& sequence : runnable) {
       if (sequence->notify_) {
         sequence->notify_ = false;

@@ -140,6 +140,9 @@ struct SchedulerOptions {
   int max_queued = 1024;   // sequences waiting beyond the active ones
   int num_threads = 1;     // compute workers (the loop is the first)
   int buffer_tokens = 64;  // per-sequence output buffer
+  // Metrics hook: called on the loop thread after every step with the number
+  // of sequences it advanced. Must be cheap and must not call the scheduler.
+  std::function<void(int batch_size)> on_step;
 };
 
 struct SchedulerStats {

@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-bash scripts/build.sh
+BUILD_TARGETS="microgpt-trainer microgpt-generator microgpt" bash scripts/build.sh
 bin="$root/${BUILD_DIR:-build}"
 
 work=$(mktemp -d /tmp/microgpt-demo.XXXXXX)

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/security.h"
 
 namespace microgpt {
 
@@ -31,6 +32,13 @@ struct ServerOptions {
   int port = 0;  // 0 = pick a free port
   absl::Duration shutdown_grace = absl::Seconds(10);
   int max_message_bytes = 4 << 20;
+  // Connections are closed (GOAWAY) after about this long, so clients
+  // reconnect and re-resolve and new replicas get their share of calls. Zero
+  // or less: never. Calls in flight then get max_connection_age_grace.
+  absl::Duration max_connection_age = absl::ZeroDuration();
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
+  // TLS and the bearer token (server/security.h); default: plaintext, open.
+  ServerSecurity security;
 };
 
 class ServerRunner {

@@ -8,6 +8,7 @@
 // and JobOptionsFromRequest turns either into a job.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,14 +21,21 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "server/security_flags.h"
 #include "server/server_runner.h"
 #include "server/shutdown_signals.h"
+#include "common/status_macros.h"
+#include "server/metrics_endpoint.h"
 #include "trainer/local_training.h"
+#include "trainer/loss_plot.h"
+#include "trainer/trainer_metrics.h"
 #include "trainer/trainer_server.h"
 
 // Both commands.
 ABSL_FLAG(std::string, checkpoint_root, "", "Directory of published versions.");
 ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
+ABSL_FLAG(int32_t, metrics_port, 0,
+          "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
 // train
 ABSL_FLAG(std::string, data, "", "train: dataset file, one document per line.");
 ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
@@ -47,6 +55,8 @@ ABSL_FLAG(bool, resume, false,
           "train: continue from the model's latest published version.");
 ABSL_FLAG(int64_t, print_every, 0,
           "train: a progress line every N steps (0: about ten per run).");
+ABSL_FLAG(std::string, plot, "",
+          "train: write the final version's loss curve to this SVG file.");
 // serve
 ABSL_FLAG(std::string, host, "0.0.0.0", "serve: address to listen on.");
 ABSL_FLAG(int32_t, port, 50052,
@@ -67,9 +77,12 @@ constexpr char kUsage[] =
     "\n"
     "  microgpt-trainer train --data FILE --model NAME --checkpoint_root DIR\n"
     "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
-    "       --block_size N --lr X --seed N --checkpoint_every N --resume]\n"
+    "       --block_size N --lr X --seed N --checkpoint_every N --resume\n"
+    "       --plot curve.svg]\n"
     "  microgpt-trainer serve --checkpoint_root DIR [--data_root DIR --port P\n"
-    "      --host H --shutdown_grace 10s]\n";
+    "      --host H --shutdown_grace 10s]\n"
+    "\n"
+    "Both: --metrics_port P (Prometheus /metrics), --json_logs.\n";
 
 // The request the train command's flags describe.
 v1::StartTrainingRequest RequestFromFlags() {
@@ -100,7 +113,14 @@ absl::Status Train() {
   LocalTrainingOptions options;
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.print_every = absl::GetFlag(FLAGS_print_every);
-  return TrainLocally(RequestFromFlags(), options);
+  MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
+  const std::string plot = absl::GetFlag(FLAGS_plot);
+  if (!plot.empty()) {
+    MICROGPT_RETURN_IF_ERROR(WriteLossPlot(
+        options.checkpoint_root, absl::GetFlag(FLAGS_model), plot));
+    std::printf("loss curve: %s\n", plot.c_str());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Serve() {
@@ -111,6 +131,13 @@ absl::Status Serve() {
   options.server.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.data_root = absl::GetFlag(FLAGS_data_root);
+  MICROGPT_RETURN_IF_ERROR(
+      SecurityFromFlags(/*require_token=*/false, &options.server.security));
+  if (options.server.security.auth_token.empty()) {
+    LogWarning(
+        "the Trainer API is open to anyone who can reach it: give a bearer "
+        "token with --auth_token_file or MICROGPT_AUTH_TOKEN");
+  }
   return RunTrainerServer(options);
 }
 
@@ -134,6 +161,16 @@ int Main(int argc, char** argv) {
     return 2;
   }
   SetJsonLogs(absl::GetFlag(FLAGS_json_logs));
+  std::unique_ptr<TrainerMetrics> metrics;
+  if (const int port = absl::GetFlag(FLAGS_metrics_port); port > 0) {
+    absl::StatusOr<std::unique_ptr<TrainerMetrics>> started =
+        TrainerMetrics::Start(MetricsAddress(port));
+    if (!started.ok()) {
+      std::fprintf(stderr, "error: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    metrics = *std::move(started);
+  }
   const absl::Status status = command == "train" ? Train() : Serve();
   if (!status.ok()) {
     std::fprintf(stderr, "error: %s: %s\n",

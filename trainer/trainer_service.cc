@@ -108,7 +108,10 @@ class FailedWatchReactor final
 }  // namespace
 
 TrainerServiceImpl::TrainerServiceImpl(TrainerServiceOptions options)
-    : options_(std::move(options)), store_(options_.checkpoint_root) {
+    : options_(std::move(options)),
+      store_(options_.checkpoint_root),
+      checkpoint_feed_(&store_, options_.checkpoint_feed) {
+  checkpoint_feed_.Start();
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -122,6 +125,7 @@ void TrainerServiceImpl::Shutdown() {
     active = active_;
   }
   if (active != nullptr) active->Cancel();
+  checkpoint_feed_.Stop();  // WatchCheckpoints streams end UNAVAILABLE
   std::call_once(join_once_, [this] { worker_.join(); });
 }
 
@@ -272,6 +276,20 @@ grpc::ServerUnaryReactor* TrainerServiceImpl::ListCheckpoints(
   }
   reactor->Finish(ToGrpcStatus(checkpoints.status()));
   return reactor;
+}
+
+grpc::ServerWriteReactor<v1::CheckpointEvent>*
+TrainerServiceImpl::WatchCheckpoints(grpc::CallbackServerContext* context,
+                                     const v1::WatchCheckpointsRequest* request) {
+  return NewWatchCheckpointsReactor(&checkpoint_feed_, *request);
+}
+
+grpc::ServerWriteReactor<v1::CheckpointChunk>*
+TrainerServiceImpl::DownloadCheckpoint(
+    grpc::CallbackServerContext* context,
+    const v1::DownloadCheckpointRequest* request) {
+  return NewDownloadCheckpointReactor(
+      &store_, options_.checkpoint_feed.chunk_bytes, *request);
 }
 
 absl::StatusOr<std::shared_ptr<TrainingJob>> TrainerServiceImpl::FindJob(

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
+#include "trainer/checkpoint_feed.h"
 #include "trainer/training_job.h"
 
 namespace microgpt {
@@ -40,6 +41,8 @@ struct TrainerServiceOptions {
   std::string data_root;
   // Ended jobs kept for GetTraining/ListTrainings; the oldest go first.
   size_t max_ended_jobs = 1000;
+  // WatchCheckpoints / DownloadCheckpoint: rescan interval, chunk size.
+  CheckpointFeedOptions checkpoint_feed;
 };
 
 class TrainerServiceImpl final : public v1::Trainer::CallbackService {
@@ -75,6 +78,12 @@ class TrainerServiceImpl final : public v1::Trainer::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ListCheckpointsRequest* request,
       v1::ListCheckpointsResponse* response) override;
+  grpc::ServerWriteReactor<v1::CheckpointEvent>* WatchCheckpoints(
+      grpc::CallbackServerContext* context,
+      const v1::WatchCheckpointsRequest* request) override;
+  grpc::ServerWriteReactor<v1::CheckpointChunk>* DownloadCheckpoint(
+      grpc::CallbackServerContext* context,
+      const v1::DownloadCheckpointRequest* request) override;
 
  private:
   // A job waiting for the worker, and whom to tell when it has started.
@@ -93,6 +102,7 @@ class TrainerServiceImpl final : public v1::Trainer::CallbackService {
 
   const TrainerServiceOptions options_;
   CheckpointStore store_;
+  CheckpointFeed checkpoint_feed_;  // WatchCheckpoints
 
   mutable absl::Mutex mu_;
   // Started jobs, oldest first.

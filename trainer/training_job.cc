@@ -10,7 +10,9 @@
 #include "absl/strings/str_format.h"
 #include "common/dataset.h"
 #include "common/log.h"
+#include "common/loss_curve.h"
 #include "common/parameters.h"
+#include "trainer/trainer_metrics.h"
 
 namespace microgpt {
 namespace {
@@ -97,6 +99,14 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
     }
     return Annotated(optimizer.status(), context);
   }
+  // The curve so far, when the version recorded one (older ones did not).
+  if (auto csv = store_->LoadExtraFile(name, version, kLossCurveFile);
+      csv.ok()) {
+    if (absl::StatusOr<LossCurve> curve = ParseLossCsv(*csv); curve.ok()) {
+      loss_curve_ = *std::move(curve);
+      loss_curve_.TruncateAfter(version);
+    }
+  }
   training.config = model->config;
   auto run = TrainingRun::Resume(training, std::move(documents),
                                  *std::move(model), *std::move(optimizer));
@@ -111,6 +121,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
 
 void TrainingJob::Run(
     const std::function<void(const absl::Status&)>& on_started) {
+  TrainerMetrics::RecordState(v1::JOB_STATE_RUNNING);
   auto run = Prepare();
   if (!run.ok()) {
     End(run.status());
@@ -152,6 +163,7 @@ void TrainingJob::Train(TrainingRun& run) {
       return;
     }
     recent_losses.push_back(stats.loss);
+    loss_curve_.Add(stats.step, stats.loss);
     if (recent_losses.size() > kLossWindow) recent_losses.pop_front();
 
     const bool scheduled = options_.checkpoint_every > 0 &&
@@ -177,7 +189,8 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   const ModelCheckpoint model = run.ModelSnapshot(loss);
   const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
   const absl::Status status =
-      store_->Publish(options_.model, version, model, &optimizer, run.layout());
+      store_->Publish(options_.model, version, model, &optimizer, run.layout(),
+                      {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}});
   if (!status.ok()) {
     End(absl::Status(status.code(),
                      absl::StrFormat("publishing version %d of \"%s\" under "
@@ -195,6 +208,7 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   info->set_path(store_->VersionPath(options_.model, version));
   LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
                           loss));
+  TrainerMetrics::RecordPublished(options_.model);
   absl::MutexLock lock(&mu_);
   latest_version_ = version;
   EmitLocked(event);
@@ -212,6 +226,7 @@ void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
   progress.set_learning_rate(stats->lr);
   progress.set_tokens_per_second(elapsed > 0 ? tokens_ / elapsed : 0.0);
   progress.set_elapsed_seconds(elapsed);
+  TrainerMetrics::RecordProgress(progress);
 
   const int64_t step_interval = std::max<int64_t>(1, run.options().steps / 100);
   const bool emit = force_event || now - last_event_time_ >= kEventInterval ||
@@ -232,6 +247,7 @@ void TrainingJob::End(const absl::Status& status) {
                              : absl::IsCancelled(status)
                                  ? v1::JOB_STATE_CANCELLED
                                  : v1::JOB_STATE_FAILED;
+  TrainerMetrics::RecordState(state);
   std::vector<std::function<void(const v1::TrainingJob&)>> callbacks;
   v1::TrainingJob final_job;
   {

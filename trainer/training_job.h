@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/checkpoint_store.h"
+#include "common/loss_curve.h"
 #include "common/training_run.h"
 #include "microgpt/v1/microgpt.pb.h"
 #include "trainer/job_options.h"
@@ -109,6 +110,9 @@ class TrainingJob {
   // Training statistics; only the job's thread touches them.
   absl::Time start_time_;
   int64_t tokens_ = 0;
+  // Every step's loss from step 1 (a resumed run starts from its version's
+  // loss.csv); each published version gets it as loss.csv.
+  LossCurve loss_curve_;
   int64_t last_event_step_ = -1;
   absl::Time last_event_time_;
 

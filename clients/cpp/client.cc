@@ -20,6 +20,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  if (options.use_tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_certs_pem;
+    ssl.pem_cert_chain = options.tls_client_cert_pem;
+    ssl.pem_private_key = options.tls_client_key_pem;
+    return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+  }
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                    args);
 }
@@ -30,6 +37,9 @@ void Configure(grpc::ClientContext& context, const ClientOptions& options,
     context.set_deadline(std::chrono::system_clock::now() + timeout);
   }
   context.set_wait_for_ready(options.wait_for_ready);
+  if (!options.auth_token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + options.auth_token);
+  }
 }
 
 // Reads a server stream to its end, handing each message to `callback`; a

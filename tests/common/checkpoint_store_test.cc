@@ -576,5 +576,31 @@ TEST_F(CheckpointStoreTest, InconsistentCheckpointsAreNotPublished) {
   EXPECT_FALSE(Exists(root_));
 }
 
+TEST_F(CheckpointStoreTest, ExtraFilesAreListedAndVerified) {
+  CheckpointStore store(root_);
+  const ModelCheckpoint model = TestModel(5);
+  const ParameterLayout layout(model.config);
+  ASSERT_THAT(store.Publish("names", 5, model, nullptr, layout,
+                            {{"loss.csv", "step,loss,smoothed\n1,3,3\n"}}),
+              IsOk());
+  EXPECT_THAT(Entries(root_ + "/names/5"),
+              ElementsAre("loss.csv", "manifest.json", "model.safetensors"));
+  absl::StatusOr<std::string> csv = store.LoadExtraFile("names", 5, "loss.csv");
+  ASSERT_THAT(csv.status(), IsOk());
+  EXPECT_EQ(*csv, "step,loss,smoothed\n1,3,3\n");
+  EXPECT_THAT(store.LoadModel("names", 5).status(), IsOk());
+  EXPECT_THAT(store.LoadExtraFile("names", 5, "other.csv").status(),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  WriteBytes(root_ + "/names/5/loss.csv", "step,loss,smoothed\n1,9,9\n");
+  EXPECT_THAT(store.LoadExtraFile("names", 5, "loss.csv").status(),
+              StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
+  for (const char* bad : {"", "manifest.json", "model.safetensors", "a/b",
+                          ".hidden"}) {
+    EXPECT_THAT(store.Publish("names", 6, model, nullptr, layout, {{bad, "x"}}),
+                StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_))
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace microgpt

@@ -42,6 +42,15 @@ struct ClientOptions {
   bool wait_for_ready = false;
   // Largest message accepted from, and sent to, the server.
   int max_message_bytes = 64 << 20;
+  // Sent as "authorization: Bearer <auth_token>" on every call (empty: none).
+  std::string auth_token;
+  // TLS: verify the server against tls_root_certs_pem (PEM contents; empty:
+  // the system roots). Otherwise plaintext.
+  bool use_tls = false;
+  std::string tls_root_certs_pem;
+  // Client certificate and key (PEM contents) for servers that verify them.
+  std::string tls_client_cert_pem;
+  std::string tls_client_key_pem;
 };
 
 // Client of microgpt.v1.Generator. Thread-safe; calls may run concurrently.
