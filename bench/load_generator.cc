@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,9 @@ ABSL_FLAG(int, max_tokens, 0, "GenerateRequest.max_tokens (0: block_size).");
 ABSL_FLAG(int64_t, seed, -1,
           "Seed of the first call, call k uses seed + k; negative leaves it "
           "unset (the server picks).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token sent with every call, for a generator "
+          "started with --require_auth.");
 ABSL_FLAG(bool, json, false, "Print one JSON object instead of the text report.");
 
 namespace microgpt {
@@ -202,6 +206,9 @@ class Runner {
   }
   const v1::GenerateRequest& request() const { return request_; }
   int64_t base_seed() const { return base_seed_; }
+  // "Bearer <token>", or empty.
+  const std::string& authorization() const { return authorization_; }
+  void set_authorization(std::string value) { authorization_ = std::move(value); }
 
   void Finished(Call* call, const grpc::Status& status) {
     const auto now = Clock::now();
@@ -344,6 +351,7 @@ class Runner {
   const std::chrono::milliseconds deadline_;
   const int64_t max_calls_;
   const Clock::duration warmup_, duration_;
+  std::string authorization_;
   Clock::time_point t0_, window_start_, window_end_, finished_;
 
   mutable std::mutex mu_;
@@ -363,6 +371,9 @@ Call::Call(Runner* runner, int slot, int64_t index)
     request_.set_seed(static_cast<uint64_t>(runner->base_seed() + index));
   }
   context_.set_deadline(std::chrono::system_clock::now() + runner->deadline());
+  if (!runner->authorization().empty()) {
+    context_.AddMetadata("authorization", runner->authorization());
+  }
   gaps_us_.reserve(64);
 }
 
@@ -423,9 +434,22 @@ int Main() {
     stubs.push_back(v1::Generator::NewStub(grpc::CreateCustomChannel(
         absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args)));
   }
+  std::string authorization;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file);
+      !path.empty()) {
+    std::ifstream file(path);
+    std::string token;
+    if (!file || !std::getline(file, token) || token.empty()) {
+      std::fprintf(stderr, "microgpt-bench: cannot read a token from %s\n",
+                   path.c_str());
+      return 2;
+    }
+    authorization = "Bearer " + token;
+  }
   // Fail fast when the server is not there (or serves no such model).
   {
     grpc::ClientContext context;
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     context.set_wait_for_ready(true);
     v1::ListModelsResponse models;
@@ -448,6 +472,7 @@ int Main() {
   Runner runner(std::move(stubs), request, absl::GetFlag(FLAGS_seed), streams,
                 absl::GetFlag(FLAGS_warmup), duration,
                 absl::GetFlag(FLAGS_deadline), absl::GetFlag(FLAGS_max_calls));
+  runner.set_authorization(authorization);
   runner.Run();
   runner.Report(absl::GetFlag(FLAGS_json));
   // Non-zero when nothing got through.

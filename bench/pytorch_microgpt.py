@@ -267,7 +267,7 @@ def main():
         vc = [torch.zeros(streams, n_head, block_size, hd) for _ in range(n_layer)]
         gen = torch.Generator().manual_seed(1)
         state = {"pos": 0, "tok": torch.full((streams,), V - 1, dtype=torch.long)}
-        W = {k: v for k, v in p.items()}
+        W = p
 
         def step():
             pos, tok = state["pos"], state["tok"]

@@ -93,8 +93,8 @@ int GeneratorServer::metrics_port() const {
 
 GeneratorServer::~GeneratorServer() {
   metrics_endpoint_.reset();  // no scrape reads the parts from here on
-  follower_.reset();  // it calls into models_
-  models_.Stop();  // no health flips while the runner goes away
+  follower_.reset();          // it calls into models_; stopped first
+  models_.Stop();             // no health flips while the runner goes away
 }
 
 absl::Status GeneratorServer::Start() {

@@ -13,9 +13,11 @@
 #   scripts/bench.sh --rows train_d,decode_d_x64  # some rows only
 #   scripts/bench.sh --no-build                   # use the binaries in $BUILD_DIR
 #
-# OPENBLAS_CORETYPE defaults to Haswell (the kernels these machines should
-# use; OpenBLAS's own pick is slower here); set it to override. The raw results
-# (Google Benchmark JSON and PyTorch JSON lines) are kept in the printed folder.
+# PYTORCH_PYTHON picks another interpreter for the PyTorch side (default
+# /usr/bin/python3). OPENBLAS_CORETYPE defaults to Haswell, the kernels the
+# issue's figures were measured with (by itself OpenBLAS 0.3.21 picks
+# Cooperlake on these CPUs); set it to override. The raw results (Google
+# Benchmark JSON and PyTorch JSON lines) are kept in the printed folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -55,17 +57,18 @@ else
 fi
 export MICROGPT_BENCH_DATA=$data
 
-python=/usr/bin/python3
+python=${PYTORCH_PYTHON:-/usr/bin/python3}  # Debian's python3-torch lives here
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "machine: $(nproc) cores, $cpu, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load before: $load_before"
 echo "per row: $repetitions x ${min_time}s, median; results in $out"
 
 torch_ok=1
 if [ ! -x "$python" ] || ! "$python" -c 'import torch' 2>/dev/null; then
   torch_ok=0
   "$python" bench/pytorch_microgpt.py 2>/dev/null > "$out/pytorch.jsonl" ||
-    echo '{"impl": "pytorch", "skipped": "/usr/bin/python3 is missing"}' > "$out/pytorch.jsonl"
+    echo "{\"impl\": \"pytorch\", \"skipped\": \"$python is missing\"}" > "$out/pytorch.jsonl"
   echo "PyTorch: skipped ($(sed -n 's/.*"skipped": "\(.*\)"}/\1/p' "$out/pytorch.jsonl"))"
 fi
 
@@ -83,7 +86,9 @@ for row in ${rows//,/ }; do
       --min_time "$min_time" --repetitions "$repetitions" >> "$out/pytorch.jsonl"
   fi
 done
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load after: $load_after"
 echo
 [ -x "$python" ] || python=python3
 "$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${engine_files[@]}"
+echo "load average (1, 5, 15 min): $load_before before, $load_after after; $(nproc) cores"

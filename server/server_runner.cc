@@ -48,7 +48,8 @@ absl::Status ServerRunner::Start(absl::string_view name) {
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_MS,
         static_cast<int>(std::min<int64_t>(
-            absl::ToInt64Milliseconds(options_.max_connection_age), INT32_MAX)));
+            absl::ToInt64Milliseconds(options_.max_connection_age),
+            INT32_MAX)));
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
         static_cast<int>(std::min<int64_t>(

@@ -279,8 +279,9 @@ grpc::ServerUnaryReactor* TrainerServiceImpl::ListCheckpoints(
 }
 
 grpc::ServerWriteReactor<v1::CheckpointEvent>*
-TrainerServiceImpl::WatchCheckpoints(grpc::CallbackServerContext* context,
-                                     const v1::WatchCheckpointsRequest* request) {
+TrainerServiceImpl::WatchCheckpoints(
+    grpc::CallbackServerContext* context,
+    const v1::WatchCheckpointsRequest* request) {
   return NewWatchCheckpointsReactor(&checkpoint_feed_, *request);
 }
 

@@ -1,0 +1,161 @@
+#include "trainer/trainer_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <utility>
+
+#include "absl/base/const_init.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/log.h"
+#include "server/metrics_endpoint.h"
+
+namespace microgpt {
+namespace {
+
+constexpr v1::JobState kStates[] = {
+    v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+    v1::JOB_STATE_CANCELLED};
+
+const char* StateLabel(v1::JobState state) {
+  switch (state) {
+    case v1::JOB_STATE_RUNNING:
+      return "running";
+    case v1::JOB_STATE_SUCCEEDED:
+      return "succeeded";
+    case v1::JOB_STATE_FAILED:
+      return "failed";
+    case v1::JOB_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unspecified";
+  }
+}
+
+}  // namespace
+
+struct TrainerMetrics::Impl {
+  Impl()
+      : registry(std::make_shared<prometheus::Registry>()),
+        step(Gauge("microgpt_trainer_step", "Steps done by the latest job.")),
+        total_steps(Gauge("microgpt_trainer_total_steps",
+                          "Steps the latest job runs to.")),
+        loss(Gauge("microgpt_trainer_loss",
+                   "Mean cross-entropy of the latest step's batch.")),
+        learning_rate(Gauge("microgpt_trainer_learning_rate",
+                            "Learning rate of the latest step.")),
+        tokens_per_second(Gauge("microgpt_trainer_tokens_per_second",
+                                "Target tokens per second since the latest "
+                                "job began.")),
+        published(prometheus::BuildCounter()
+                      .Name("microgpt_trainer_checkpoints_published_total")
+                      .Help("Versions published, by model.")
+                      .Register(*registry)),
+        state(prometheus::BuildGauge()
+                  .Name("microgpt_trainer_job_state")
+                  .Help("1 for the state of the latest job, 0 for the others.")
+                  .Register(*registry)),
+        jobs(prometheus::BuildCounter()
+                 .Name("microgpt_trainer_jobs_total")
+                 .Help("Jobs that ended, by final state.")
+                 .Register(*registry)) {
+    for (v1::JobState s : kStates) {
+      state.Add({{"state", StateLabel(s)}}).Set(0);
+      if (s != v1::JOB_STATE_RUNNING) jobs.Add({{"state", StateLabel(s)}});
+    }
+  }
+
+  prometheus::Gauge& Gauge(const std::string& name, const std::string& help) {
+    return prometheus::BuildGauge()
+        .Name(name)
+        .Help(help)
+        .Register(*registry)
+        .Add({});
+  }
+
+  std::shared_ptr<prometheus::Registry> registry;
+  prometheus::Gauge& step;
+  prometheus::Gauge& total_steps;
+  prometheus::Gauge& loss;
+  prometheus::Gauge& learning_rate;
+  prometheus::Gauge& tokens_per_second;
+  prometheus::Family<prometheus::Counter>& published;
+  prometheus::Family<prometheus::Gauge>& state;
+  prometheus::Family<prometheus::Counter>& jobs;
+  std::unique_ptr<MetricsEndpoint> endpoint;
+};
+
+namespace {
+
+// The installed metrics; hooks hold the lock while they record, so the
+// metrics cannot go away under them.
+absl::Mutex installed_mu(absl::kConstInit);
+TrainerMetrics::Impl* installed ABSL_GUARDED_BY(installed_mu) = nullptr;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TrainerMetrics>> TrainerMetrics::Start(
+    const std::string& address) {
+  auto impl = std::make_unique<Impl>();
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(address, impl->registry);
+  if (!endpoint.ok()) return endpoint.status();
+  impl->endpoint = *std::move(endpoint);
+  {
+    absl::MutexLock lock(&installed_mu);
+    if (installed != nullptr) {
+      return absl::FailedPreconditionError(
+          "trainer metrics are already installed");
+    }
+    installed = impl.get();
+  }
+  LogInfo(absl::StrCat("metrics on http://", address, "/metrics (port ",
+                       impl->endpoint->port(), ")"));
+  return std::unique_ptr<TrainerMetrics>(new TrainerMetrics(std::move(impl)));
+}
+
+TrainerMetrics::TrainerMetrics(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+TrainerMetrics::~TrainerMetrics() {
+  {
+    absl::MutexLock lock(&installed_mu);
+    if (installed == impl_.get()) installed = nullptr;
+  }
+  impl_->endpoint.reset();
+}
+
+int TrainerMetrics::port() const { return impl_->endpoint->port(); }
+
+void TrainerMetrics::RecordProgress(const v1::TrainingProgress& progress) {
+  absl::MutexLock lock(&installed_mu);
+  if (installed == nullptr) return;
+  installed->step.Set(static_cast<double>(progress.step()));
+  installed->total_steps.Set(static_cast<double>(progress.total_steps()));
+  installed->loss.Set(progress.loss());
+  installed->learning_rate.Set(progress.learning_rate());
+  installed->tokens_per_second.Set(progress.tokens_per_second());
+}
+
+void TrainerMetrics::RecordPublished(absl::string_view model) {
+  absl::MutexLock lock(&installed_mu);
+  if (installed == nullptr) return;
+  installed->published.Add({{"model", std::string(model)}}).Increment();
+}
+
+void TrainerMetrics::RecordState(v1::JobState state) {
+  absl::MutexLock lock(&installed_mu);
+  if (installed == nullptr) return;
+  for (v1::JobState s : kStates) {
+    installed->state.Add({{"state", StateLabel(s)}}).Set(s == state ? 1 : 0);
+  }
+  if (state != v1::JOB_STATE_RUNNING) {
+    installed->jobs.Add({{"state", StateLabel(state)}}).Increment();
+  }
+}
+
+}  // namespace microgpt
