@@ -333,6 +333,10 @@ int64_t CheckpointFollower::failed_downloads() const {
 }
 
 bool CheckpointFollower::Track(grpc::ClientContext* context) {
+  // Every call of the follower passes through here, so the token goes here.
+  if (!options_.auth_token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.auth_token);
+  }
   absl::MutexLock lock(&mu_);
   if (stopping_) {
     context->TryCancel();

@@ -59,6 +59,9 @@ struct CheckpointFollowerOptions {
   std::function<void()> on_new_version;
   // Channel credentials; insecure when null.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Bearer token for a trainer that requires one (sent as
+  // "authorization: Bearer <token>"); empty sends none.
+  std::string auth_token;
 };
 
 // Downloads one version into <cache_dir>/<model>/<version> atomically and

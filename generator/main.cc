@@ -12,8 +12,8 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "generator/generator_server.h"
-#include "server/security_flags.h"
 #include "server/metrics_endpoint.h"
+#include "server/security_flags.h"
 #include "server/server_runner.h"
 #include "server/shutdown_signals.h"
 
@@ -99,8 +99,11 @@ int main(int argc, char** argv) {
     microgpt::LogError(status.ToString());
     return 1;
   }
-  // A token in the environment alone does not lock the Generator API.
-  if (!absl::GetFlag(FLAGS_require_auth)) options.server.security.auth_token.clear();
+  // The token authenticates the follower to the trainer in any case...
+  options.follower.auth_token = options.server.security.auth_token;
+  // ...but a token in the environment alone does not lock the Generator API.
+  if (!absl::GetFlag(FLAGS_require_auth))
+    options.server.security.auth_token.clear();
   auto server = microgpt::GeneratorServer::Create(options);
   if (!server.ok()) {
     microgpt::LogError(server.status().ToString());
