@@ -38,8 +38,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
 #include "microgpt/v1/microgpt.pb.h"
@@ -57,7 +55,8 @@ ABSL_FLAG(int64_t, max_calls, 0,
           "Stop starting calls after this many (0: only the time bounds).");
 ABSL_FLAG(int, channels, 1,
           "gRPC channels (HTTP/2 connections) the streams are spread over.");
-ABSL_FLAG(std::string, model, "", "GenerateRequest.model (empty: the only one).");
+ABSL_FLAG(std::string, model, "",
+          "GenerateRequest.model (empty: the only one).");
 ABSL_FLAG(std::string, prompt, "", "GenerateRequest.prompt.");
 ABSL_FLAG(double, temperature, -1,
           "GenerateRequest.temperature; negative leaves it unset (0.5).");
@@ -68,7 +67,8 @@ ABSL_FLAG(int64_t, seed, -1,
 ABSL_FLAG(std::string, auth_token_file, "",
           "File holding a bearer token sent with every call, for a generator "
           "started with --require_auth.");
-ABSL_FLAG(bool, json, false, "Print one JSON object instead of the text report.");
+ABSL_FLAG(bool, json, false,
+          "Print one JSON object instead of the text report.");
 
 namespace microgpt {
 namespace {
@@ -114,7 +114,8 @@ class Histogram {
     for (size_t i = 0; i < counts_.size(); ++i) {
       seen += counts_[i];
       if (seen >= rank) {
-        const double edge = i < kFine ? i + 1.0 : kFine + (i - kFine + 1) * 100.0;
+        const double edge =
+            i < kFine ? i + 1.0 : kFine + (i - kFine + 1) * 100.0;
         return std::min(edge, max_);
       }
     }
@@ -122,8 +123,8 @@ class Histogram {
   }
 
  private:
-  static constexpr int64_t kFine = 10'000;     // 1 us bins up to 10 ms
-  static constexpr int64_t kCoarse = 99'900;   // 100 us bins up to 10 s
+  static constexpr int64_t kFine = 10'000;    // 1 us bins up to 10 ms
+  static constexpr int64_t kCoarse = 99'900;  // 100 us bins up to 10 s
   std::vector<uint64_t> counts_;
   uint64_t total_ = 0;
   double max_ = 0;
@@ -189,7 +190,8 @@ class Runner {
     // Calls left after the window end by themselves (<= block_size tokens);
     // past their deadline plus a margin they are cancelled.
     const auto hard_stop = window_end_ + deadline_ + std::chrono::seconds(5);
-    if (!done_.wait_until(lock, hard_stop, [&] { return in_flight_.empty(); })) {
+    if (!done_.wait_until(lock, hard_stop,
+                          [&] { return in_flight_.empty(); })) {
       for (Call* call : in_flight_) call->Cancel();
       done_.wait(lock, [&] { return in_flight_.empty(); });
     }
@@ -208,7 +210,9 @@ class Runner {
   int64_t base_seed() const { return base_seed_; }
   // "Bearer <token>", or empty.
   const std::string& authorization() const { return authorization_; }
-  void set_authorization(std::string value) { authorization_ = std::move(value); }
+  void set_authorization(std::string value) {
+    authorization_ = std::move(value);
+  }
 
   void Finished(Call* call, const grpc::Status& status) {
     const auto now = Clock::now();
@@ -247,19 +251,21 @@ class Runner {
   void Report(bool json) const {
     std::lock_guard<std::mutex> lock(mu_);
     // The window ends early when --max_calls ran out before its end.
-    const double window_s = std::max(
-        0.0, std::chrono::duration<double>(std::min(window_end_, finished_) -
-                                           window_start_)
-                 .count());
+    const double window_s =
+        std::max(0.0, std::chrono::duration<double>(
+                          std::min(window_end_, finished_) - window_start_)
+                          .count());
     const double tokens_per_s =
         window_s > 0 ? tokens_in_window_ / window_s : 0.0;
     int64_t errors = 0;
     for (const auto& [code, n] : errors_) errors += n;
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    const double cpu_s = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
-                         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    const double wall_s = std::chrono::duration<double>(finished_ - t0_).count();
+    const double cpu_s =
+        usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+        (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    const double wall_s =
+        std::chrono::duration<double>(finished_ - t0_).count();
     auto ms = [](double us) { return us / 1000.0; };
     if (json) {
       std::string errs;
@@ -284,31 +290,40 @@ class Runner {
     }
     std::printf("streams             %d (over %zu channel(s))\n", streams_,
                 stubs_.size());
-    std::printf("window              %.2f s after %.2f s of warm-up\n", window_s,
-                std::chrono::duration<double>(warmup_).count());
+    std::printf("window              %.2f s after %.2f s of warm-up\n",
+                window_s, std::chrono::duration<double>(warmup_).count());
     std::printf("tokens              %lld in the window (%lld in all)\n",
                 static_cast<long long>(tokens_in_window_),
                 static_cast<long long>(tokens_total_));
     std::printf("aggregate tokens/s  %.0f\n", tokens_per_s);
-    std::printf("time to first token p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu calls)\n",
-                ms(ttft_.Quantile(0.5)), ms(ttft_.Quantile(0.99)), ms(ttft_.max()),
-                static_cast<unsigned long long>(ttft_.count()));
-    std::printf("inter-token latency p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu gaps)\n",
-                ms(itl_.Quantile(0.5)), ms(itl_.Quantile(0.99)), ms(itl_.max()),
-                static_cast<unsigned long long>(itl_.count()));
-    std::printf("calls               %lld started in the window: %lld completed, %lld errors\n",
-                static_cast<long long>(calls_in_window_),
-                static_cast<long long>(completed_), static_cast<long long>(errors));
+    std::printf(
+        "time to first token p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu "
+        "calls)\n",
+        ms(ttft_.Quantile(0.5)), ms(ttft_.Quantile(0.99)), ms(ttft_.max()),
+        static_cast<unsigned long long>(ttft_.count()));
+    std::printf(
+        "inter-token latency p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu "
+        "gaps)\n",
+        ms(itl_.Quantile(0.5)), ms(itl_.Quantile(0.99)), ms(itl_.max()),
+        static_cast<unsigned long long>(itl_.count()));
+    std::printf(
+        "calls               %lld started in the window: %lld completed, %lld "
+        "errors\n",
+        static_cast<long long>(calls_in_window_),
+        static_cast<long long>(completed_), static_cast<long long>(errors));
     for (const auto& [code, n] : errors_) {
-      std::printf("  %-19s %lld\n", CodeName(code).c_str(), static_cast<long long>(n));
+      std::printf("  %-19s %lld\n", CodeName(code).c_str(),
+                  static_cast<long long>(n));
     }
-    if (!last_error_.empty()) std::printf("  first error: %s\n", last_error_.c_str());
+    if (!last_error_.empty())
+      std::printf("  first error: %s\n", last_error_.c_str());
     if (warmup_errors_ > 0) {
       std::printf("  (%lld errors during the warm-up)\n",
                   static_cast<long long>(warmup_errors_));
     }
-    std::printf("client cpu          %.2f s over %.2f s wall (%.0f%% of one core)\n",
-                cpu_s, wall_s, 100.0 * cpu_s / wall_s);
+    std::printf(
+        "client cpu          %.2f s over %.2f s wall (%.0f%% of one core)\n",
+        cpu_s, wall_s, 100.0 * cpu_s / wall_s);
   }
 
   int64_t completed() const {
@@ -324,12 +339,23 @@ class Runner {
 
  private:
   static std::string CodeName(grpc::StatusCode code) {
-    static const char* const kNames[] = {
-        "OK",        "CANCELLED",          "UNKNOWN",          "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",   "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",      "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char* const kNames[] = {"OK",
+                                         "CANCELLED",
+                                         "UNKNOWN",
+                                         "INVALID_ARGUMENT",
+                                         "DEADLINE_EXCEEDED",
+                                         "NOT_FOUND",
+                                         "ALREADY_EXISTS",
+                                         "PERMISSION_DENIED",
+                                         "RESOURCE_EXHAUSTED",
+                                         "FAILED_PRECONDITION",
+                                         "ABORTED",
+                                         "OUT_OF_RANGE",
+                                         "UNIMPLEMENTED",
+                                         "INTERNAL",
+                                         "UNAVAILABLE",
+                                         "DATA_LOSS",
+                                         "UNAUTHENTICATED"};
     const int i = static_cast<int>(code);
     if (i >= 0 && i < 17) return kNames[i];
     return absl::StrCat("CODE_", i);
@@ -422,7 +448,8 @@ int Main() {
   if (duration <= absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_warmup) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_deadline) <= absl::ZeroDuration()) {
-    std::fprintf(stderr, "--duration and --deadline must be > 0, --warmup >= 0\n");
+    std::fprintf(stderr,
+                 "--duration and --deadline must be > 0, --warmup >= 0\n");
     return 2;
   }
   std::vector<std::unique_ptr<v1::Generator::Stub>> stubs;
@@ -431,8 +458,9 @@ int Main() {
     // A connection of its own per channel, not a shared subchannel.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("microgpt.bench.channel", i);
-    stubs.push_back(v1::Generator::NewStub(grpc::CreateCustomChannel(
-        absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args)));
+    stubs.push_back(v1::Generator::NewStub(
+        grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target),
+                                  grpc::InsecureChannelCredentials(), args)));
   }
   std::string authorization;
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file);
@@ -449,8 +477,10 @@ int Main() {
   // Fail fast when the server is not there (or serves no such model).
   {
     grpc::ClientContext context;
-    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!authorization.empty())
+      context.AddMetadata("authorization", authorization);
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
     context.set_wait_for_ready(true);
     v1::ListModelsResponse models;
     const grpc::Status status =
@@ -467,7 +497,8 @@ int Main() {
   request.set_prompt(absl::GetFlag(FLAGS_prompt));
   request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
   if (absl::GetFlag(FLAGS_temperature) >= 0) {
-    request.set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+    request.set_temperature(
+        static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   }
   Runner runner(std::move(stubs), request, absl::GetFlag(FLAGS_seed), streams,
                 absl::GetFlag(FLAGS_warmup), duration,
