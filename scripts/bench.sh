@@ -39,7 +39,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-[ "$build" = 1 ] && bash scripts/build.sh
+# Only what this script runs (scripts/build.sh builds $BUILD_TARGETS).
+[ "$build" = 1 ] && BUILD_TARGETS=${BUILD_TARGETS:-engine_bench} bash scripts/build.sh
 bin="$root/${BUILD_DIR:-build}"
 [ -x "$bin/bench/engine_bench" ] || { echo "bench.sh: $bin/bench/engine_bench is missing" >&2; exit 1; }
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
