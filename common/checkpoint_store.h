@@ -1,5 +1,6 @@
 // CheckpointStore: versioned checkpoints on disk in TensorFlow Serving's
-// base-path layout, <root>/<model_name>/<version>/ with version = training step:
+// base-path layout, <root>/<model_name>/<version>/ with version = training
+// step:
 //   model.safetensors, optimizer.safetensors, manifest.json
 // manifest.json lists each file's size and SHA-256. A version is written into a
 // non-numeric temporary directory, every file fsynced, renamed into place and
@@ -11,11 +12,11 @@
 #include <cstdint>
 #include <string>
 #include <utility>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/checkpoint.h"
 
 namespace microgpt {

@@ -35,8 +35,8 @@ struct TokenLogprob {
 
 struct SampledToken {
   int id;
-  float logprob;                   // log_softmax(raw logits)[id]
-  std::vector<TokenLogprob> top;   // the top_logprobs most likely, descending
+  float logprob;                  // log_softmax(raw logits)[id]
+  std::vector<TokenLogprob> top;  // the top_logprobs most likely, descending
 };
 
 class Sampler {

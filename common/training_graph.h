@@ -22,7 +22,8 @@ class TrainingGraph {
   // least 2 tokens). Each contributes its first n = min(block_size, len - 1)
   // positions, predicting tokens[t + 1] from tokens[0..t]. Returns the mean
   // cross-entropy over all real target positions of the batch.
-  float Forward(const float* params, absl::Span<const std::vector<int>* const> docs);
+  float Forward(const float* params,
+                absl::Span<const std::vector<int>* const> docs);
 
   // Writes d(mean loss)/d(params) into grads (layout().total_size() floats,
   // overwritten, not accumulated). Call after Forward with the same params.

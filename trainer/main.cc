@@ -20,12 +20,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "server/metrics_endpoint.h"
 #include "server/security_flags.h"
 #include "server/server_runner.h"
 #include "server/shutdown_signals.h"
-#include "common/status_macros.h"
-#include "server/metrics_endpoint.h"
 #include "trainer/local_training.h"
 #include "trainer/loss_plot.h"
 #include "trainer/trainer_metrics.h"
@@ -116,8 +116,8 @@ absl::Status Train() {
   MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
-    MICROGPT_RETURN_IF_ERROR(WriteLossPlot(
-        options.checkpoint_root, absl::GetFlag(FLAGS_model), plot));
+    MICROGPT_RETURN_IF_ERROR(WriteLossPlot(options.checkpoint_root,
+                                           absl::GetFlag(FLAGS_model), plot));
     std::printf("loss curve: %s\n", plot.c_str());
   }
   return absl::OkStatus();

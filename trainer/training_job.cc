@@ -188,9 +188,9 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   const int64_t version = run.step();
   const ModelCheckpoint model = run.ModelSnapshot(loss);
   const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
-  const absl::Status status =
-      store_->Publish(options_.model, version, model, &optimizer, run.layout(),
-                      {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}});
+  const absl::Status status = store_->Publish(
+      options_.model, version, model, &optimizer, run.layout(),
+      {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}});
   if (!status.ok()) {
     End(absl::Status(status.code(),
                      absl::StrFormat("publishing version %d of \"%s\" under "

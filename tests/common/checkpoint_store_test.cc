@@ -594,8 +594,8 @@ TEST_F(CheckpointStoreTest, ExtraFilesAreListedAndVerified) {
   WriteBytes(root_ + "/names/5/loss.csv", "step,loss,smoothed\n1,9,9\n");
   EXPECT_THAT(store.LoadExtraFile("names", 5, "loss.csv").status(),
               StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
-  for (const char* bad : {"", "manifest.json", "model.safetensors", "a/b",
-                          ".hidden"}) {
+  for (const char* bad :
+       {"", "manifest.json", "model.safetensors", "a/b", ".hidden"}) {
     EXPECT_THAT(store.Publish("names", 6, model, nullptr, layout, {{bad, "x"}}),
                 StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_))
         << bad;

@@ -14,11 +14,13 @@ int main(int argc, char** argv) {
   options.stream_timeout = std::chrono::seconds(30);
   microgpt::GeneratorClient generator(argv[1], options);
 
-  absl::StatusOr<microgpt::v1::ListModelsResponse> models = generator.ListModels();
+  absl::StatusOr<microgpt::v1::ListModelsResponse> models =
+      generator.ListModels();
   std::cout << "ListModels: " << models.status() << "\n";
   if (!models.ok()) return 1;
   for (const microgpt::v1::ModelInfo& model : models->models()) {
-    std::cout << "model: " << model.name() << " versions: " << model.versions_size() << "\n";
+    std::cout << "model: " << model.name()
+              << " versions: " << model.versions_size() << "\n";
   }
   if (models->models_size() == 0) return 1;
 
