@@ -382,36 +382,32 @@ absl::Status SafetensorsWriter::AddTensor(
   return absl::OkStatus();
 }
 
+absl::string_view SafetensorsWriter::LittleEndianWords(absl::string_view data) {
+  if constexpr (kLittleEndianHost) return data;
+  std::string& swapped = owned_.emplace_back(data);
+  for (size_t i = 0; i + 4 <= swapped.size(); i += 4) {
+    std::swap(swapped[i], swapped[i + 3]);
+    std::swap(swapped[i + 1], swapped[i + 2]);
+  }
+  return swapped;
+}
+
 absl::Status SafetensorsWriter::AddF32(absl::string_view name,
                                        std::vector<int64_t> shape,
                                        absl::Span<const float> values) {
-  absl::string_view data(reinterpret_cast<const char*>(values.data()),
-                         values.size() * sizeof(float));
-  if constexpr (!kLittleEndianHost) {
-    std::string& swapped = owned_.emplace_back(data);
-    for (size_t i = 0; i + 4 <= swapped.size(); i += 4) {
-      std::swap(swapped[i], swapped[i + 3]);
-      std::swap(swapped[i + 1], swapped[i + 2]);
-    }
-    data = swapped;
-  }
-  return AddTensor(name, Dtype::kF32, std::move(shape), data);
+  const absl::string_view data(reinterpret_cast<const char*>(values.data()),
+                               values.size() * sizeof(float));
+  return AddTensor(name, Dtype::kF32, std::move(shape),
+                   LittleEndianWords(data));
 }
 
 absl::Status SafetensorsWriter::AddI32(absl::string_view name,
                                        std::vector<int64_t> shape,
                                        absl::Span<const int32_t> values) {
-  absl::string_view data(reinterpret_cast<const char*>(values.data()),
-                         values.size() * sizeof(int32_t));
-  if constexpr (!kLittleEndianHost) {
-    std::string& swapped = owned_.emplace_back(data);
-    for (size_t i = 0; i + 4 <= swapped.size(); i += 4) {
-      std::swap(swapped[i], swapped[i + 3]);
-      std::swap(swapped[i + 1], swapped[i + 2]);
-    }
-    data = swapped;
-  }
-  return AddTensor(name, Dtype::kI32, std::move(shape), data);
+  const absl::string_view data(reinterpret_cast<const char*>(values.data()),
+                               values.size() * sizeof(int32_t));
+  return AddTensor(name, Dtype::kI32, std::move(shape),
+                   LittleEndianWords(data));
 }
 
 absl::Status SafetensorsWriter::AddMetadata(absl::string_view key,

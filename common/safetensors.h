@@ -119,6 +119,10 @@ class SafetensorsWriter {
   std::string Serialize() const;
 
  private:
+  // `data` (4-byte words in host order) as little-endian bytes: itself on a
+  // little-endian host, else a byte-swapped copy kept in owned_.
+  absl::string_view LittleEndianWords(absl::string_view data);
+
   struct Entry {
     std::string name;
     Dtype dtype;
