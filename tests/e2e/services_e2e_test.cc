@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "microgpt/client.h"
 #include "tests/e2e/child_process.h"
+#include "tests/e2e/wait_for_version.h"
 
 namespace microgpt {
 namespace {
@@ -102,20 +103,8 @@ class ServicesTest : public ::testing::Test {
 
   // Waits until the generator serves `version` of "words".
   bool WaitForVersion(int64_t version) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline) {
-      absl::StatusOr<v1::ListModelsResponse> models =
-          generator_client_->ListModels();
-      if (models.ok()) {
-        for (const v1::ModelInfo& model : models->models()) {
-          for (const v1::ModelVersion& v : model.versions()) {
-            if (model.name() == "words" && v.version() == version) return true;
-          }
-        }
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return false;
+    return microgpt::WaitForVersion(*generator_client_, "words", version,
+                                    absl::Seconds(20));
   }
 
   fs::path dir_;
