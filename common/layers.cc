@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/vec_math.h"
+
 namespace microgpt {
 
 // ---------------------------------------------------------------------------
@@ -111,72 +113,98 @@ void softmax_inplace(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention_forward(float* out, float* att, const float* qkv, int B, int T,
-                       int C, int NH) {
-  // qkv is (B, T, 3C), att (B, NH, T, T), out (B, T, C)
+// Attention runs as direct loops, per document and head, over only the
+// causal (t, s <= t) pairs. Documents hold ~7 positions and heads 4 to 32
+// columns, so these products are far too small for sgemm: its per-call
+// overhead (argument checks, packing, the beta pass) cost more than the
+// arithmetic, 6 calls per document, head and layer.
+
+void attention_forward(float* out, float* att, const float* qkv,
+                       const int* offsets, int B, int C, int NH) {
+  // qkv is (N, 3C), out (N, C); att holds (NH, n, n) per document
   const int C3 = 3 * C, HD = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  float* a = att;
   for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      const float* q = qkv + static_cast<size_t>(b) * T * C3 + h * HD;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* a = att + (static_cast<size_t>(b) * NH + h) * T * T;
-      // scores (T, T) = scale * q (T, HD) . k^T (HD, T)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q,
-                  C3, k, C3, 0.0f, a, T);
-      // causal softmax: row t sees s <= t; zeros above the diagonal
-      for (int t = 0; t < T; ++t) {
-        float* row = a + static_cast<size_t>(t) * T;
+    const int n = offsets[b + 1] - offsets[b];
+    const float* base = qkv + static_cast<size_t>(offsets[b]) * C3;
+    float* out_b = out + static_cast<size_t>(offsets[b]) * C;
+    for (int h = 0; h < NH; ++h, a += n * n) {
+      for (int t = 0; t < n; ++t) {
+        // scores[s] = scale * q_t . k_s for s <= t, then the causal softmax
+        const float* q = base + static_cast<size_t>(t) * C3 + h * HD;
+        float* row = a + t * n;
+        for (int s = 0; s <= t; ++s) {
+          row[s] = scale *
+                   Dot(q, base + static_cast<size_t>(s) * C3 + C + h * HD, HD);
+        }
         softmax_inplace(row, t + 1);
-        for (int s = t + 1; s < T; ++s) row[s] = 0.0f;
+        // out_t = sum_s att[t, s] v_s
+        float* o = out_b + static_cast<size_t>(t) * C + h * HD;
+        for (int i = 0; i < HD; ++i) o[i] = 0.0f;
+        for (int s = 0; s <= t; ++s) {
+          const float* v = base + static_cast<size_t>(s) * C3 + 2 * C + h * HD;
+          const float w = row[s];
+          for (int i = 0; i < HD; ++i) o[i] += w * v[i];
+        }
       }
-      // out (T, HD) = att (T, T) . v (T, HD)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, a,
-                  T, v, C3, 0.0f, out + static_cast<size_t>(b) * T * C + h * HD,
-                  C);
     }
   }
 }
 
 void attention_backward(float* dqkv, float* datt, const float* dout,
-                        const float* att, const float* qkv, int B, int T, int C,
-                        int NH) {
-  // dout is (B, T, C), att (B, NH, T, T), qkv and dqkv (B, T, 3C), datt (T, T)
+                        const float* att, const float* qkv, const int* offsets,
+                        int B, int C, int NH) {
+  // dout is (N, C), qkv and dqkv (N, 3C); att as in the forward; datt (n, n)
   const int C3 = 3 * C, HD = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const float* a = att;
   for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      const size_t row0 = static_cast<size_t>(b) * T;
-      const float* q = qkv + row0 * C3 + h * HD;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* dq = dqkv + row0 * C3 + h * HD;
-      float* dk = dq + C;
-      float* dv = dq + 2 * C;
-      const float* a = att + (static_cast<size_t>(b) * NH + h) * T * T;
-      const float* d = dout + row0 * C + h * HD;
-      // datt (T, T) = dout (T, HD) . v^T (HD, T)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, d, C,
-                  v, C3, 0.0f, datt, T);
-      // dv (T, HD) = att^T (T, T) . dout (T, HD)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, a, T,
-                  d, C, 0.0f, dv, C3);
-      // softmax backward, in place: dscores = scale * a * (datt - sum(a datt))
-      for (int t = 0; t < T; ++t) {
-        const float* ar = a + static_cast<size_t>(t) * T;
-        float* dr = datt + static_cast<size_t>(t) * T;
+    const int n = offsets[b + 1] - offsets[b];
+    const size_t row0 = offsets[b];
+    const float* base = qkv + row0 * C3;
+    float* dbase = dqkv + row0 * C3;
+    const float* dout_b = dout + row0 * C;
+    for (int h = 0; h < NH; ++h, a += n * n) {
+      // By query t: dscores[t, s] = scale * att (d(att) - sum(att d(att)))
+      // with d(att)[t, s] = dout_t . v_s (softmax backward), kept in datt;
+      // dq_t = sum_{s <= t} dscores[t, s] k_s.
+      for (int t = 0; t < n; ++t) {
+        const float* d = dout_b + static_cast<size_t>(t) * C + h * HD;
+        const float* ar = a + t * n;
+        float* dr = datt + t * n;
         float dot = 0.0f;
-        for (int s = 0; s <= t; ++s) dot += ar[s] * dr[s];
-        for (int s = 0; s <= t; ++s) dr[s] = scale * ar[s] * (dr[s] - dot);
-        for (int s = t + 1; s < T; ++s) dr[s] = 0.0f;
+        for (int s = 0; s <= t; ++s) {
+          dr[s] =
+              Dot(d, base + static_cast<size_t>(s) * C3 + 2 * C + h * HD, HD);
+          dot += ar[s] * dr[s];
+        }
+        float* dq = dbase + static_cast<size_t>(t) * C3 + h * HD;
+        for (int i = 0; i < HD; ++i) dq[i] = 0.0f;
+        for (int s = 0; s <= t; ++s) {
+          dr[s] = scale * ar[s] * (dr[s] - dot);
+          const float* k = base + static_cast<size_t>(s) * C3 + C + h * HD;
+          const float w = dr[s];
+          for (int i = 0; i < HD; ++i) dq[i] += w * k[i];
+        }
       }
-      // dq (T, HD) = dscores (T, T) . k (T, HD)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f,
-                  datt, T, k, C3, 0.0f, dq, C3);
-      // dk (T, HD) = dscores^T (T, T) . q (T, HD)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, datt,
-                  T, q, C3, 0.0f, dk, C3);
+      // By key s: dk_s = sum_{t >= s} dscores[t, s] q_t and
+      // dv_s = sum_{t >= s} att[t, s] dout_t. Every element of dqkv is
+      // written once, so it needs no zeroing first.
+      for (int s = 0; s < n; ++s) {
+        float* dk = dbase + static_cast<size_t>(s) * C3 + C + h * HD;
+        float* dv = dk + C;
+        for (int i = 0; i < HD; ++i) dk[i] = dv[i] = 0.0f;
+        for (int t = s; t < n; ++t) {
+          const float* q = base + static_cast<size_t>(t) * C3 + h * HD;
+          const float* d = dout_b + static_cast<size_t>(t) * C + h * HD;
+          const float wk = datt[t * n + s], wv = a[t * n + s];
+          for (int i = 0; i < HD; ++i) {
+            dk[i] += wk * q[i];
+            dv[i] += wv * d[i];
+          }
+        }
+      }
     }
   }
 }
@@ -219,10 +247,6 @@ double crossentropy_forward(float* probs, const float* logits,
   for (int n = 0; n < N; ++n) {
     const float* l = logits + static_cast<size_t>(n) * V;
     float* p = probs + static_cast<size_t>(n) * V;
-    if (targets[n] < 0) {
-      std::memset(p, 0, sizeof(float) * V);
-      continue;
-    }
     float maxv = l[0];
     for (int i = 1; i < V; ++i) maxv = l[i] > maxv ? l[i] : maxv;
     float sum = 0.0f;
@@ -244,10 +268,6 @@ void crossentropy_backward(float* dlogits, const float* probs,
   for (int n = 0; n < N; ++n) {
     const float* p = probs + static_cast<size_t>(n) * V;
     float* d = dlogits + static_cast<size_t>(n) * V;
-    if (targets[n] < 0) {
-      std::memset(d, 0, sizeof(float) * V);
-      continue;
-    }
     for (int i = 0; i < V; ++i) d[i] = p[i] * dloss;
     d[targets[n]] -= dloss;
   }

@@ -1,16 +1,19 @@
 // The kernels of a microgpt (MODEL.md), each `_forward` next to its
 // `_backward`, in the order the model uses them. TrainingGraph chains them
-// over a padded batch, Decoder over one token per sequence; sharing them keeps
-// the two forwards equal up to float summation order.
+// over a packed batch (the documents' positions back to back, no padding),
+// Decoder over one token per sequence; sharing them keeps the two forwards
+// equal up to float summation order.
 //
 // Shapes use these names:
-//   N   rows, one per token: B * T in training, the sequences in decoding
-//   B   documents; T padded sequence length; V = vocab_size
+//   N   rows, one per token: every position of every document in training,
+//       the sequences in decoding
+//   B   documents; T sequence length (block_size at most); V = vocab_size
 //   C   n_embd; NH heads of width HD = C / NH; IC, OC in and out features
 // Every buffer is row-major and contiguous unless a leading dimension says so.
 //
-// All matrix products go through OpenBLAS: cblas_sgemm, or cblas_sgemv when a
-// single row is multiplied. Nothing here allocates.
+// The linear layers go through OpenBLAS: cblas_sgemm, or cblas_sgemv when a
+// single row is multiplied; attention within a document is direct loops.
+// Nothing here allocates.
 //
 // Residual adds are fused into the matmul that produces the branch:
 // x += branch(x) W^T is matmul_forward(x, ..., /*accumulate=*/true) (sgemm with
@@ -56,21 +59,24 @@ void matmul_backward(float* dinp, float* dweight, const float* dout,
                      int OC);
 
 // ---------------------------------------------------------------------------
-// Causal multi-head self-attention over B sequences of length T.
-// qkv[B*T, 3C] holds q | k | v per row; head h is columns [h*HD, (h+1)*HD) of
-// each third. Per (b, h), through sgemm with leading dimension 3C:
-//   att[b, h] = softmax(q k^T / sqrt(HD)) with the causal mask   [T, T]
-//   out[b*T + t, h*HD + d] = (att[b, h] v)[t, d]                 out [B*T, C]
-// att[B, NH, T, T] keeps the probabilities (zero above the diagonal).
-void attention_forward(float* out, float* att, const float* qkv, int B, int T,
-                       int C, int NH);
-// dqkv[B*T, 3C] is overwritten. datt is [T, T] scratch.
-//   dv = att^T dout, d(att) = dout v^T,
+// Causal multi-head self-attention over B packed documents: document b is
+// rows [offsets[b], offsets[b+1]) of qkv and out, n = offsets[b+1] -
+// offsets[b] positions, and attends only within itself. qkv[N, 3C] holds
+// q | k | v per row; head h is columns [h*HD, (h+1)*HD) of each third.
+// Per document and head, with q, k, v its [n, HD] slices:
+//   att = softmax(q k^T / sqrt(HD)) with the causal mask         [n, n]
+//   out[offsets[b] + t, h*HD + d] = (att v)[t, d]                out [N, C]
+// att holds the documents' [NH, n, n] blocks back to back (at most
+// B * NH * T * T floats); entries above the diagonal are not written.
+void attention_forward(float* out, float* att, const float* qkv,
+                       const int* offsets, int B, int C, int NH);
+// dqkv[N, 3C] is overwritten. datt is [T, T] scratch (T >= every n).
+//   d(att) = dout v^T, dv = att^T dout,
 //   dscores = att * (d(att) - rowsum(d(att) * att)) / sqrt(HD)  (softmax)
 //   dq = dscores k, dk = dscores^T q.
 void attention_backward(float* dqkv, float* datt, const float* dout,
-                        const float* att, const float* qkv, int B, int T, int C,
-                        int NH);
+                        const float* att, const float* qkv, const int* offsets,
+                        int B, int C, int NH);
 
 // One query against a sequence's cached keys and values at positions
 // 0..L-1: the decoder's attention, one row of attention_forward up to float
@@ -88,14 +94,14 @@ void relu_forward(float* out, const float* inp, int n);
 void relu_backward(float* dinp, const float* dout, const float* out, int n);
 
 // ---------------------------------------------------------------------------
-// Softmax cross-entropy with ignored targets (target < 0: padding).
-// probs[N, V] = softmax(logits) (zero rows for ignored targets). Returns the
-// SUM over non-ignored rows of -log probs[n, targets[n]].
+// Softmax cross-entropy, one target per row (a packed batch has no padding).
+// probs[N, V] = softmax(logits). Returns the SUM over rows of
+// -log probs[n, targets[n]].
 double crossentropy_forward(float* probs, const float* logits,
                             const int* targets, int N, int V);
-// dlogits[N, V] = (probs - onehot(target)) * dloss, zero rows for ignored
-// targets, where dloss is d(loss)/d(each row's cross-entropy), e.g.
-// 1 / (number of real targets) for a mean. dlogits may alias probs.
+// dlogits[N, V] = (probs - onehot(target)) * dloss, where dloss is
+// d(loss)/d(each row's cross-entropy), e.g. 1 / N for a mean. dlogits may
+// alias probs.
 void crossentropy_backward(float* dlogits, const float* probs,
                            const int* targets, float dloss, int N, int V);
 

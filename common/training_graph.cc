@@ -43,6 +43,7 @@ TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch)
   const size_t N = static_cast<size_t>(max_batch) * config.block_size;
   const size_t C = config.n_embd, H = 4 * C, V = config.vocab_size;
   const size_t T = config.block_size, NH = config.n_head;
+  offsets_.assign(max_batch + 1, 0);
   tokens_.resize(N);
   targets_.resize(N);
   layers_.resize(config.n_layer);
@@ -75,37 +76,37 @@ float TrainingGraph::Forward(const float* params,
   const int C = config_.n_embd, H = 4 * C, NH = config_.n_head;
   const int V = config_.vocab_size;
 
-  // Inputs: each document gives n = min(block_size, len - 1) positions; the
-  // batch is padded to the longest n with token 0 and target -1.
+  // Inputs: each document gives n = min(block_size, len - 1) rows, packed
+  // after the previous document's.
   Check(!docs.empty() && static_cast<int>(docs.size()) <= max_batch_,
         "need 1..max_batch documents");
   B_ = static_cast<int>(docs.size());
-  T_ = 0;
-  for (const std::vector<int>* doc : docs) {
-    Check(doc->size() >= 2, "a document needs at least 2 tokens");
-    T_ = std::max(
-        T_, std::min(config_.block_size, static_cast<int>(doc->size()) - 1));
-  }
-  const int B = B_, T = T_, N = B * T;
-  num_targets_ = 0;
+  const int B = B_;
   for (int b = 0; b < B; ++b) {
     const std::vector<int>& doc = *docs[b];
-    const int n = std::min(T, static_cast<int>(doc.size()) - 1);
-    for (int t = 0; t < T; ++t) {
-      const bool real = t < n;
-      tokens_[b * T + t] = real ? doc[t] : 0;
-      targets_[b * T + t] = real ? doc[t + 1] : -1;
-      Check(!real || (doc[t] >= 0 && doc[t] < V && doc[t + 1] >= 0 &&
-                      doc[t + 1] < V),
+    Check(doc.size() >= 2, "a document needs at least 2 tokens");
+    const int n =
+        std::min(config_.block_size, static_cast<int>(doc.size()) - 1);
+    int* tok = tokens_.data() + offsets_[b];
+    int* tgt = targets_.data() + offsets_[b];
+    for (int t = 0; t < n; ++t) {
+      Check(doc[t] >= 0 && doc[t] < V && doc[t + 1] >= 0 && doc[t + 1] < V,
             "token out of range");
+      tok[t] = doc[t];
+      tgt[t] = doc[t + 1];
     }
-    num_targets_ += n;
+    offsets_[b + 1] = offsets_[b] + n;
   }
+  const int N = offsets_[B];
 
   const Tensors<const float> w{layout_, params};
   float* x = x_.data();
   // x = rmsnorm(wte[tok] + wpe[t])                          (N, C)
-  embedding_forward(encoded_.data(), tokens_.data(), w.wte(), w.wpe(), B, T, C);
+  for (int b = 0; b < B; ++b) {
+    embedding_forward(encoded_.data() + static_cast<size_t>(offsets_[b]) * C,
+                      tokens_.data() + offsets_[b], w.wte(), w.wpe(), 1,
+                      offsets_[b + 1] - offsets_[b], C);
+  }
   rmsnorm_forward(encoded_.data(), encoded_rstd_.data(), encoded_.data(), N, C);
   std::memcpy(x, encoded_.data(), sizeof(float) * N * C);
   for (int l = 0; l < config_.n_layer; ++l) {
@@ -113,7 +114,8 @@ float TrainingGraph::Forward(const float* params,
     // x += attention(rmsnorm(x)) Wo^T
     rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, N, C);
     matmul_forward(a.qkv.data(), a.ln1.data(), w.attn_wqkv(l), N, C, 3 * C);
-    attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), B, T, C, NH);
+    attention_forward(a.atty.data(), a.att.data(), a.qkv.data(),
+                      offsets_.data(), B, C, NH);
     matmul_forward(x, a.atty.data(), w.attn_wo(l), N, C, C,
                    /*accumulate=*/true);
     // x += relu(rmsnorm(x) fc1^T) fc2^T
@@ -127,22 +129,22 @@ float TrainingGraph::Forward(const float* params,
   matmul_forward(logits_.data(), x, w.lm_head(), N, C, V);
   const double loss = crossentropy_forward(probs_.data(), logits_.data(),
                                            targets_.data(), N, V);
-  return static_cast<float>(loss / static_cast<double>(num_targets_));
+  return static_cast<float>(loss / N);
 }
 
 void TrainingGraph::Backward(const float* params, float* grads) {
   const int C = config_.n_embd, H = 4 * C, NH = config_.n_head;
   const int V = config_.vocab_size;
-  Check(num_targets_ > 0, "Backward needs a Forward first");
-  const int B = B_, T = T_, N = B * T;
+  Check(B_ > 0, "Backward needs a Forward first");
+  const int B = B_, N = offsets_[B];
   const Tensors<const float> w{layout_, params};
   const Tensors<float> g{layout_, grads};
   float* dx = dx_.data();
   float* dln = dln_.data();
 
-  // loss = mean over real targets of cross-entropy(logits)
+  // loss = mean over the rows of cross-entropy(logits)
   crossentropy_backward(dlogits_.data(), probs_.data(), targets_.data(),
-                        1.0f / static_cast<float>(num_targets_), N, V);
+                        1.0f / static_cast<float>(N), N, V);
   // logits = x lm_head^T
   matmul_backward(dx, g.lm_head(), dlogits_.data(), x_.data(), w.lm_head(), N,
                   C, V);
@@ -159,18 +161,21 @@ void TrainingGraph::Backward(const float* params, float* grads) {
     matmul_backward(datty_.data(), g.attn_wo(l), dx, a.atty.data(),
                     w.attn_wo(l), N, C, C);
     attention_backward(dqkv_.data(), datt_.data(), datty_.data(), a.att.data(),
-                       a.qkv.data(), B, T, C, NH);
+                       a.qkv.data(), offsets_.data(), B, C, NH);
     matmul_backward(dln, g.attn_wqkv(l), dqkv_.data(), a.ln1.data(),
                     w.attn_wqkv(l), N, C, 3 * C);
     rmsnorm_backward(dx, dln, a.ln1.data(), a.ln1_rstd.data(), N, C);
   }
-  // x = rmsnorm(wte[tok] + wpe[t]). Padded rows carry exact zeros here: their
-  // targets give zero dlogits and the causal mask keeps them out of real rows.
+  // x = rmsnorm(wte[tok] + wpe[t])
   std::memset(dln, 0, sizeof(float) * N * C);
   rmsnorm_backward(dln, dx, encoded_.data(), encoded_rstd_.data(), N, C);
   std::memset(g.wte(), 0, sizeof(float) * config_.vocab_size * C);
   std::memset(g.wpe(), 0, sizeof(float) * config_.block_size * C);
-  embedding_backward(g.wte(), g.wpe(), dln, tokens_.data(), B, T, C);
+  for (int b = 0; b < B; ++b) {
+    embedding_backward(
+        g.wte(), g.wpe(), dln + static_cast<size_t>(offsets_[b]) * C,
+        tokens_.data() + offsets_[b], 1, offsets_[b + 1] - offsets_[b], C);
+  }
 }
 
 }  // namespace microgpt

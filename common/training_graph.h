@@ -1,7 +1,8 @@
 // TrainingGraph: the batched causal forward and the hand-written backward of
 // a microgpt over B documents, with every activation allocated once for
-// (max_batch, block_size). A batch is padded to its longest document; padded
-// positions are excluded from the loss and get no gradient.
+// max_batch * block_size rows. A batch is packed: the documents' positions lie
+// back to back as rows, with no padding, and each document attends only to
+// its own rows. Nothing is allocated per step.
 #ifndef MICROGPT_COMMON_TRAINING_GRAPH_H_
 #define MICROGPT_COMMON_TRAINING_GRAPH_H_
 
@@ -21,7 +22,7 @@ class TrainingGraph {
   // docs: at most max_batch encoded documents ([BOS] + chars + [BOS], each at
   // least 2 tokens). Each contributes its first n = min(block_size, len - 1)
   // positions, predicting tokens[t + 1] from tokens[0..t]. Returns the mean
-  // cross-entropy over all real target positions of the batch.
+  // cross-entropy over all target positions of the batch.
   float Forward(const float* params,
                 absl::Span<const std::vector<int>* const> docs);
 
@@ -30,28 +31,30 @@ class TrainingGraph {
   void Backward(const float* params, float* grads);
 
   const ParameterLayout& layout() const { return layout_; }
-  // Real (unpadded) target tokens of the last Forward.
-  int64_t num_targets() const { return num_targets_; }
-  // Padded sequence length T of the last Forward.
-  int padded_length() const { return T_; }
-  // Logits of the last Forward, [B, T, V] (rows of padded positions are junk).
+  // Target tokens of the last Forward: its rows, sum of the documents' n.
+  int64_t num_targets() const { return offsets_[B_]; }
+  // The first row of document b of the last Forward; its n positions are
+  // rows row_offset(b) .. row_offset(b + 1) - 1.
+  int row_offset(int b) const { return offsets_[b]; }
+  // Logits of the last Forward, [num_targets(), V].
   const float* logits() const { return logits_.data(); }
 
  private:
   ModelConfig config_;
   ParameterLayout layout_;
   int max_batch_;
-  int B_ = 0, T_ = 0;
-  int64_t num_targets_ = 0;
-  // Inputs of the last Forward: token and target per (b, t); target -1 = pad.
+  int B_ = 0;
+  // Inputs of the last Forward, packed: document b is rows
+  // [offsets_[b], offsets_[b + 1]); token and target per row.
+  std::vector<int> offsets_;  // [B + 1]
   std::vector<int> tokens_, targets_;
 
   // Activations, allocated once for max_batch * block_size rows and used as
-  // the first N = B_ * T_ rows ([B_, T_] compact). C = n_embd, H = 4C.
+  // the first N = num_targets() rows. C = n_embd, H = 4C.
   struct LayerActivations {
     std::vector<float> ln1, ln1_rstd;  // [N, C], [N]: rmsnorm(x) into attention
     std::vector<float> qkv;            // [N, 3C]
-    std::vector<float> att;            // [B, NH, T, T]: softmax probabilities
+    std::vector<float> att;            // per document [NH, n, n]: softmax
     std::vector<float> atty;           // [N, C]: attention output, before Wo
     std::vector<float> ln2, ln2_rstd;  // [N, C], [N]: rmsnorm(x) into the MLP
     std::vector<float> fch;            // [N, H]: relu(ln2 fc1^T)
@@ -60,7 +63,7 @@ class TrainingGraph {
   std::vector<float> encoded_, encoded_rstd_;  // [N, C], [N]: the first x
   std::vector<float> x_;       // [N, C]: residual stream, ends as lm_head input
   std::vector<float> logits_;  // [N, V]
-  std::vector<float> probs_;   // [N, V]: softmax(logits), zero rows for pads
+  std::vector<float> probs_;   // [N, V]: softmax(logits)
   // Gradients of activations, shared by the layers.
   std::vector<float> dx_;       // [N, C]: residual stream
   std::vector<float> dln_;      // [N, C]: into either rmsnorm

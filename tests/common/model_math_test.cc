@@ -1,7 +1,8 @@
 // The model math against MODEL.md: TrainingGraph's forward against a literal
 // double-precision transcription of the spec, its backward against central
 // finite differences of that transcription for every parameter tensor,
-// padding invariance, and the KV-cache decoder against the training forward.
+// independence of the documents packed into a batch, and the KV-cache decoder
+// against the training forward.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -191,7 +192,7 @@ float MaxAbsDiff(const float* a, const float* b, size_t n) {
 
 // The tiny config of the gradient check, and a batch of documents of
 // different lengths: one longer than block_size (truncated to 6 positions),
-// one of 3 positions, one of a single position (padded).
+// one of 3 positions, one of a single position.
 ModelConfig TinyConfig() {
   ModelConfig c;
   c.n_embd = 8;
@@ -229,16 +230,20 @@ TEST(ModelMathTest, ForwardMatchesReference) {
 
   TrainingGraph graph(config, 4);
   const float loss = graph.Forward(params.data(), Pointers(docs));
-  EXPECT_EQ(graph.padded_length(), 6);
+  // Packed rows: 3, 6 and 1 positions back to back.
   EXPECT_EQ(graph.num_targets(), 3 + 6 + 1);
+  EXPECT_EQ(graph.row_offset(0), 0);
+  EXPECT_EQ(graph.row_offset(1), 3);
+  EXPECT_EQ(graph.row_offset(2), 9);
   EXPECT_NEAR(loss, ref.Loss(docs), 1e-5);
 
-  const int T = graph.padded_length(), V = config.vocab_size;
+  const int V = config.vocab_size;
   for (size_t b = 0; b < docs.size(); ++b) {
     const std::vector<std::vector<double>> want = ref.Logits(docs[b]);
+    const int row0 = graph.row_offset(b);
     for (size_t t = 0; t < want.size(); ++t) {
       for (int v = 0; v < V; ++v) {
-        EXPECT_NEAR(graph.logits()[(b * T + t) * V + v], want[t][v], 1e-5)
+        EXPECT_NEAR(graph.logits()[(row0 + t) * V + v], want[t][v], 1e-5)
             << "doc " << b << " position " << t << " token " << v;
       }
     }
@@ -269,7 +274,7 @@ class ModelMathGradientTest : public ::testing::TestWithParam<GradientCase> {
  protected:
   void SetUp() override {
     params_ = RandomParams(config_, 11, 0.3f);
-    TrainingGraph graph(config_, 3);
+    TrainingGraph graph(config_, docs_.size());
     graph.Forward(params_.data(), Pointers(docs_));
     num_targets_ = graph.num_targets();
     grads_.assign(params_.size(), std::numeric_limits<float>::quiet_NaN());
@@ -348,7 +353,7 @@ TEST_P(ModelMathGradientTest, IsSensitiveToWrongGradients) {
 // gradient of the graph's own forward, norm-wise per tensor.
 TEST_P(ModelMathGradientTest, FloatFiniteDifferencesOfTheGraph) {
   const ParameterLayout layout(config_);
-  TrainingGraph graph(config_, 3);
+  TrainingGraph graph(config_, docs_.size());
   std::vector<float> p = params_;
   // h trades the O(h^2) error of the relu kinks against float rounding of
   // the loss (~1e-7 / h); 1e-3 keeps both well under the tolerance.
@@ -384,8 +389,19 @@ TEST_P(ModelMathGradientTest, BackwardOverwritesEveryGradient) {
 INSTANTIATE_TEST_SUITE_P(
     Batches, ModelMathGradientTest,
     ::testing::Values(
-        // Truncated, padded and short documents together.
+        // Truncated and short documents packed together.
         GradientCase{"ThreeDocs", TinyDocs(), true},
+        // Six documents of six different lengths (1 to 6 positions, the
+        // longest truncated), longest first, so that every document but the
+        // first starts at a row offset that is no multiple of any length.
+        GradientCase{"SixRaggedDocs",
+                     {{4, 3, 2, 1, 0, 1, 2, 3, 4},
+                      {4, 0, 4},
+                      {4, 1, 2, 3, 0, 4},
+                      {4, 4},
+                      {4, 2, 0, 1, 4},
+                      {4, 3, 3, 1, 2, 0, 4}},
+                     true},
         // A document of exactly block_size positions.
         GradientCase{"FullBlock", {{4, 0, 1, 2, 3, 1, 4}}, true},
         // One position: every matmul has a single row.
@@ -395,12 +411,12 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // ---------------------------------------------------------------------------
-// Padding: a document batched with a longer one contributes exactly what it
-// contributes alone, weighted by its share of the targets. Its padded
-// positions (token 0 at positions 3..7, which the longer document uses for
-// real) would otherwise leak into wte[0] and wpe[3..7].
+// Packing: a document batched with a longer one contributes exactly what it
+// contributes alone, weighted by its share of the targets, whichever comes
+// first. Attention that crossed a document boundary, or a position taken
+// from the row instead of the document, would change both.
 
-TEST(ModelMathTest, PaddingInvariance) {
+TEST(ModelMathTest, PackedDocumentsAreIndependent) {
   ModelConfig config = TinyConfig();
   config.block_size = 8;
   const std::vector<float> params = RandomParams(config, 3, 0.3f);
@@ -415,30 +431,39 @@ TEST(ModelMathTest, PaddingInvariance) {
     return loss;
   };
   TrainingGraph graph(config, 3);
-  std::vector<float> g_short, g_long, g_both;
+  std::vector<float> g_short, g_long;
   const float l_short = run(graph, {&shorter}, &g_short);
-  const int T_short = graph.padded_length();
-  std::vector<float> logits_short(graph.logits(),
-                                  graph.logits() + T_short * config.vocab_size);
+  ASSERT_EQ(graph.num_targets(), 3);
+  const int V = config.vocab_size;
+  const std::vector<float> logits_short(graph.logits(), graph.logits() + 3 * V);
   const float l_long = run(graph, {&longer}, &g_long);
-  const float l_both = run(graph, {&shorter, &longer}, &g_both);
-  ASSERT_EQ(T_short, 3);
-  ASSERT_EQ(graph.padded_length(), 8);
-  ASSERT_EQ(graph.num_targets(), 11);
+  ASSERT_EQ(graph.num_targets(), 8);
+  const std::vector<float> logits_long(graph.logits(), graph.logits() + 8 * V);
 
-  EXPECT_NEAR(l_both * 11, l_short * 3 + l_long * 8, 1e-5);
-  float gmax = 0, err = 0;
-  for (size_t i = 0; i < P; ++i) {
-    const float want = (g_short[i] * 3 + g_long[i] * 8) / 11;
-    gmax = std::max(gmax, std::abs(want));
-    err = std::max(err, std::abs(g_both[i] - want));
+  for (const bool short_first : {true, false}) {
+    SCOPED_TRACE(short_first ? "shorter first" : "longer first");
+    std::vector<float> g_both;
+    const float l_both = short_first ? run(graph, {&shorter, &longer}, &g_both)
+                                     : run(graph, {&longer, &shorter}, &g_both);
+    ASSERT_EQ(graph.num_targets(), 11);
+    EXPECT_NEAR(l_both * 11, l_short * 3 + l_long * 8, 1e-5);
+    float gmax = 0, err = 0;
+    for (size_t i = 0; i < P; ++i) {
+      const float want = (g_short[i] * 3 + g_long[i] * 8) / 11;
+      gmax = std::max(gmax, std::abs(want));
+      err = std::max(err, std::abs(g_both[i] - want));
+    }
+    EXPECT_GT(gmax, 1e-2);
+    EXPECT_LT(err, 1e-6f * std::max(1.0f, gmax));
+    // Each document's logits are what it gets alone, at its row offset.
+    const int s = graph.row_offset(short_first ? 0 : 1);
+    const int l = graph.row_offset(short_first ? 1 : 0);
+    EXPECT_EQ(s, short_first ? 0 : 8);
+    EXPECT_LT(MaxAbsDiff(graph.logits() + s * V, logits_short.data(), 3 * V),
+              1e-6f);
+    EXPECT_LT(MaxAbsDiff(graph.logits() + l * V, logits_long.data(), 8 * V),
+              1e-6f);
   }
-  EXPECT_GT(gmax, 1e-2);
-  EXPECT_LT(err, 1e-6f * std::max(1.0f, gmax));
-  // The shorter document's logits are untouched by its padding.
-  EXPECT_LT(
-      MaxAbsDiff(graph.logits(), logits_short.data(), logits_short.size()),
-      1e-6f);
 }
 
 // Activations are reused across batches of different shapes without stale
@@ -485,7 +510,7 @@ TEST_P(ModelMathDecoderTest, StepByStepEqualsCausalForward) {
   for (const Doc& doc : {RandomDoc(V, T + 5, 1), RandomDoc(V, T / 2, 2)}) {
     TrainingGraph graph(config, 1);
     graph.Forward(model.parameters().data(), {&doc});
-    const int n = graph.padded_length();
+    const int n = graph.num_targets();
     ASSERT_EQ(n, std::min<int>(T, doc.size() - 1));
 
     Decoder decoder(model, 1);
