@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -31,6 +34,9 @@ constexpr absl::string_view kModelFile = "model.safetensors";
 constexpr absl::string_view kOptimizerFile = "optimizer.safetensors";
 constexpr absl::string_view kManifestFile = "manifest.json";
 constexpr absl::string_view kTempPrefix = ".tmp-";
+// Under the root: one lease file per reader (not a valid model name).
+constexpr absl::string_view kLeaseDir = ".leases";
+constexpr int64_t kMaxLeaseBytes = 1 << 20;
 constexpr int64_t kMaxManifestBytes = 1 << 20;
 constexpr size_t kMaxModelNameLength = 64;
 
@@ -388,7 +394,8 @@ absl::Status ValidateModelName(absl::string_view name) {
   return absl::OkStatus();
 }
 
-CheckpointStore::CheckpointStore(std::string root) : root_(std::move(root)) {}
+CheckpointStore::CheckpointStore(std::string root, RetentionPolicy retention)
+    : root_(std::move(root)), retention_(retention) {}
 
 std::string CheckpointStore::VersionPath(absl::string_view model_name,
                                          int64_t version) const {
@@ -442,14 +449,23 @@ absl::Status CheckpointStore::Publish(
   if (::mkdir(temp_dir.c_str(), 0755) != 0) {
     return ErrnoError(errno, "cannot create directory", temp_dir);
   }
+  // Locked until this process exits or closes it, well after the rename:
+  // RemoveTemporaryDirectories leaves it alone while we write.
+  Fd lock(::open(temp_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   absl::Status status = [&]() -> absl::Status {
+    if (lock.get() < 0) return ErrnoError(errno, "cannot open", temp_dir);
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      return ErrnoError(errno, "cannot lock", temp_dir);
+    }
     for (const auto& [name, bytes] : files) {
       MICROGPT_RETURN_IF_ERROR(
           WriteFileSynced(JoinPath(temp_dir, name), bytes));
     }
     MICROGPT_RETURN_IF_ERROR(WriteFileSynced(JoinPath(temp_dir, kManifestFile),
                                              manifest.dump(2) + "\n"));
-    MICROGPT_RETURN_IF_ERROR(FsyncDirectory(temp_dir));
+    if (::fsync(lock.get()) != 0) {
+      return ErrnoError(errno, "cannot fsync", temp_dir);
+    }
     absl::Status renamed = RenameNoReplace(temp_dir, final_dir);
     if (absl::IsAlreadyExists(renamed)) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -558,15 +574,167 @@ absl::Status CheckpointStore::RemoveTemporaryDirectories() const {
     for (const std::string& name : *names) {
       if (!absl::StartsWith(name, kTempPrefix)) continue;
       const std::string path = JoinPath(model_dir, name);
+      // A live publisher (or deleter) holds the lock; a dead one's is gone.
+      // Held while deleting, so two cleaners do not race.
+      Fd lock(::open(path.c_str(),
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (lock.get() >= 0 && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) continue;
+        first_error.Update(ErrnoError(errno, "cannot lock", path));
+        continue;
+      }
+      if (lock.get() < 0 && errno == ENOENT) continue;  // another cleaner's
       std::error_code error;
       std::filesystem::remove_all(path, error);
       if (error) {
         first_error.Update(absl::InternalError(
             absl::StrCat("cannot remove ", path, ": ", error.message())));
+      } else {
+        LogInfo(absl::StrCat("removed orphaned temporary directory ", path));
       }
     }
   }
   return first_error;
+}
+
+absl::Status CheckpointStore::WriteLease(
+    absl::string_view holder,
+    const std::map<std::string, std::vector<int64_t>>& versions) const {
+  if (absl::Status valid = ValidateModelName(holder); !valid.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease holder: ", valid.message()));
+  }
+  nlohmann::json lease = {{"holder", std::string(holder)},
+                          {"models", nlohmann::json::object()}};
+  for (const auto& [model, model_versions] : versions) {
+    MICROGPT_RETURN_IF_ERROR(ValidateModelName(model));
+    lease["models"][model] = model_versions;
+  }
+  const std::string lease_dir = JoinPath(root_, kLeaseDir);
+  MICROGPT_RETURN_IF_ERROR(MakeDirectories(lease_dir));
+  const std::string temp =
+      JoinPath(lease_dir, absl::StrCat(kTempPrefix, holder, "-", RandomHex()));
+  absl::Status status = WriteFileSynced(temp, lease.dump() + "\n");
+  if (status.ok() &&
+      ::rename(temp.c_str(), JoinPath(lease_dir, holder).c_str()) != 0) {
+    status =
+        ErrnoError(errno, "cannot rename into", JoinPath(lease_dir, holder));
+  }
+  if (!status.ok()) {
+    ::unlink(temp.c_str());
+    return status;
+  }
+  return FsyncDirectory(lease_dir);
+}
+
+absl::Status CheckpointStore::RemoveLease(absl::string_view holder) const {
+  MICROGPT_RETURN_IF_ERROR(ValidateModelName(holder));
+  const std::string path = JoinPath(JoinPath(root_, kLeaseDir), holder);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError(errno, "cannot remove", path);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::set<int64_t>> CheckpointStore::LeasedVersions(
+    absl::string_view model_name) const {
+  MICROGPT_RETURN_IF_ERROR(ValidateModelName(model_name));
+  std::set<int64_t> leased;
+  const std::string lease_dir = JoinPath(root_, kLeaseDir);
+  absl::StatusOr<std::vector<std::string>> names = ListDirectory(lease_dir);
+  if (absl::IsNotFound(names.status())) return leased;
+  if (!names.ok()) return names.status();
+  const absl::Time now = absl::Now();
+  for (const std::string& name : *names) {
+    const std::string path = JoinPath(lease_dir, name);
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;  // replaced or removed meanwhile
+      return ErrnoError(errno, "cannot stat", path);
+    }
+    if (now - absl::TimeFromTimespec(st.st_mtim) > retention_.lease_ttl) {
+      // Expired: its holder died or lost the root. A holder that comes back
+      // writes a new one before it loads anything else.
+      ::unlink(path.c_str());
+      continue;
+    }
+    if (absl::StartsWith(name, kTempPrefix)) continue;  // being written
+    const auto unreadable = [&path](absl::string_view why) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("lease ", path, " ", why,
+                       "; keeping every version until it expires"));
+    };
+    absl::StatusOr<std::string> text = ReadFile(path, kMaxLeaseBytes);
+    if (absl::IsNotFound(text.status())) continue;
+    if (!text.ok()) return unreadable(text.status().message());
+    const nlohmann::json lease =
+        nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    const auto models = lease.is_object() ? lease.find("models") : lease.end();
+    if (models == lease.end() || !models->is_object()) {
+      return unreadable("has no \"models\" object");
+    }
+    const auto versions = models->find(std::string(model_name));
+    if (versions == models->end()) continue;
+    if (!versions->is_array()) return unreadable("is malformed");
+    for (const nlohmann::json& version : *versions) {
+      if (!version.is_number_integer()) return unreadable("is malformed");
+      leased.insert(version.get<int64_t>());
+    }
+  }
+  return leased;
+}
+
+absl::Status CheckpointStore::DeleteVersion(absl::string_view model_name,
+                                            int64_t version) const {
+  const std::string model_dir = JoinPath(root_, model_name);
+  const std::string dir = VersionPath(model_name, version);
+  const std::string temp =
+      JoinPath(model_dir, absl::StrCat(kTempPrefix, "delete-", version, "-",
+                                       ::getpid(), "-", RandomHex()));
+  // Locked across the rename (the lock follows the directory), so that a
+  // concurrent RemoveTemporaryDirectories does not delete it under us.
+  Fd lock(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (lock.get() < 0) return ErrnoError(errno, "cannot open", dir);
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return ErrnoError(errno, "cannot lock", dir);
+  }
+  if (::rename(dir.c_str(), temp.c_str()) != 0) {
+    return ErrnoError(errno, "cannot rename", dir);
+  }
+  // Durably gone before the files go: after a crash the version is either
+  // whole or an orphaned temporary directory.
+  MICROGPT_RETURN_IF_ERROR(FsyncDirectory(model_dir));
+  std::error_code error;
+  std::filesystem::remove_all(temp, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot remove ", temp, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> CheckpointStore::ApplyRetention(
+    absl::string_view model_name) const {
+  std::vector<int64_t> deleted;
+  const int64_t keep = retention_.keep_versions;
+  if (keep <= 0) return deleted;
+  MICROGPT_ASSIGN_OR_RETURN(const std::vector<int64_t> versions,
+                            ListVersions(model_name));
+  if (static_cast<int64_t>(versions.size()) <= keep) return deleted;
+  MICROGPT_ASSIGN_OR_RETURN(const std::set<int64_t> leased,
+                            LeasedVersions(model_name));
+  absl::Status first_error;
+  for (size_t i = 0; i + keep < versions.size(); ++i) {
+    if (leased.count(versions[i]) != 0) continue;
+    absl::Status status = DeleteVersion(model_name, versions[i]);
+    if (status.ok()) {
+      deleted.push_back(versions[i]);
+    } else {
+      first_error.Update(status);
+    }
+  }
+  if (!first_error.ok()) return first_error;
+  return deleted;
 }
 
 }  // namespace microgpt

@@ -6,10 +6,26 @@
 // non-numeric temporary directory, every file fsynced, renamed into place and
 // the parent fsynced, so a reader never sees a partial version. Readers only
 // look at numeric directory names.
+//
+// Crash safety: the publisher holds an flock on its temporary directory until
+// the rename, so a temporary directory nobody holds a lock on is an orphan of
+// a publisher that died (kill -9, power loss); RemoveTemporaryDirectories
+// deletes only those, and can run at any time, in any process.
+//
+// Retention: ApplyRetention deletes versions older than the newest
+// RetentionPolicy::keep_versions, each renamed to a hidden temporary name
+// first (a reader sees it whole or not at all), except versions named in a
+// fresh lease. Readers that serve straight from the root (generators in
+// shared-directory mode) keep a lease, <root>/.leases/<holder>, a JSON object
+// {"holder": "...", "models": {"<model>": [<version>, ...]}} they rewrite
+// atomically at least every lease_ttl; a lease whose file is older than
+// lease_ttl (by mtime) protects nothing and is deleted.
 #ifndef MICROGPT_COMMON_CHECKPOINT_STORE_H_
 #define MICROGPT_COMMON_CHECKPOINT_STORE_H_
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/checkpoint.h"
 
 namespace microgpt {
@@ -25,9 +42,18 @@ namespace microgpt {
 // digit (so never a path separator, "." or ".."). INVALID_ARGUMENT otherwise.
 absl::Status ValidateModelName(absl::string_view name);
 
+// Which versions ApplyRetention deletes.
+struct RetentionPolicy {
+  // Versions kept per model, the newest ones; 0 keeps every version.
+  int64_t keep_versions = 0;
+  // A lease not rewritten for this long no longer protects its versions. It
+  // must exceed the readers' refresh interval (the generator's is 10 s).
+  absl::Duration lease_ttl = absl::Minutes(1);
+};
+
 class CheckpointStore {
  public:
-  explicit CheckpointStore(std::string root);
+  explicit CheckpointStore(std::string root, RetentionPolicy retention = {});
 
   const std::string& root() const { return root_; }
   std::string VersionPath(absl::string_view model_name, int64_t version) const;
@@ -63,11 +89,40 @@ class CheckpointStore {
       absl::string_view model_name, int64_t version,
       const ParameterLayout& layout) const;
 
-  // Removes temporary directories left by a publisher that died mid-way.
+  // Removes the temporary directories of every model that no live process
+  // holds (see "Crash safety" above): left by a publisher, or a retention
+  // pass, that died mid-way.
   absl::Status RemoveTemporaryDirectories() const;
 
+  // Writes the lease of `holder` (a name valid as a model name) naming, per
+  // model, the versions it serves; replaces its previous lease atomically.
+  absl::Status WriteLease(
+      absl::string_view holder,
+      const std::map<std::string, std::vector<int64_t>>& versions) const;
+  // Removes the lease of `holder` (OK when it has none).
+  absl::Status RemoveLease(absl::string_view holder) const;
+  // Versions of `model` named by leases younger than the policy's lease_ttl.
+  // FAILED_PRECONDITION when a young lease cannot be read or parsed: its
+  // holder's versions are unknown, so nothing may be deleted.
+  absl::StatusOr<std::set<int64_t>> LeasedVersions(
+      absl::string_view model_name) const;
+
+  // Applies the retention policy to `model`: deletes every version but the
+  // newest keep_versions, skipping leased ones, and drops expired leases.
+  // Returns the versions deleted (none when keep_versions is 0). A version
+  // that cannot be deleted is reported in the error after the others are.
+  absl::StatusOr<std::vector<int64_t>> ApplyRetention(
+      absl::string_view model_name) const;
+
+  const RetentionPolicy& retention() const { return retention_; }
+
  private:
+  // Renames a version to a temporary name, then deletes it.
+  absl::Status DeleteVersion(absl::string_view model_name,
+                             int64_t version) const;
+
   std::string root_;
+  RetentionPolicy retention_;
 };
 
 }  // namespace microgpt

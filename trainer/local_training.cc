@@ -37,7 +37,7 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
       JobOptionsFromRequest(request);
   if (!job_options.ok()) return job_options.status();
 
-  CheckpointStore store(options.checkpoint_root);
+  CheckpointStore store(options.checkpoint_root, options.retention);
   TrainingJob job("local", *std::move(job_options), request, &store);
   // Big enough that no checkpoint event is dropped while printing lags.
   auto watcher = std::make_shared<JobWatcher>(nullptr, 1 << 16);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.pb.h"
 
 namespace microgpt {
@@ -22,6 +23,8 @@ struct LocalTrainingOptions {
   std::string checkpoint_root;
   // A progress line about every this many steps; 0 = about ten per run.
   int64_t print_every = 0;
+  // Old versions deleted after each publish (default: none).
+  RetentionPolicy retention;
 };
 
 // Trains as `request` says (its dataset_path is a local file, used as given)

@@ -6,6 +6,8 @@
 //
 // Both commands build a StartTrainingRequest (from flags, or from the wire),
 // and JobOptionsFromRequest turns either into a job.
+#include <signal.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -36,6 +38,13 @@ ABSL_FLAG(std::string, checkpoint_root, "", "Directory of published versions.");
 ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
 ABSL_FLAG(int32_t, metrics_port, 0,
           "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
+ABSL_FLAG(int64_t, keep_versions, 0,
+          "Versions kept per model: after each publish, older ones are "
+          "deleted, except versions a generator serving from the checkpoint "
+          "root holds a lease on. 0: keep all.");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Minutes(1),
+          "A generator's lease not renewed for this long stops protecting its "
+          "versions from --keep_versions (generators renew every 10 s).");
 // train
 ABSL_FLAG(std::string, data, "", "train: dataset file, one document per line.");
 ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
@@ -82,7 +91,9 @@ constexpr char kUsage[] =
     "  microgpt-trainer serve --checkpoint_root DIR [--data_root DIR --port P\n"
     "      --host H --shutdown_grace 10s]\n"
     "\n"
-    "Both: --metrics_port P (Prometheus /metrics), --json_logs.\n";
+    "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
+    "      --keep_versions K (delete all but the newest K versions of a model\n"
+    "       after each publish, never one a generator holds a lease on).\n";
 
 // The request the train command's flags describe.
 v1::StartTrainingRequest RequestFromFlags() {
@@ -103,6 +114,20 @@ v1::StartTrainingRequest RequestFromFlags() {
   return request;
 }
 
+absl::StatusOr<RetentionPolicy> RetentionFromFlags() {
+  RetentionPolicy retention;
+  retention.keep_versions = absl::GetFlag(FLAGS_keep_versions);
+  retention.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  if (retention.keep_versions < 0) {
+    return absl::InvalidArgumentError("--keep_versions must be >= 0");
+  }
+  if (retention.lease_ttl < absl::Seconds(15)) {
+    return absl::InvalidArgumentError(
+        "--lease_ttl must be at least 15s (generators renew leases every 10s)");
+  }
+  return retention;
+}
+
 absl::Status Train() {
   if (absl::GetFlag(FLAGS_data).empty()) {
     return absl::InvalidArgumentError("--data is required");
@@ -113,6 +138,7 @@ absl::Status Train() {
   LocalTrainingOptions options;
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.print_every = absl::GetFlag(FLAGS_print_every);
+  MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
@@ -131,6 +157,7 @@ absl::Status Serve() {
   options.server.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.data_root = absl::GetFlag(FLAGS_data_root);
+  MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_RETURN_IF_ERROR(
       SecurityFromFlags(/*require_token=*/false, &options.server.security));
   if (options.server.security.auth_token.empty()) {
@@ -143,6 +170,10 @@ absl::Status Serve() {
 
 int Main(int argc, char** argv) {
   InstallShutdownSignalHandlers();
+  // Past a file size limit (RLIMIT_FSIZE) a write then fails with EFBIG, like
+  // a full disk, and the publish fails with that error instead of the
+  // signal's default action killing the trainer.
+  ::signal(SIGXFSZ, SIG_IGN);
   absl::SetProgramUsageMessage(kUsage);
   const std::string command = argc > 1 ? argv[1] : "";
   if (command != "train" && command != "serve") {

@@ -38,6 +38,7 @@ absl::Status RunTrainerServer(const TrainerServerOptions& options) {
   TrainerServiceOptions service_options;
   service_options.checkpoint_root = checkpoint_root;
   service_options.data_root = options.data_root;
+  service_options.retention = options.retention;
   TrainerServiceImpl service(std::move(service_options));
   ServerRunner runner(options.server);
   runner.AddService(&service, v1::Trainer::service_full_name());

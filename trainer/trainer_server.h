@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/checkpoint_store.h"
 #include "server/server_runner.h"
 
 namespace microgpt {
@@ -18,6 +19,7 @@ struct TrainerServerOptions {
   ServerOptions server;
   std::string checkpoint_root;  // created when missing
   std::string data_root;        // empty: only inline datasets
+  RetentionPolicy retention;    // old versions deleted after each publish
 };
 
 // Serves until a shutdown signal; OK after a clean shutdown. Call

@@ -109,7 +109,7 @@ class FailedWatchReactor final
 
 TrainerServiceImpl::TrainerServiceImpl(TrainerServiceOptions options)
     : options_(std::move(options)),
-      store_(options_.checkpoint_root),
+      store_(options_.checkpoint_root, options_.retention),
       checkpoint_feed_(&store_, options_.checkpoint_feed) {
   checkpoint_feed_.Start();
   worker_ = std::thread([this] { WorkerLoop(); });

@@ -43,6 +43,8 @@ struct TrainerServiceOptions {
   size_t max_ended_jobs = 1000;
   // WatchCheckpoints / DownloadCheckpoint: rescan interval, chunk size.
   CheckpointFeedOptions checkpoint_feed;
+  // Old versions deleted after each publish (default: none).
+  RetentionPolicy retention;
 };
 
 class TrainerServiceImpl final : public v1::Trainer::CallbackService {

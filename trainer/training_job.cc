@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/dataset.h"
 #include "common/log.h"
 #include "common/loss_curve.h"
@@ -62,6 +63,12 @@ TrainingJob::TrainingJob(std::string id, TrainingJobOptions options,
       store_(store) {}
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
+  // What a publisher killed mid-way left (only directories no live process
+  // holds, so other trainers on the root are safe).
+  if (absl::Status cleaned = store_->RemoveTemporaryDirectories();
+      !cleaned.ok()) {
+    LogWarning(absl::StrCat("job ", id_, ": ", cleaned.message()));
+  }
   std::vector<std::string> documents;
   if (!options_.dataset_file.empty()) {
     auto loaded = LoadDocuments(options_.dataset_file);
@@ -209,10 +216,29 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
                           loss));
   TrainerMetrics::RecordPublished(options_.model);
-  absl::MutexLock lock(&mu_);
-  latest_version_ = version;
-  EmitLocked(event);
+  {
+    absl::MutexLock lock(&mu_);
+    latest_version_ = version;
+    EmitLocked(event);
+  }
+  ApplyRetention();
   return true;
+}
+
+void TrainingJob::ApplyRetention() {
+  // A version that could not be deleted is tried again after the next
+  // publish; training goes on either way.
+  absl::StatusOr<std::vector<int64_t>> deleted =
+      store_->ApplyRetention(options_.model);
+  if (!deleted.ok()) {
+    LogWarning(absl::StrFormat("job %s: retention of \"%s\": %s", id_,
+                               options_.model, deleted.status().message()));
+  } else if (!deleted->empty()) {
+    LogInfo(absl::StrFormat(
+        "job %s: retention (keep %d) deleted version(s) %s of \"%s\"", id_,
+        store_->retention().keep_versions, absl::StrJoin(*deleted, ", "),
+        options_.model));
+  }
 }
 
 void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,

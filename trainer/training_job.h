@@ -7,7 +7,11 @@
 // checkpoint_every steps and at the end; each version records the mean loss
 // of the steps since the previous publish (at most the last 100). A
 // cancelled job stops after its current step and publishes nothing more; a
-// failed publish fails the job.
+// failed publish (disk full, unwritable root) fails the job with an error
+// naming the path and the system's reason, and the versions already there
+// stay as they are. Before it starts, the job removes orphaned temporary
+// directories (of publishers killed mid-way); after each publish it applies
+// the store's retention policy (see CheckpointStore::ApplyRetention).
 //
 // Other threads read the job's state (Snapshot) and subscribe watchers that
 // receive progress, checkpoint_published and, last, finished events. Progress
@@ -91,6 +95,8 @@ class TrainingJob {
   void Train(TrainingRun& run);
   // Publishes the run's current step; false (and the job FAILED) on error.
   bool Publish(TrainingRun& run, double loss);
+  // Deletes old versions by the store's policy; failures are only logged.
+  void ApplyRetention();
   void UpdateProgress(const TrainingRun& run, const StepStats* stats,
                       bool force_event);
   // Ends the job: OK means SUCCEEDED, CANCELLED means CANCELLED, anything

@@ -1,10 +1,15 @@
 // The on-disk checkpoint store: atomic publishing, listing, verified loading.
 #include "common/checkpoint_store.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/safetensors.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -504,6 +511,27 @@ TEST_F(CheckpointStoreTest, TemporaryDirectoriesAreHiddenAndRemoved) {
   EXPECT_THAT(store.LoadModel("names", 1), IsOk());
 }
 
+TEST_F(CheckpointStoreTest, TemporaryDirectoryOfALivePublisherIsKept) {
+  CheckpointStore store(root_);
+  ASSERT_THAT(PublishVersion(store, 1), IsOk());
+  // A publisher in this or another process holds an flock on its temporary
+  // directory until the rename; cleaning up must not pull it away.
+  const std::string live = root_ + "/names/.tmp-2-777-00aa";
+  const std::string dead = root_ + "/names/.tmp-3-778-00bb";
+  ASSERT_EQ(::mkdir(live.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(dead.c_str(), 0755), 0);
+  const int fd = ::open(live.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  ASSERT_THAT(store.RemoveTemporaryDirectories(), IsOk());
+  EXPECT_TRUE(Exists(live));
+  EXPECT_FALSE(Exists(dead));
+  ::close(fd);  // the publisher died: now it is an orphan
+  ASSERT_THAT(store.RemoveTemporaryDirectories(), IsOk());
+  EXPECT_FALSE(Exists(live));
+  EXPECT_THAT(Entries(root_ + "/names"), ElementsAre("1"));
+}
+
 TEST_F(CheckpointStoreTest, RemoveTemporaryDirectoriesWithoutARootIsOk) {
   CheckpointStore store(root_);
   EXPECT_THAT(store.RemoveTemporaryDirectories(), IsOk());
@@ -600,6 +628,162 @@ TEST_F(CheckpointStoreTest, ExtraFilesAreListedAndVerified) {
                 StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_))
         << bad;
   }
+}
+
+RetentionPolicy Keep(int64_t versions,
+                     absl::Duration lease_ttl = absl::Minutes(1)) {
+  RetentionPolicy policy;
+  policy.keep_versions = versions;
+  policy.lease_ttl = lease_ttl;
+  return policy;
+}
+
+// Sets a file's modification time `age` in the past.
+void Age(const std::string& path, absl::Duration age) {
+  const timespec when = absl::ToTimespec(absl::Now() - age);
+  const timespec times[2] = {when, when};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+}
+
+TEST_F(CheckpointStoreTest, RetentionKeepsTheNewestAndLeasedVersions) {
+  CheckpointStore store(root_, Keep(2));
+  for (int64_t v = 1; v <= 5; ++v)
+    ASSERT_THAT(PublishVersion(store, v), IsOk());
+  ASSERT_THAT(PublishVersion(store, 1, true, "other"), IsOk());
+  ASSERT_THAT(store.WriteLease("gen-a", {{"names", {2}}, {"other", {1}}}),
+              IsOk());
+  ASSERT_THAT(store.LeasedVersions("names"), IsOk());
+  EXPECT_THAT(*store.LeasedVersions("names"), ElementsAre(2));
+
+  absl::StatusOr<std::vector<int64_t>> deleted = store.ApplyRetention("names");
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_THAT(*deleted, ElementsAre(1, 3));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(2, 4, 5));
+  // Deleted through a hidden name: nothing else is left in the directory.
+  EXPECT_THAT(Entries(root_ + "/names"), ElementsAre("2", "4", "5"));
+  for (int64_t v : {2, 4, 5}) EXPECT_THAT(store.LoadModel("names", v), IsOk());
+
+  // Once the lease is gone, so is the version it protected.
+  ASSERT_THAT(store.RemoveLease("gen-a"), IsOk());
+  ASSERT_THAT(store.RemoveLease("gen-a"), IsOk());
+  deleted = store.ApplyRetention("names");
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_THAT(*deleted, ElementsAre(2));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(4, 5));
+  EXPECT_THAT(*store.ListVersions("other"), ElementsAre(1));
+}
+
+TEST_F(CheckpointStoreTest, ExpiredLeasesProtectNothingAndAreDropped) {
+  CheckpointStore store(root_, Keep(1, absl::Seconds(30)));
+  for (int64_t v = 1; v <= 3; ++v)
+    ASSERT_THAT(PublishVersion(store, v), IsOk());
+  ASSERT_THAT(store.WriteLease("fresh", {{"names", {2}}}), IsOk());
+  ASSERT_THAT(store.WriteLease("dead", {{"names", {1}}}), IsOk());
+  Age(root_ + "/.leases/dead", absl::Seconds(31));
+  absl::StatusOr<std::vector<int64_t>> deleted = store.ApplyRetention("names");
+  ASSERT_THAT(deleted, IsOk());
+  EXPECT_THAT(*deleted, ElementsAre(1));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(2, 3));
+  EXPECT_THAT(Entries(root_ + "/.leases"), ElementsAre("fresh"));
+}
+
+TEST_F(CheckpointStoreTest, UnreadableFreshLeaseStopsRetention) {
+  CheckpointStore store(root_, Keep(1));
+  for (int64_t v = 1; v <= 3; ++v)
+    ASSERT_THAT(PublishVersion(store, v), IsOk());
+  ASSERT_EQ(::mkdir((root_ + "/.leases").c_str(), 0755), 0);
+  WriteBytes(root_ + "/.leases/garbled", "{\"models\": {\"names\": [\"2\"");
+  EXPECT_THAT(store.ApplyRetention("names"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr(".leases/garbled")));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(1, 2, 3));
+  // The root's lease directory is not a model.
+  EXPECT_THAT(*store.ListModels(), ElementsAre("names"));
+}
+
+TEST_F(CheckpointStoreTest, RetentionOffOrNotNeededDeletesNothing) {
+  CheckpointStore keep_all(root_);
+  for (int64_t v = 1; v <= 3; ++v) {
+    ASSERT_THAT(PublishVersion(keep_all, v), IsOk());
+  }
+  EXPECT_THAT(*keep_all.ApplyRetention("names"), IsEmpty());
+  CheckpointStore keep_three(root_, Keep(3));
+  EXPECT_THAT(*keep_three.ApplyRetention("names"), IsEmpty());
+  EXPECT_THAT(*keep_three.ListVersions("names"), ElementsAre(1, 2, 3));
+  EXPECT_THAT(keep_three.WriteLease("a/b", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lease")));
+}
+
+// A root on a tiny tmpfs of its own, in a private mount namespace (so it
+// vanishes with the process). Skips when the process may not mount.
+class FullFileSystemTest : public CheckpointStoreTest {
+ protected:
+  void SetUp() override {
+    CheckpointStoreTest::SetUp();
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+      GTEST_SKIP() << "cannot make a private mount namespace ("
+                   << std::strerror(errno) << "); needs CAP_SYS_ADMIN";
+    }
+    ASSERT_EQ(::mkdir(root_.c_str(), 0755), 0);
+    if (::mount("tmpfs", root_.c_str(), "tmpfs", 0, "size=256k") != 0) {
+      GTEST_SKIP() << "cannot mount a tmpfs: " << std::strerror(errno);
+    }
+    mounted_ = true;
+  }
+  void TearDown() override {
+    if (mounted_) ::umount2(root_.c_str(), MNT_DETACH);
+    CheckpointStoreTest::TearDown();
+  }
+
+  // Fills the file system until a write fails with ENOSPC.
+  void Fill() {
+    const int fd =
+        ::open((root_ + "/filler").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    const std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    EXPECT_EQ(errno, ENOSPC);
+    ::close(fd);
+  }
+
+  bool mounted_ = false;
+};
+
+TEST_F(FullFileSystemTest, DiskFullFailsThePublishAndKeepsEarlierVersions) {
+  CheckpointStore store(root_);
+  ASSERT_THAT(PublishVersion(store, 1), IsOk());
+  Fill();
+  EXPECT_THAT(PublishVersion(store, 2),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       ::testing::AllOf(HasSubstr(root_ + "/names/.tmp-2-"),
+                                        HasSubstr("No space left on device"))));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(1));
+  EXPECT_THAT(Entries(root_ + "/names"), ElementsAre("1"));  // no leftovers
+  EXPECT_THAT(store.LoadModel("names", 1), IsOk());
+  const ModelCheckpoint model = TestModel(1);
+  EXPECT_THAT(store.LoadOptimizer("names", 1, ParameterLayout(model.config)),
+              IsOk());
+
+  // Space again: publishing works again.
+  ASSERT_EQ(::unlink((root_ + "/filler").c_str()), 0);
+  EXPECT_THAT(PublishVersion(store, 2), IsOk());
+}
+
+TEST_F(FullFileSystemTest, ReadOnlyRootFailsThePublishAndKeepsEarlierVersions) {
+  CheckpointStore store(root_);
+  ASSERT_THAT(PublishVersion(store, 1), IsOk());
+  ASSERT_EQ(
+      ::mount(nullptr, root_.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr),
+      0)
+      << std::strerror(errno);
+  EXPECT_THAT(PublishVersion(store, 2),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       ::testing::AllOf(HasSubstr(root_ + "/names/.tmp-2-"),
+                                        HasSubstr("Read-only file system"))));
+  EXPECT_THAT(*store.ListVersions("names"), ElementsAre(1));
+  EXPECT_THAT(store.LoadModel("names", 1), IsOk());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -224,6 +225,53 @@ TEST(TrainingJobTest, PublishFailureFailsTheJob) {
   EXPECT_THAT(result.job.error(), ::testing::HasSubstr("publishing version 5"));
   EXPECT_FALSE(result.status.ok());
   EXPECT_EQ(result.job.latest_version(), 0);
+}
+
+TEST(TrainingJobTest, RetentionKeepsTheNewestAndLeasedVersions) {
+  TempDir dir;
+  RetentionPolicy retention;
+  retention.keep_versions = 2;
+  CheckpointStore store(dir.path(), retention);
+  // A generator serving version 10 from this root.
+  ASSERT_TRUE(store.WriteLease("generator-1", {{"m", {10}}}).ok());
+  v1::StartTrainingRequest request = SmallRequest("m", 50);
+  request.set_checkpoint_every(10);
+  JobResult result = RunJob(request, &store);
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  std::vector<int64_t> published;
+  for (const auto& e : result.events) {
+    if (e.has_checkpoint_published())
+      published.push_back(e.checkpoint_published().version());
+  }
+  EXPECT_THAT(published, ElementsAre(10, 20, 30, 40, 50));
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(10, 40, 50));
+  for (int64_t v : {10, 40, 50}) {
+    EXPECT_TRUE(store.LoadModel("m", v).ok()) << v;
+  }
+
+  // Resuming works from what retention left, and the lease, once gone, no
+  // longer protects version 10.
+  ASSERT_TRUE(store.RemoveLease("generator-1").ok());
+  request.set_steps(60);
+  request.set_resume(true);
+  ASSERT_TRUE(RunJob(request, &store).status.ok());
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(50, 60));
+}
+
+TEST(TrainingJobTest, OrphanedTemporaryDirectoriesAreRemovedAtStart) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  ASSERT_TRUE(RunJob(SmallRequest("m", 5), &store).status.ok());
+  // What a trainer killed inside a publish leaves: a complete temporary
+  // directory that nobody holds.
+  const std::string orphan = dir.Sub("m/.tmp-10-4242-0011223344556677");
+  std::filesystem::create_directories(orphan);
+  ::microgpt::testing::WriteFile(orphan + "/model.safetensors", "partial");
+  v1::StartTrainingRequest request = SmallRequest("m", 10);
+  request.set_resume(true);
+  ASSERT_TRUE(RunJob(request, &store).status.ok());
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(5, 10));
 }
 
 TEST(TrainingJobTest, MissingDatasetFileIsNotFound) {
