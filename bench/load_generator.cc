@@ -5,15 +5,19 @@
 // ends, until --warmup + --duration have passed; calls in flight then run to
 // their end (each is at most block_size tokens, and has a --deadline). Only
 // the measured window (after the warm-up) is reported:
-//   - aggregate tokens/s: token messages received in the window / its length;
+//   - aggregate tokens/s: tokens received in the window / its length, and
+//     the messages that carried them;
 //   - time to first token (calls started in the window): from the call's
 //     start to its first message, p50 / p99 / max;
-//   - inter-token latency: gaps between consecutive messages of one call
-//     that end in the window, p50 / p99 / max;
+//   - inter-token latency: gaps between consecutive tokens of one call that
+//     end in the window, p50 / p99 / max (a token is received with its
+//     message: with --pack_tokens the tokens after the first of a message
+//     have a gap of 0);
 //   - calls completed, and errors by gRPC status code (RESOURCE_EXHAUSTED
 //     is the server's admission limit).
 //
 //   microgpt-bench --target localhost:50051 --streams 64 --duration 10s
+//   microgpt-bench --target localhost:50051 --streams 64 --pack_tokens
 //   microgpt-bench --target localhost:50051 --streams 256 --duration 10s
 //       --model names --prompt a --temperature 0.5 --max_tokens 0 --seed 1
 //       --json
@@ -64,6 +68,9 @@ ABSL_FLAG(int, max_tokens, 0, "GenerateRequest.max_tokens (0: block_size).");
 ABSL_FLAG(int64_t, seed, -1,
           "Seed of the first call, call k uses seed + k; negative leaves it "
           "unset (the server picks).");
+ABSL_FLAG(bool, pack_tokens, false,
+          "GenerateRequest.pack_tokens: let the server put every token a "
+          "sample has buffered into one message.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File holding a bearer token sent with every call, for a generator "
           "started with --require_auth.");
@@ -153,6 +160,7 @@ class Call final : public grpc::ClientReadReactor<v1::GenerateResponse> {
   Clock::time_point start_, last_;
   bool got_first_ = false;
   int64_t tokens_in_window_ = 0;
+  int64_t messages_in_window_ = 0;
   int64_t tokens_ = 0;
   std::vector<float> ttft_us_;  // 0 or 1 entries
   std::vector<float> gaps_us_;  // inter-token gaps ending in the window
@@ -229,6 +237,7 @@ class Runner {
     in_flight_.erase(call);
     tokens_total_ += call->tokens_;
     tokens_in_window_ += call->tokens_in_window_;
+    messages_in_window_ += call->messages_in_window_;
     for (float v : call->ttft_us_) ttft_.Add(v);
     for (float v : call->gaps_us_) itl_.Add(v);
     const bool counted = call->start_ >= window_start_;
@@ -274,14 +283,17 @@ class Runner {
                         "\": ", n);
       }
       std::printf(
-          "{\"streams\": %d, \"window_s\": %.3f, \"tokens\": %lld, "
-          "\"tokens_per_s\": %.1f, \"ttft_ms\": {\"p50\": %.3f, \"p99\": %.3f, "
+          "{\"streams\": %d, \"pack_tokens\": %s, \"window_s\": %.3f, "
+          "\"tokens\": %lld, \"messages\": %lld, \"tokens_per_s\": %.1f, "
+          "\"ttft_ms\": {\"p50\": %.3f, \"p99\": %.3f, "
           "\"max\": %.3f, \"n\": %llu}, \"itl_ms\": {\"p50\": %.3f, \"p99\": "
           "%.3f, \"max\": %.3f, \"n\": %llu}, \"calls\": %lld, \"completed\": "
           "%lld, \"errors\": {%s}, \"client_cpu_s\": %.3f, \"wall_s\": %.3f}\n",
-          streams_, window_s, static_cast<long long>(tokens_in_window_),
-          tokens_per_s, ms(ttft_.Quantile(0.5)), ms(ttft_.Quantile(0.99)),
-          ms(ttft_.max()), static_cast<unsigned long long>(ttft_.count()),
+          streams_, request_.pack_tokens() ? "true" : "false", window_s,
+          static_cast<long long>(tokens_in_window_),
+          static_cast<long long>(messages_in_window_), tokens_per_s,
+          ms(ttft_.Quantile(0.5)), ms(ttft_.Quantile(0.99)), ms(ttft_.max()),
+          static_cast<unsigned long long>(ttft_.count()),
           ms(itl_.Quantile(0.5)), ms(itl_.Quantile(0.99)), ms(itl_.max()),
           static_cast<unsigned long long>(itl_.count()),
           static_cast<long long>(calls_in_window_),
@@ -295,6 +307,13 @@ class Runner {
     std::printf("tokens              %lld in the window (%lld in all)\n",
                 static_cast<long long>(tokens_in_window_),
                 static_cast<long long>(tokens_total_));
+    std::printf(
+        "messages            %lld in the window (%.2f tokens per message%s)\n",
+        static_cast<long long>(messages_in_window_),
+        messages_in_window_ > 0
+            ? static_cast<double>(tokens_in_window_) / messages_in_window_
+            : 0.0,
+        request_.pack_tokens() ? ", --pack_tokens" : "");
     std::printf("aggregate tokens/s  %.0f\n", tokens_per_s);
     std::printf(
         "time to first token p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%llu "
@@ -384,7 +403,7 @@ class Runner {
   std::condition_variable done_;
   std::set<Call*> in_flight_;
   int64_t started_ = 0;
-  int64_t tokens_total_ = 0, tokens_in_window_ = 0;
+  int64_t tokens_total_ = 0, tokens_in_window_ = 0, messages_in_window_ = 0;
   int64_t calls_in_window_ = 0, completed_ = 0, warmup_errors_ = 0;
   std::map<grpc::StatusCode, int64_t> errors_;
   std::string last_error_;
@@ -413,10 +432,22 @@ void Call::Start() {
 void Call::OnReadDone(bool ok) {
   if (!ok) return;  // end of stream; OnDone follows
   const auto now = Clock::now();
-  ++tokens_;
+  // A packed message lists its tokens; an unpacked one is one token, unless
+  // it is a CANCELLED end, which has none.
+  const int tokens = response_.tokens_size() > 0 ? response_.tokens_size()
+                     : response_.finish_reason() == v1::FINISH_REASON_CANCELLED
+                         ? 0
+                         : 1;
+  tokens_ += tokens;
   if (runner_->InWindow(now)) {
-    ++tokens_in_window_;
-    if (got_first_) gaps_us_.push_back(static_cast<float>(Micros(now - last_)));
+    tokens_in_window_ += tokens;
+    ++messages_in_window_;
+    for (int i = 0; i < tokens; ++i) {
+      if (got_first_ || i > 0) {
+        gaps_us_.push_back(i == 0 ? static_cast<float>(Micros(now - last_))
+                                  : 0.0f);
+      }
+    }
   }
   if (!got_first_) {
     got_first_ = true;
@@ -496,6 +527,7 @@ int Main() {
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_prompt(absl::GetFlag(FLAGS_prompt));
   request.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  request.set_pack_tokens(absl::GetFlag(FLAGS_pack_tokens));
   if (absl::GetFlag(FLAGS_temperature) >= 0) {
     request.set_temperature(
         static_cast<float>(absl::GetFlag(FLAGS_temperature)));

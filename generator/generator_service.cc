@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,7 @@ class GenerateReactor final
       : service_(service),
         context_(context),
         notifier_(std::make_shared<Notifier>(this)),
+        pack_(request.pack_tokens()),
         start_time_(absl::Now()) {
     absl::Status status =
         service_->Register(this)
@@ -141,9 +144,12 @@ class GenerateReactor final
 
   // Starts the next write, or finishes when every sample has ended (or the
   // call was cancelled). At most one write is in flight; StartWrite and
-  // Finish are called without mu_ held.
+  // Finish are called without mu_ held. The message that ends the last
+  // sample goes out with the status in one batch (one packet instead of two;
+  // that write has no OnWriteDone).
   void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
     bool write = false;
+    bool last = false;
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
@@ -153,14 +159,18 @@ class GenerateReactor final
         status = grpc::Status::CANCELLED;
       } else if (NextResponse()) {
         writing_ = write = true;  // response_ now belongs to the write
+        finished_ = last = AllDone();
       } else if (AllDone()) {
         finished_ = true;
       } else {
         return;  // waiting for the scheduler
       }
     }
-    if (write) {
+    if (write && !last) {
       StartWrite(&response_);
+    } else if (write) {
+      ObserveFinish(status);
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
     } else {
       ObserveFinish(status);
       Finish(status);
@@ -190,16 +200,29 @@ class GenerateReactor final
     last = now;
   }
 
-  // Fills response_ with the next buffered token, round-robin over samples.
+  // Fills response_ with the next buffered token, or with pack_ every token
+  // buffered for the next sample that has one, round-robin over samples.
   bool NextResponse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const size_t n = sequences_.size();
-    TokenEvent event;
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (next_ + k) % n;
-      if (!sequences_[i]->Pop(&event)) continue;
+      Sequence& sequence = *sequences_[i];
+      events_.clear();
+      if (pack_) {
+        if (sequence.PopAll(&events_) == 0) continue;
+      } else {
+        events_.emplace_back();
+        if (!sequence.Pop(&events_.back())) continue;
+      }
       next_ = i + 1;
-      if (event.id >= 0) ObserveToken(i);
-      Fill(static_cast<int>(i), *sequences_[i]->servable(), event);
+      for (const TokenEvent& event : events_) {
+        if (event.id >= 0) ObserveToken(i);
+      }
+      if (pack_) {
+        FillPacked(static_cast<int>(i), *sequence.servable(), events_);
+      } else {
+        Fill(static_cast<int>(i), *sequence.servable(), events_.front());
+      }
       return true;
     }
     return false;
@@ -218,14 +241,48 @@ class GenerateReactor final
     if (event.id >= 0) response_.set_text(servable.tokenizer.Decode(event.id));
     response_.set_position(event.position);
     response_.set_logprob(event.logprob);
+    AddAlternatives(servable, event, response_.mutable_top_logprobs());
+    SetFinish(servable, event.finish);
+  }
+
+  // A packed message (pack_tokens): the events' tokens in `tokens`, their
+  // text concatenated in `text`, and the finish of the last event. A
+  // kCancelled event has no token.
+  void FillPacked(int sample_index, const ServableModel& servable,
+                  const std::vector<TokenEvent>& events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    response_.Clear();
+    response_.set_sample_index(sample_index);
+    response_.set_id(-1);
+    std::string* text = response_.mutable_text();
+    for (const TokenEvent& event : events) {
+      if (event.id < 0) continue;
+      v1::GeneratedToken* token = response_.add_tokens();
+      token->set_text(servable.tokenizer.Decode(event.id));
+      text->append(token->text());
+      token->set_id(event.id);
+      token->set_position(event.position);
+      token->set_logprob(event.logprob);
+      AddAlternatives(servable, event, token->mutable_top_logprobs());
+    }
+    SetFinish(servable, events.back().finish);
+  }
+
+  static void AddAlternatives(
+      const ServableModel& servable, const TokenEvent& event,
+      google::protobuf::RepeatedPtrField<v1::TokenLogprob>* alternatives) {
     for (const TokenLogprob& alternative : event.top) {
-      v1::TokenLogprob* top = response_.add_top_logprobs();
+      v1::TokenLogprob* top = alternatives->Add();
       top->set_text(servable.tokenizer.Decode(alternative.id));
       top->set_id(alternative.id);
       top->set_logprob(alternative.logprob);
     }
-    response_.set_finish_reason(ToProto(event.finish));
-    if (event.finish != FinishReason::kNone) {
+  }
+
+  void SetFinish(const ServableModel& servable, FinishReason finish)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    response_.set_finish_reason(ToProto(finish));
+    if (finish != FinishReason::kNone) {
       response_.set_model(servable.name);
       response_.set_version(servable.version);
     }
@@ -245,6 +302,7 @@ class GenerateReactor final
   GeneratorServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
   const std::shared_ptr<Notifier> notifier_;
+  const bool pack_;  // the request's pack_tokens
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin cursor
@@ -257,6 +315,8 @@ class GenerateReactor final
   std::vector<absl::Time> last_token_time_ ABSL_GUARDED_BY(mu_);
   // Owned by the write in flight while writing_ is set.
   v1::GenerateResponse response_;
+  // The events NextResponse takes from one sample (kept for its capacity).
+  std::vector<TokenEvent> events_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(

@@ -54,6 +54,22 @@ bool Sequence::Pop(TokenEvent* event) {
   return true;
 }
 
+size_t Sequence::PopAll(std::vector<TokenEvent>* events) {
+  size_t n;
+  bool was_full;
+  {
+    absl::MutexLock lock(&mu_);
+    n = buffer_.size();
+    if (n == 0) return 0;
+    was_full = n >= capacity_;
+    for (TokenEvent& event : buffer_) events->push_back(std::move(event));
+    buffer_.clear();
+    if (events->back().finish != FinishReason::kNone) done_ = true;
+  }
+  if (was_full) scheduler_->Wake();  // it was being skipped
+  return n;
+}
+
 bool Sequence::done() const {
   absl::MutexLock lock(&mu_);
   return done_;

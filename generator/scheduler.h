@@ -93,6 +93,9 @@ class Sequence {
 
   // Moves the oldest buffered event into *event; false when none is buffered.
   bool Pop(TokenEvent* event) ABSL_LOCKS_EXCLUDED(mu_);
+  // Appends every buffered event to *events, oldest first, under one lock;
+  // the number appended (0 when none is buffered).
+  size_t PopAll(std::vector<TokenEvent>* events) ABSL_LOCKS_EXCLUDED(mu_);
   // True once the last event (the one with a finish reason) was popped.
   bool done() const ABSL_LOCKS_EXCLUDED(mu_);
   // Stops the sequence: the scheduler drops it before its next step and no

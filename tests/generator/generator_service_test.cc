@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -14,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "generator/generator_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -538,6 +541,226 @@ TEST_F(GeneratorServiceTest, FullSchedulerRefusesWithResourceExhausted) {
   StreamResult admitted = GenerateAll(stub_.get(), request);
   ASSERT_TRUE(admitted.status.ok()) << admitted.status.error_message();
   EXPECT_EQ(admitted.messages.size(), 3u);
+}
+
+// The messages of a stream, with every packed message split into one
+// unpacked message per token: the finish reason, model and version go to the
+// last of them (or, on a CANCELLED end, to a token-less message of its own).
+std::vector<v1::GenerateResponse> Unpack(
+    const std::vector<v1::GenerateResponse>& messages) {
+  std::vector<v1::GenerateResponse> out;
+  for (const v1::GenerateResponse& m : messages) {
+    if (m.tokens().empty() &&
+        m.finish_reason() != v1::FINISH_REASON_CANCELLED) {
+      out.push_back(m);  // not packed
+      continue;
+    }
+    for (const v1::GeneratedToken& token : m.tokens()) {
+      v1::GenerateResponse& one = out.emplace_back();
+      one.set_sample_index(m.sample_index());
+      one.set_text(token.text());
+      one.set_id(token.id());
+      one.set_position(token.position());
+      one.set_logprob(token.logprob());
+      *one.mutable_top_logprobs() = token.top_logprobs();
+    }
+    if (m.finish_reason() == v1::FINISH_REASON_CANCELLED) {
+      out.emplace_back().set_id(-1);
+      out.back().set_sample_index(m.sample_index());
+    }
+    out.back().set_finish_reason(m.finish_reason());
+    out.back().set_model(m.model());
+    out.back().set_version(m.version());
+  }
+  return out;
+}
+
+size_t TokenCount(const std::vector<v1::GenerateResponse>& messages) {
+  size_t n = 0;
+  for (const auto& m : messages) n += std::max(1, m.tokens_size());
+  return n;
+}
+
+// What a packed message must look like whatever it carries: at least one
+// token, the text of its tokens in `text`, the singular token fields unset.
+void ExpectWellFormedPacked(const v1::GenerateResponse& m) {
+  ASSERT_GE(m.tokens_size(), 1);
+  std::string text;
+  for (const v1::GeneratedToken& token : m.tokens()) text += token.text();
+  EXPECT_EQ(m.text(), text);
+  EXPECT_EQ(m.id(), -1);
+  EXPECT_EQ(m.position(), 0);
+  EXPECT_EQ(m.logprob(), 0.0f);
+  EXPECT_TRUE(m.top_logprobs().empty());
+}
+
+TEST_F(GeneratorServiceTest, PackedMessagesCarryTheSameTokensInOrder) {
+  StartServer();
+  PublishAndLoad("names", 8, MakeCheckpoint(SmallConfig(), 8, 8));
+  v1::GenerateRequest request;
+  request.set_prompt("e");
+  request.set_seed(42);
+  request.set_temperature(1.0f);
+  request.set_num_samples(3);
+  request.set_top_logprobs(3);
+  StreamResult unpacked = GenerateAll(stub_.get(), request);
+  request.set_pack_tokens(true);
+  StreamResult packed = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(unpacked.status.ok()) << unpacked.status.error_message();
+  ASSERT_TRUE(packed.status.ok()) << packed.status.error_message();
+  for (const v1::GenerateResponse& m : unpacked.messages) {
+    EXPECT_TRUE(m.tokens().empty());
+  }
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<v1::GenerateResponse> sample =
+        SampleMessages(packed.messages, i);
+    ASSERT_FALSE(sample.empty());
+    for (size_t k = 0; k < sample.size(); ++k) {
+      ExpectWellFormedPacked(sample[k]);
+      // The finish reason, model and version come with the last message.
+      const bool last = k + 1 == sample.size();
+      EXPECT_EQ(sample[k].finish_reason() != v1::FINISH_REASON_UNSPECIFIED,
+                last);
+      EXPECT_EQ(sample[k].version(), last ? 8 : 0);
+    }
+    const std::vector<v1::GenerateResponse> expected =
+        SampleMessages(unpacked.messages, i);
+    const std::vector<v1::GenerateResponse> got = Unpack(sample);
+    ASSERT_EQ(got.size(), expected.size()) << "sample " << i;
+    for (size_t t = 0; t < got.size(); ++t) {
+      EXPECT_EQ(got[t].position(), static_cast<int>(t + 2));  // BOS, e, ...
+      EXPECT_EQ(got[t].SerializeAsString(), expected[t].SerializeAsString())
+          << "sample " << i << " token " << t << ":\n"
+          << got[t].DebugString() << "vs\n"
+          << expected[t].DebugString();
+    }
+  }
+}
+
+TEST_F(GeneratorServiceTest, TokensBufferedBehindASlowReaderArePacked) {
+  StartServer();
+  // As in StreamStartedOnVersion1FinishesOnVersion1: with every alternative
+  // reported, 16 samples of 512 tokens are more than gRPC buffers for a
+  // client that does not read, so the tokens wait in the scheduler's buffers.
+  std::string printable;
+  for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
+  const int bos = static_cast<int>(printable.size());
+  ModelCheckpoint checkpoint =
+      MakeCheckpoint(SmallConfig(512), 31, 1, 3.0, printable);
+  SteerBos(checkpoint, -10.0f);
+  PublishAndLoad("names", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_seed(77);
+  request.set_temperature(1.0f);
+  request.set_num_samples(16);
+  request.set_top_logprobs(bos + 1);
+  request.set_pack_tokens(true);
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, request);
+  std::vector<v1::GenerateResponse> messages(1);
+  ASSERT_TRUE(reader->Read(messages.data()));
+  EXPECT_LT(WaitForQuiescence(), 16 * 512);  // stalled behind the reader
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) messages.push_back(response);
+  ASSERT_TRUE(reader->Finish().ok());
+
+  ASSERT_EQ(TokenCount(messages), 16u * 512u);
+  int widest = 0;
+  for (const v1::GenerateResponse& m : messages) {
+    ExpectWellFormedPacked(m);
+    widest = std::max(widest, m.tokens_size());
+  }
+  // A sample's buffer (64 tokens) went out in one message once the reader
+  // was back, not one token per message.
+  EXPECT_GT(widest, 1);
+  EXPECT_LT(messages.size(), 16u * 512u);
+  SamplingParams params;
+  params.temperature = 1.0f;
+  const Model model = ToModel(checkpoint);
+  for (int i = 0; i < 16; ++i) {
+    const std::vector<v1::GenerateResponse> sample =
+        Unpack(SampleMessages(messages, i));
+    ASSERT_EQ(sample.size(), 512u);
+    for (size_t t = 0; t < sample.size(); ++t) {
+      EXPECT_EQ(sample[t].position(), static_cast<int>(t + 1));
+    }
+    EXPECT_EQ(sample.back().finish_reason(), v1::FINISH_REASON_BLOCK_SIZE);
+    EXPECT_EQ(Ids(sample), ReferenceSample(model, bos, {}, params, 77 + i, 0))
+        << "sample " << i;
+  }
+}
+
+// Batching does not change results: a seeded stream gives the same tokens
+// alone and as one of 64 streams stepped together, packed or not.
+TEST_F(GeneratorServiceTest, SeededStreamGivesTheSameTokensAloneAndAmong63) {
+  // The scheduler's loop waits in on_step while `hold` is set, so that the
+  // test can queue the 64 streams before they are stepped together.
+  absl::Mutex hold_mu;
+  bool hold = false;
+  std::atomic<int> widest{0};
+  SchedulerOptions scheduler;
+  scheduler.on_step = [&](int batch_size) {
+    int seen = widest.load();
+    while (batch_size > seen &&
+           !widest.compare_exchange_weak(seen, batch_size)) {
+    }
+    absl::MutexLock lock(&hold_mu);
+    hold_mu.Await(absl::Condition(
+        +[](bool* held) { return !*held; }, &hold));
+  };
+  StartServer(scheduler);
+  // Never BOS: every stream runs to block_size, so the others outlast the
+  // streams under test.
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(), 12);
+  SteerBos(checkpoint, -10.0f);
+  PublishAndLoad("names", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_seed(7);
+  request.set_temperature(1.0f);
+  v1::GenerateRequest packed_request = request;
+  packed_request.set_pack_tokens(true);
+
+  StreamResult alone = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(alone.status.ok());
+  StreamResult alone_packed = GenerateAll(stub_.get(), packed_request);
+  ASSERT_TRUE(alone_packed.status.ok());
+  SamplingParams params;
+  params.temperature = 1.0f;
+  const std::vector<int> reference =
+      ReferenceSample(ToModel(checkpoint), kBos, {}, params, 7, 0);
+  EXPECT_EQ(Ids(alone.messages), reference);
+  EXPECT_EQ(Ids(Unpack(alone_packed.messages)), reference);
+  ASSERT_EQ(widest.load(), 1);
+
+  {
+    absl::MutexLock lock(&hold_mu);
+    hold = true;
+  }
+  auto queued = [&] {
+    const SchedulerStats stats = server_->scheduler().stats();
+    return stats.active + stats.queued;
+  };
+  // 62 others (half of them packed), then the two streams under test.
+  std::vector<StreamResult> results(64);
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 64; ++k) {
+    v1::GenerateRequest call = k % 2 ? packed_request : request;
+    if (k < 62) call.set_seed(1000 + k);
+    clients.emplace_back(
+        [&, k, call] { results[k] = GenerateAll(stub_.get(), call); });
+    if (k >= 61) EXPECT_TRUE(WaitFor([&] { return queued() == k + 1; }));
+  }
+  {
+    absl::MutexLock lock(&hold_mu);
+    hold = false;
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(widest.load(), 64);  // all of them in one step
+  for (int k = 0; k < 64; ++k) {
+    ASSERT_TRUE(results[k].status.ok()) << results[k].status.error_message();
+  }
+  EXPECT_EQ(Ids(results[62].messages), reference);
+  EXPECT_EQ(Ids(Unpack(results[63].messages)), reference);
 }
 
 TEST_F(GeneratorServiceTest, ListModelsReportsVersionsNewestFirst) {

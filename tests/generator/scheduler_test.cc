@@ -215,6 +215,40 @@ TEST(SchedulerTest, SlowReaderDoesNotStallOthers) {
   EXPECT_EQ(Drain(slow).size(), 512u);
 }
 
+TEST(SchedulerTest, PopAllTakesEveryBufferedEventInOrderAndWakesAFullOne) {
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(64), 3);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint);
+  SchedulerOptions options;
+  options.buffer_tokens = 8;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  auto sequences = scheduler.Submit({Spec(servable, 5)}, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  Sequence& sequence = *(*sequences)[0];
+  // The unread sequence stops at its buffer's bound.
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated == 8; }));
+  std::vector<TokenEvent> events;
+  EXPECT_EQ(sequence.PopAll(&events), 8u);
+  EXPECT_FALSE(sequence.done());
+  // Emptying the full buffer lets the scheduler go on to the end.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!sequence.done() && absl::Now() < deadline) {
+    if (sequence.PopAll(&events) == 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  ASSERT_TRUE(sequence.done());
+  EXPECT_EQ(sequence.PopAll(&events), 0u);
+  EXPECT_EQ(EventIds(events),
+            ReferenceSample(servable->model, servable->tokenizer.bos(), {},
+                            SamplingParams(), 5, 0));
+  for (size_t t = 0; t < events.size(); ++t) {
+    EXPECT_EQ(events[t].position, static_cast<int>(t + 1));
+    EXPECT_EQ(events[t].finish != FinishReason::kNone, t + 1 == events.size());
+  }
+}
+
 TEST(SchedulerTest, CancelledSequencesLeaveAtOnce) {
   ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 3);
   SteerBos(checkpoint, -10.0f);
