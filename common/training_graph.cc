@@ -4,7 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
+#include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
 #include "common/layers.h"
 
 namespace microgpt {
@@ -38,8 +41,73 @@ struct Tensors {
 
 }  // namespace
 
-TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch)
+// A fixed set of threads that run one function over shard indices: index 0
+// on the calling thread, the others on the pool's threads. Run returns when
+// every index is done. Nothing is allocated per Run.
+class TrainingGraph::Workers {
+ public:
+  explicit Workers(int threads) {
+    for (int i = 1; i < threads; ++i) {
+      threads_.emplace_back([this, i] { Loop(i); });
+    }
+  }
+  ~Workers() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  // fn(i) for i in [0, n), n <= threads.
+  void Run(int n, absl::FunctionRef<void(int)> fn) {
+    {
+      absl::MutexLock lock(&mu_);
+      fn_ = &fn;
+      active_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    fn(0);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* pending) { return *pending == 0; }, &pending_));
+    fn_ = nullptr;
+  }
+
+ private:
+  void Loop(int index) {
+    int64_t seen = 0;
+    for (;;) {
+      absl::FunctionRef<void(int)>* fn;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&] { return stop_ || generation_ != seen; };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        seen = generation_;
+        if (index >= active_) continue;
+        fn = fn_;
+      }
+      (*fn)(index);
+      absl::MutexLock lock(&mu_);
+      --pending_;
+    }
+  }
+
+  absl::Mutex mu_;
+  absl::FunctionRef<void(int)>* fn_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
+                             int threads)
     : config_(config), layout_(config), max_batch_(max_batch) {
+  Check(threads >= 1, "threads must be >= 1");
   const size_t N = static_cast<size_t>(max_batch) * config.block_size;
   const size_t C = config.n_embd, H = 4 * C, V = config.vocab_size;
   const size_t T = config.block_size, NH = config.n_head;
@@ -68,13 +136,19 @@ TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch)
   dfch_.resize(N * H);
   dqkv_.resize(N * 3 * C);
   dlogits_.resize(N * V);
-  datt_.resize(T * T);
+  shards_.resize(threads);
+  for (int i = 0; i < threads; ++i) {
+    shards_[i].datt.resize(T * T);
+    if (i > 0) shards_[i].own_grads.resize(layout_.total_size());
+  }
+  if (threads > 1) workers_ = std::make_unique<Workers>(threads);
 }
+
+TrainingGraph::~TrainingGraph() = default;
 
 float TrainingGraph::Forward(const float* params,
                              absl::Span<const std::vector<int>* const> docs) {
-  const int C = config_.n_embd, H = 4 * C, NH = config_.n_head;
-  const int V = config_.vocab_size;
+  const int V = config_.vocab_size, NH = config_.n_head;
 
   // Inputs: each document gives n = min(block_size, len - 1) rows, packed
   // after the previous document's.
@@ -99,81 +173,160 @@ float TrainingGraph::Forward(const float* params,
   }
   const int N = offsets_[B];
 
+  // Shards: runs of whole documents with about N / shards rows each, at least
+  // one document each. They depend only on the batch, so a batch gives the
+  // same numbers however the threads are scheduled.
+  num_shards_ = std::min<int>(shards_.size(), B);
+  int b = 0;
+  int64_t att_offset = 0;  // of the shard's first document in att
+  for (int k = 0; k < num_shards_; ++k) {
+    Shard& s = shards_[k];
+    s.b0 = b;
+    s.att_offset = att_offset;
+    const int64_t target = static_cast<int64_t>(N) * (k + 1) / num_shards_;
+    do {
+      const int64_t n = offsets_[b + 1] - offsets_[b];
+      att_offset += NH * n * n;
+      ++b;
+    } while (b < B - (num_shards_ - 1 - k) && offsets_[b] < target);
+    s.b1 = b;
+  }
+
+  if (num_shards_ == 1) {
+    ForwardShard(params, shards_[0]);
+  } else {
+    workers_->Run(num_shards_,
+                  [&](int k) { ForwardShard(params, shards_[k]); });
+  }
+  double loss = 0;
+  for (int k = 0; k < num_shards_; ++k) loss += shards_[k].loss;
+  return static_cast<float>(loss / N);
+}
+
+void TrainingGraph::ForwardShard(const float* params, Shard& shard) {
+  const int C = config_.n_embd, H = 4 * C, NH = config_.n_head;
+  const int V = config_.vocab_size;
+  const int r0 = offsets_[shard.b0], N = offsets_[shard.b1] - r0;
+  const int nb = shard.b1 - shard.b0;
+  const int* offsets = offsets_.data() + shard.b0;
+  // Row r0 of each [rows, width] buffer.
+  auto row = [r0](std::vector<float>& v, int width) {
+    return v.data() + static_cast<size_t>(r0) * width;
+  };
+
   const Tensors<const float> w{layout_, params};
-  float* x = x_.data();
+  float* x = row(x_, C);
+  float* encoded = row(encoded_, C);
   // x = rmsnorm(wte[tok] + wpe[t])                          (N, C)
-  for (int b = 0; b < B; ++b) {
+  for (int b = shard.b0; b < shard.b1; ++b) {
     embedding_forward(encoded_.data() + static_cast<size_t>(offsets_[b]) * C,
                       tokens_.data() + offsets_[b], w.wte(), w.wpe(), 1,
                       offsets_[b + 1] - offsets_[b], C);
   }
-  rmsnorm_forward(encoded_.data(), encoded_rstd_.data(), encoded_.data(), N, C);
-  std::memcpy(x, encoded_.data(), sizeof(float) * N * C);
+  rmsnorm_forward(encoded, encoded_rstd_.data() + r0, encoded, N, C);
+  std::memcpy(x, encoded, sizeof(float) * N * C);
   for (int l = 0; l < config_.n_layer; ++l) {
     LayerActivations& a = layers_[l];
+    float* ln1 = row(a.ln1, C);
+    float* qkv = row(a.qkv, 3 * C);
+    float* atty = row(a.atty, C);
+    float* ln2 = row(a.ln2, C);
+    float* fch = row(a.fch, H);
     // x += attention(rmsnorm(x)) Wo^T
-    rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, N, C);
-    matmul_forward(a.qkv.data(), a.ln1.data(), w.attn_wqkv(l), N, C, 3 * C);
-    attention_forward(a.atty.data(), a.att.data(), a.qkv.data(),
-                      offsets_.data(), B, C, NH);
-    matmul_forward(x, a.atty.data(), w.attn_wo(l), N, C, C,
-                   /*accumulate=*/true);
+    rmsnorm_forward(ln1, a.ln1_rstd.data() + r0, x, N, C);
+    matmul_forward(qkv, ln1, w.attn_wqkv(l), N, C, 3 * C);
+    // (attention takes absolute row offsets, so whole buffers)
+    attention_forward(a.atty.data(), a.att.data() + shard.att_offset,
+                      a.qkv.data(), offsets, nb, C, NH);
+    matmul_forward(x, atty, w.attn_wo(l), N, C, C, /*accumulate=*/true);
     // x += relu(rmsnorm(x) fc1^T) fc2^T
-    rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), x, N, C);
-    matmul_forward(a.fch.data(), a.ln2.data(), w.mlp_fc1(l), N, C, H);
-    relu_forward(a.fch.data(), a.fch.data(), N * H);
-    matmul_forward(x, a.fch.data(), w.mlp_fc2(l), N, H, C,
-                   /*accumulate=*/true);
+    rmsnorm_forward(ln2, a.ln2_rstd.data() + r0, x, N, C);
+    matmul_forward(fch, ln2, w.mlp_fc1(l), N, C, H);
+    relu_forward(fch, fch, N * H);
+    matmul_forward(x, fch, w.mlp_fc2(l), N, H, C, /*accumulate=*/true);
   }
   // logits = x lm_head^T (no final norm)                    (N, V)
-  matmul_forward(logits_.data(), x, w.lm_head(), N, C, V);
-  const double loss = crossentropy_forward(probs_.data(), logits_.data(),
-                                           targets_.data(), N, V);
-  return static_cast<float>(loss / N);
+  float* logits = row(logits_, V);
+  matmul_forward(logits, x, w.lm_head(), N, C, V);
+  shard.loss =
+      crossentropy_forward(row(probs_, V), logits, targets_.data() + r0, N, V);
 }
 
 void TrainingGraph::Backward(const float* params, float* grads) {
+  Check(B_ > 0, "Backward needs a Forward first");
+  shards_[0].grads = grads;
+  for (int k = 1; k < num_shards_; ++k) {
+    shards_[k].grads = shards_[k].own_grads.data();
+  }
+  if (num_shards_ == 1) {
+    BackwardShard(params, shards_[0]);
+    return;
+  }
+  // Each shard's weight gradients are the sum over its own rows; the step's
+  // are their sum, in shard order, each thread adding up one slice.
+  workers_->Run(num_shards_, [&](int k) { BackwardShard(params, shards_[k]); });
+  const size_t P = layout_.total_size();
+  workers_->Run(num_shards_, [&](int k) {
+    const size_t begin = P * k / num_shards_, end = P * (k + 1) / num_shards_;
+    for (int j = 1; j < num_shards_; ++j) {
+      const float* src = shards_[j].grads;
+      for (size_t i = begin; i < end; ++i) grads[i] += src[i];
+    }
+  });
+}
+
+void TrainingGraph::BackwardShard(const float* params, Shard& shard) {
   const int C = config_.n_embd, H = 4 * C, NH = config_.n_head;
   const int V = config_.vocab_size;
-  Check(B_ > 0, "Backward needs a Forward first");
-  const int B = B_, N = offsets_[B];
+  const int r0 = offsets_[shard.b0], N = offsets_[shard.b1] - r0;
+  const int nb = shard.b1 - shard.b0;
+  const int* offsets = offsets_.data() + shard.b0;
+  auto row = [r0](std::vector<float>& v, int width) {
+    return v.data() + static_cast<size_t>(r0) * width;
+  };
   const Tensors<const float> w{layout_, params};
-  const Tensors<float> g{layout_, grads};
-  float* dx = dx_.data();
-  float* dln = dln_.data();
+  const Tensors<float> g{layout_, shard.grads};
+  float* dx = row(dx_, C);
+  float* dln = row(dln_, C);
+  float* datty = row(datty_, C);
+  float* dfch = row(dfch_, H);
+  float* dqkv = row(dqkv_, 3 * C);
+  float* dlogits = row(dlogits_, V);
+  float* x = row(x_, C);
 
-  // loss = mean over the rows of cross-entropy(logits)
-  crossentropy_backward(dlogits_.data(), probs_.data(), targets_.data(),
-                        1.0f / static_cast<float>(N), N, V);
+  // loss = mean over all rows of the batch of cross-entropy(logits)
+  crossentropy_backward(dlogits, row(probs_, V), targets_.data() + r0,
+                        1.0f / static_cast<float>(offsets_[B_]), N, V);
   // logits = x lm_head^T
-  matmul_backward(dx, g.lm_head(), dlogits_.data(), x_.data(), w.lm_head(), N,
-                  C, V);
+  matmul_backward(dx, g.lm_head(), dlogits, x, w.lm_head(), N, C, V);
   for (int l = config_.n_layer - 1; l >= 0; --l) {
-    const LayerActivations& a = layers_[l];
+    LayerActivations& a = layers_[l];
+    float* ln1 = row(a.ln1, C);
+    float* ln2 = row(a.ln2, C);
+    float* fch = row(a.fch, H);
     // x += relu(rmsnorm(x) fc1^T) fc2^T
-    matmul_backward(dfch_.data(), g.mlp_fc2(l), dx, a.fch.data(), w.mlp_fc2(l),
-                    N, H, C);
-    relu_backward(dfch_.data(), dfch_.data(), a.fch.data(), N * H);
-    matmul_backward(dln, g.mlp_fc1(l), dfch_.data(), a.ln2.data(), w.mlp_fc1(l),
-                    N, C, H);
-    rmsnorm_backward(dx, dln, a.ln2.data(), a.ln2_rstd.data(), N, C);
+    matmul_backward(dfch, g.mlp_fc2(l), dx, fch, w.mlp_fc2(l), N, H, C);
+    relu_backward(dfch, dfch, fch, N * H);
+    matmul_backward(dln, g.mlp_fc1(l), dfch, ln2, w.mlp_fc1(l), N, C, H);
+    rmsnorm_backward(dx, dln, ln2, a.ln2_rstd.data() + r0, N, C);
     // x += attention(rmsnorm(x)) Wo^T
-    matmul_backward(datty_.data(), g.attn_wo(l), dx, a.atty.data(),
-                    w.attn_wo(l), N, C, C);
-    attention_backward(dqkv_.data(), datt_.data(), datty_.data(), a.att.data(),
-                       a.qkv.data(), offsets_.data(), B, C, NH);
-    matmul_backward(dln, g.attn_wqkv(l), dqkv_.data(), a.ln1.data(),
-                    w.attn_wqkv(l), N, C, 3 * C);
-    rmsnorm_backward(dx, dln, a.ln1.data(), a.ln1_rstd.data(), N, C);
+    matmul_backward(datty, g.attn_wo(l), dx, row(a.atty, C), w.attn_wo(l), N, C,
+                    C);
+    attention_backward(dqkv_.data(), shard.datt.data(), datty_.data(),
+                       a.att.data() + shard.att_offset, a.qkv.data(), offsets,
+                       nb, C, NH);
+    matmul_backward(dln, g.attn_wqkv(l), dqkv, ln1, w.attn_wqkv(l), N, C,
+                    3 * C);
+    rmsnorm_backward(dx, dln, ln1, a.ln1_rstd.data() + r0, N, C);
   }
   // x = rmsnorm(wte[tok] + wpe[t])
   std::memset(dln, 0, sizeof(float) * N * C);
-  rmsnorm_backward(dln, dx, encoded_.data(), encoded_rstd_.data(), N, C);
+  rmsnorm_backward(dln, dx, row(encoded_, C), encoded_rstd_.data() + r0, N, C);
   std::memset(g.wte(), 0, sizeof(float) * config_.vocab_size * C);
   std::memset(g.wpe(), 0, sizeof(float) * config_.block_size * C);
-  for (int b = 0; b < B; ++b) {
+  for (int b = shard.b0; b < shard.b1; ++b) {
     embedding_backward(
-        g.wte(), g.wpe(), dln + static_cast<size_t>(offsets_[b]) * C,
+        g.wte(), g.wpe(), dln_.data() + static_cast<size_t>(offsets_[b]) * C,
         tokens_.data() + offsets_[b], 1, offsets_[b + 1] - offsets_[b], C);
   }
 }

@@ -3,10 +3,19 @@
 // max_batch * block_size rows. A batch is packed: the documents' positions lie
 // back to back as rows, with no padding, and each document attends only to
 // its own rows. Nothing is allocated per step.
+//
+// With threads > 1 a batch is cut into that many shards of whole documents
+// with about equal rows; each thread runs the forward and backward of its
+// shard's rows with its own weight gradients, summed at the end. Results
+// depend on the batch and the thread count only. The products inside a shard
+// are single sgemm calls, so OpenBLAS should run single-threaded then
+// (openblas_set_num_threads(1)): the shards are the parallelism, with one
+// hand-off per phase instead of one per product.
 #ifndef MICROGPT_COMMON_TRAINING_GRAPH_H_
 #define MICROGPT_COMMON_TRAINING_GRAPH_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -17,7 +26,8 @@ namespace microgpt {
 
 class TrainingGraph {
  public:
-  TrainingGraph(const ModelConfig& config, int max_batch);
+  TrainingGraph(const ModelConfig& config, int max_batch, int threads = 1);
+  ~TrainingGraph();
 
   // docs: at most max_batch encoded documents ([BOS] + chars + [BOS], each at
   // least 2 tokens). Each contributes its first n = min(block_size, len - 1)
@@ -40,6 +50,20 @@ class TrainingGraph {
   const float* logits() const { return logits_.data(); }
 
  private:
+  class Workers;
+  // A run of whole documents [b0, b1), rows offsets_[b0] .. offsets_[b1] - 1.
+  struct Shard {
+    int b0 = 0, b1 = 0;
+    int64_t att_offset = 0;  // of document b0's blocks in each layer's att
+    double loss = 0;         // summed cross-entropy of its rows
+    float* grads = nullptr;  // its weight gradients: Backward's output for
+                             // shard 0, own_grads for the others
+    std::vector<float> own_grads;
+    std::vector<float> datt;  // [T, T]: scratch of attention_backward
+  };
+  void ForwardShard(const float* params, Shard& shard);
+  void BackwardShard(const float* params, Shard& shard);
+
   ModelConfig config_;
   ParameterLayout layout_;
   int max_batch_;
@@ -71,7 +95,10 @@ class TrainingGraph {
   std::vector<float> dfch_;     // [N, H]
   std::vector<float> dqkv_;     // [N, 3C]
   std::vector<float> dlogits_;  // [N, V]
-  std::vector<float> datt_;     // [T, T]: scratch of attention_backward
+
+  std::vector<Shard> shards_;  // one per thread
+  int num_shards_ = 0;         // used by the last Forward: min(threads, B)
+  std::unique_ptr<Workers> workers_;  // threads - 1 threads, when threads > 1
 };
 
 }  // namespace microgpt

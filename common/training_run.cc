@@ -56,6 +56,10 @@ absl::Status TrainingOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("batch_size must be in [1, 4096], got ", batch_size));
   }
+  if (threads < 1 || threads > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads must be in [1, 64], got ", threads));
+  }
   if (!(adam.lr > 0.0f) || !std::isfinite(adam.lr)) {
     return absl::InvalidArgumentError(
         absl::StrCat("lr must be a finite number > 0, got ", adam.lr));
@@ -77,7 +81,7 @@ TrainingRun::TrainingRun(TrainingOptions options, Tokenizer tokenizer,
       tokenizer_(std::move(tokenizer)),
       documents_(std::move(documents)),
       dataset_sha256_(std::move(dataset_sha256)),
-      graph_(options_.config, options_.batch_size),
+      graph_(options_.config, options_.batch_size, options_.threads),
       adam_(options_.adam, graph_.layout().total_size()),
       parameters_(graph_.layout().total_size()),
       grads_(graph_.layout().total_size()),

@@ -29,11 +29,16 @@ struct TrainingOptions {
   ModelConfig config;
   int64_t steps = 1000;  // total steps of the run (the lr decay horizon)
   int batch_size = 1;
+  // Threads of the forward and backward (TrainingGraph's shards). More than
+  // one pays for large batches of wide models, with OpenBLAS single-threaded;
+  // the numbers depend on it (float summation order), so a resumed run should
+  // keep it.
+  int threads = 1;
   AdamOptions adam;    // adam.num_steps is set from `steps`
   uint64_t seed = 42;  // initialisation and data order
 
   // INVALID_ARGUMENT naming the field (sizes, steps >= 1, batch_size in
-  // [1, 4096], lr > 0, betas in [0, 1), eps > 0).
+  // [1, 4096], threads in [1, 64], lr > 0, betas in [0, 1), eps > 0).
   absl::Status Validate() const;
 };
 

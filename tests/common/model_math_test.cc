@@ -267,6 +267,7 @@ struct GradientCase {
   std::string name;
   std::vector<Doc> docs;
   bool every_tensor_has_gradient;
+  int threads = 1;  // TrainingGraph's shards
 };
 void PrintTo(const GradientCase& c, std::ostream* os) { *os << c.name; }
 
@@ -274,7 +275,7 @@ class ModelMathGradientTest : public ::testing::TestWithParam<GradientCase> {
  protected:
   void SetUp() override {
     params_ = RandomParams(config_, 11, 0.3f);
-    TrainingGraph graph(config_, docs_.size());
+    TrainingGraph graph(config_, docs_.size(), GetParam().threads);
     graph.Forward(params_.data(), Pointers(docs_));
     num_targets_ = graph.num_targets();
     grads_.assign(params_.size(), std::numeric_limits<float>::quiet_NaN());
@@ -353,7 +354,7 @@ TEST_P(ModelMathGradientTest, IsSensitiveToWrongGradients) {
 // gradient of the graph's own forward, norm-wise per tensor.
 TEST_P(ModelMathGradientTest, FloatFiniteDifferencesOfTheGraph) {
   const ParameterLayout layout(config_);
-  TrainingGraph graph(config_, docs_.size());
+  TrainingGraph graph(config_, docs_.size(), GetParam().threads);
   std::vector<float> p = params_;
   // h trades the O(h^2) error of the relu kinks against float rounding of
   // the loss (~1e-7 / h); 1e-3 keeps both well under the tolerance.
@@ -402,6 +403,16 @@ INSTANTIATE_TEST_SUITE_P(
                       {4, 2, 0, 1, 4},
                       {4, 3, 3, 1, 2, 0, 4}},
                      true},
+        // The same batch cut into three shards, one per thread.
+        GradientCase{"SixRaggedDocsThreeThreads",
+                     {{4, 3, 2, 1, 0, 1, 2, 3, 4},
+                      {4, 0, 4},
+                      {4, 1, 2, 3, 0, 4},
+                      {4, 4},
+                      {4, 2, 0, 1, 4},
+                      {4, 3, 3, 1, 2, 0, 4}},
+                     true,
+                     3},
         // A document of exactly block_size positions.
         GradientCase{"FullBlock", {{4, 0, 1, 2, 3, 1, 4}}, true},
         // One position: every matmul has a single row.
@@ -463,6 +474,43 @@ TEST(ModelMathTest, PackedDocumentsAreIndependent) {
               1e-6f);
     EXPECT_LT(MaxAbsDiff(graph.logits() + l * V, logits_long.data(), 8 * V),
               1e-6f);
+  }
+}
+
+// Shards: a graph with threads gives the single-threaded loss and gradients up
+// to float summation order, the same bits on every call, and handles batches
+// with fewer documents than threads.
+TEST(ModelMathTest, ThreadedGraphEqualsSingleThreaded) {
+  ModelConfig config = TinyConfig();
+  const std::vector<float> params = RandomParams(config, 13, 0.3f);
+  std::vector<Doc> docs;
+  for (int i = 0; i < 9; ++i) {
+    docs.push_back(RandomDoc(config.vocab_size, 2 + (i * 5) % 9, 40 + i));
+  }
+  const size_t P = params.size();
+  for (const size_t batch : {size_t{1}, size_t{2}, docs.size()}) {
+    const std::vector<Doc> part(docs.begin(), docs.begin() + batch);
+    TrainingGraph single(config, docs.size());
+    std::vector<float> want(P);
+    const float want_loss = single.Forward(params.data(), Pointers(part));
+    single.Backward(params.data(), want.data());
+    for (const int threads : {2, 3, 4}) {
+      SCOPED_TRACE(testing::Message()
+                   << batch << " docs, " << threads << " threads");
+      TrainingGraph graph(config, docs.size(), threads);
+      std::vector<float> got(P, std::numeric_limits<float>::quiet_NaN()),
+          again(P);
+      const float loss = graph.Forward(params.data(), Pointers(part));
+      graph.Backward(params.data(), got.data());
+      EXPECT_EQ(graph.num_targets(), single.num_targets());
+      EXPECT_NEAR(loss, want_loss, 1e-6);
+      float gmax = 0;
+      for (float v : want) gmax = std::max(gmax, std::abs(v));
+      EXPECT_LT(MaxAbsDiff(got.data(), want.data(), P), 1e-6f * gmax);
+      EXPECT_EQ(graph.Forward(params.data(), Pointers(part)), loss);
+      graph.Backward(params.data(), again.data());
+      EXPECT_EQ(again, got);
+    }
   }
 }
 
@@ -571,10 +619,11 @@ TEST_P(ModelMathDecoderTest, StepBatchEqualsStep) {
   }
   for (int i = 0; i < n; ++i) {
     for (int l = 0; l < config.n_layer; ++l) {
-      const size_t len = a[i].length() * config.n_embd;
-      EXPECT_LE(MaxAbsDiff(a[i].keys(l), b[i].keys(l), len),
+      // The whole layer, padding included: both saw the same appends.
+      const size_t size = static_cast<size_t>(config.n_embd) * a[i].stride();
+      EXPECT_LE(MaxAbsDiff(a[i].keys(l), b[i].keys(l), size),
                 GetParam().tolerance);
-      EXPECT_LE(MaxAbsDiff(a[i].values(l), b[i].values(l), len),
+      EXPECT_LE(MaxAbsDiff(a[i].values(l), b[i].values(l), size),
                 GetParam().tolerance);
     }
   }

@@ -33,8 +33,9 @@ std::vector<std::string> SyntheticDocuments(int count, uint64_t seed) {
   return docs;
 }
 
-TrainingOptions SmallOptions(int64_t steps) {
+TrainingOptions SmallOptions(int64_t steps, int threads = 1) {
   TrainingOptions options;
+  options.threads = threads;
   options.config.n_embd = 16;
   options.config.n_head = 4;
   options.config.n_layer = 1;
@@ -72,13 +73,18 @@ TEST(TrainingRunTest, LossFallsWellBelowUniform) {
 
 TEST(TrainingRunTest, SameSeedSameRun) {
   const auto docs = SyntheticDocuments(50, 2);
-  auto a = TrainingRun::Start(SmallOptions(20), docs);
-  auto b = TrainingRun::Start(SmallOptions(20), docs);
-  ASSERT_TRUE(a.ok() && b.ok());
-  for (int i = 0; i < 20; ++i) {
-    EXPECT_EQ((*a)->Step().loss, (*b)->Step().loss) << "step " << i;
+  // Threads split each batch the same way every time, so a threaded run is
+  // as reproducible as a single-threaded one.
+  for (const int threads : {1, 2}) {
+    SCOPED_TRACE(testing::Message() << threads << " threads");
+    auto a = TrainingRun::Start(SmallOptions(20, threads), docs);
+    auto b = TrainingRun::Start(SmallOptions(20, threads), docs);
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_EQ((*a)->Step().loss, (*b)->Step().loss) << "step " << i;
+    }
+    EXPECT_TRUE(BitEqual((*a)->parameters(), (*b)->parameters()));
   }
-  EXPECT_TRUE(BitEqual((*a)->parameters(), (*b)->parameters()));
 
   TrainingOptions other = SmallOptions(20);
   other.seed = 8;
@@ -88,17 +94,20 @@ TEST(TrainingRunTest, SameSeedSameRun) {
             TrainingRun::Start(SmallOptions(20), docs).value()->Step().loss);
 }
 
-TEST(TrainingRunTest, ResumeContinuesExactlyAcrossEpochs) {
+class TrainingRunResumeTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(TrainingRunResumeTest, ContinuesExactlyAcrossEpochs) {
+  const int threads = GetParam();
   // 30 documents at batch 4: the split at step 10 falls mid-epoch and the run
   // crosses several epoch boundaries (reshuffles) after it.
   const auto docs = SyntheticDocuments(30, 3);
   const int64_t n = 10, m = 25;
-  auto whole = TrainingRun::Start(SmallOptions(n + m), docs);
+  auto whole = TrainingRun::Start(SmallOptions(n + m, threads), docs);
   ASSERT_TRUE(whole.ok());
   std::vector<float> whole_losses;
   for (int i = 0; i < n + m; ++i) whole_losses.push_back((*whole)->Step().loss);
 
-  auto first = TrainingRun::Start(SmallOptions(n + m), docs);
+  auto first = TrainingRun::Start(SmallOptions(n + m, threads), docs);
   ASSERT_TRUE(first.ok());
   for (int i = 0; i < n; ++i) EXPECT_EQ((*first)->Step().loss, whole_losses[i]);
   // Through the serialised files, as a restarted process would see them.
@@ -110,7 +119,7 @@ TEST(TrainingRunTest, ResumeContinuesExactlyAcrossEpochs) {
   ASSERT_TRUE(optimizer.ok()) << optimizer.status();
   first->reset();
 
-  auto resumed = TrainingRun::Resume(SmallOptions(n + m), docs,
+  auto resumed = TrainingRun::Resume(SmallOptions(n + m, threads), docs,
                                      *std::move(model), *std::move(optimizer));
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   EXPECT_EQ((*resumed)->step(), n);
@@ -121,6 +130,9 @@ TEST(TrainingRunTest, ResumeContinuesExactlyAcrossEpochs) {
   }
   EXPECT_TRUE(BitEqual((*resumed)->parameters(), (*whole)->parameters()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, TrainingRunResumeTest,
+                         ::testing::Values(1, 2));
 
 TEST(TrainingRunTest, ResumeRefusesAnotherDataset) {
   const auto docs = SyntheticDocuments(30, 4);
@@ -144,6 +156,11 @@ TEST(TrainingRunTest, RejectsBadOptions) {
   options = SmallOptions(0);
   EXPECT_EQ(TrainingRun::Start(options, docs).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (const int threads : {0, 65}) {
+    EXPECT_EQ(
+        TrainingRun::Start(SmallOptions(10, threads), docs).status().code(),
+        absl::StatusCode::kInvalidArgument);
+  }
   options = SmallOptions(10);
   options.adam.lr = -1;
   EXPECT_EQ(TrainingRun::Start(options, docs).status().code(),
