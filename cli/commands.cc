@@ -4,6 +4,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -75,14 +76,16 @@ absl::Status JobOutcome(const v1::TrainingJob& job) {
   }
 }
 
-// One sample's tokens, collected for printing.
+// One sample's tokens, collected for printing, and its last message (finish
+// reason, model and version).
 struct Sample {
   std::string text;
-  std::vector<v1::GenerateResponse> tokens;
+  std::vector<v1::GeneratedToken> tokens;
+  v1::GenerateResponse last;
 };
 
 void PrintLogprobs(const Sample& sample) {
-  for (const v1::GenerateResponse& token : sample.tokens) {
+  for (const v1::GeneratedToken& token : sample.tokens) {
     std::string line =
         absl::StrFormat("  %3d %-7s %9.4f", token.position(),
                         TokenText(token.text()), token.logprob());
@@ -96,7 +99,7 @@ void PrintLogprobs(const Sample& sample) {
     std::printf("%s\n", line.c_str());
   }
   if (!sample.tokens.empty()) {
-    const v1::GenerateResponse& last = sample.tokens.back();
+    const v1::GenerateResponse& last = sample.last;
     std::printf("  (finish: %s, model %s version %lld)\n",
                 FinishReasonName(last.finish_reason()), last.model().c_str(),
                 static_cast<long long>(last.version()));
@@ -194,30 +197,35 @@ absl::Status GenerateCommand(GeneratorClient& generator,
   const bool streaming = request.num_samples() <= 1;
   std::map<int, Sample> samples;
   absl::Status status =
-      generator.Generate(request, [&](const v1::GenerateResponse& token) {
+      generator.Generate(request, [&](const v1::GenerateResponse& message) {
         if (streaming && samples.empty()) {
           std::printf(
               "%s", request.prompt().c_str());  // once the request is accepted
         }
-        Sample& sample = samples[token.sample_index()];
-        sample.text += token.text();
-        if (show_logprobs &&
-            token.finish_reason() != v1::FINISH_REASON_CANCELLED) {
-          sample.tokens.push_back(token);
+        Sample& sample = samples[message.sample_index()];
+        // The text of all the message's tokens, packed or not.
+        sample.text += message.text();
+        if (show_logprobs) {
+          for (v1::GeneratedToken& token : TokensOf(message)) {
+            sample.tokens.push_back(std::move(token));
+          }
         }
         if (streaming) {
-          std::printf("%s", token.text().c_str());
+          std::printf("%s", message.text().c_str());
           std::fflush(stdout);
         }
-        if (token.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) return true;
-        if (token.finish_reason() == v1::FINISH_REASON_CANCELLED) {
+        if (message.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) {
+          return true;
+        }
+        sample.last = message;
+        if (message.finish_reason() == v1::FINISH_REASON_CANCELLED) {
           std::fprintf(stderr, "%ssample %d was cancelled by the server\n",
-                       streaming ? "\n" : "", token.sample_index());
+                       streaming ? "\n" : "", message.sample_index());
         }
         if (streaming) {
           std::printf("\n");
         } else {
-          if (show_logprobs) std::printf("[%d] ", token.sample_index());
+          if (show_logprobs) std::printf("[%d] ", message.sample_index());
           std::printf("%s%s\n", request.prompt().c_str(), sample.text.c_str());
         }
         if (show_logprobs) PrintLogprobs(sample);

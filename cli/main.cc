@@ -213,6 +213,10 @@ v1::GenerateRequest GenerateRequestFromFlags() {
   if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
   request.set_num_samples(absl::GetFlag(FLAGS_num_samples));
   request.set_top_logprobs(absl::GetFlag(FLAGS_top_logprobs));
+  // Fewer messages for the same tokens; GenerateCommand reads packed and
+  // unpacked messages alike (a server that predates packing sends the
+  // latter).
+  request.set_pack_tokens(true);
   return request;
 }
 

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <utility>
+#include <vector>
 
 #include "microgpt/v1/microgpt.grpc.pb.h"
 
@@ -63,6 +64,20 @@ absl::Status ReadStream(grpc::ClientContext& context,
 }
 
 }  // namespace
+
+std::vector<v1::GeneratedToken> TokensOf(const v1::GenerateResponse& message) {
+  if (!message.tokens().empty()) {
+    return {message.tokens().begin(), message.tokens().end()};
+  }
+  if (message.finish_reason() == v1::FINISH_REASON_CANCELLED) return {};
+  v1::GeneratedToken token;
+  token.set_text(message.text());
+  token.set_id(message.id());
+  token.set_position(message.position());
+  token.set_logprob(message.logprob());
+  *token.mutable_top_logprobs() = message.top_logprobs();
+  return {std::move(token)};
+}
 
 struct GeneratorClient::Impl {
   ClientOptions options;

@@ -6,10 +6,13 @@
 //   microgpt::v1::GenerateRequest request;
 //   request.set_prompt("em");
 //   absl::Status status = generator.Generate(
-//       request, [](const microgpt::v1::GenerateResponse& token) {
-//         std::cout << token.text() << std::flush;
+//       request, [](const microgpt::v1::GenerateResponse& message) {
+//         std::cout << message.text() << std::flush;
 //         return true;  // false stops the generation
 //       });
+//
+// With request.set_pack_tokens(true) a message may carry several tokens of a
+// sample; microgpt::TokensOf(message) lists the tokens of either kind.
 //
 //   microgpt::TrainerClient trainer("localhost:50052");
 //   absl::StatusOr<std::string> job_id = trainer.Start(start_request);
@@ -53,11 +56,18 @@ struct ClientOptions {
   std::string tls_client_key_pem;
 };
 
+// The tokens of one GenerateResponse, oldest first: a packed message's
+// `tokens` (GenerateRequest.pack_tokens), or the singular token fields of an
+// unpacked message as one GeneratedToken; none on a CANCELLED message without
+// tokens. The sample's finish reason, model and version stay on the message.
+std::vector<v1::GeneratedToken> TokensOf(const v1::GenerateResponse& message);
+
 // Client of microgpt.v1.Generator. Thread-safe; calls may run concurrently.
 class GeneratorClient {
  public:
-  // Called with each generated token, in order, on the calling thread.
-  // Returning false stops the generation (Generate then returns OK).
+  // Called with each message, in order, on the calling thread: one token, or
+  // with pack_tokens one or more tokens of a sample (see TokensOf). Returning
+  // false stops the generation (Generate then returns OK).
   using TokenCallback = std::function<bool(const v1::GenerateResponse&)>;
 
   // `address` is host:port, e.g. "localhost:50051" (any gRPC target works).
@@ -68,7 +78,7 @@ class GeneratorClient {
   GeneratorClient(GeneratorClient&&) noexcept;
   GeneratorClient& operator=(GeneratorClient&&) noexcept;
 
-  // Streams the tokens of `request`'s samples to `on_token`.
+  // Streams the messages of `request`'s samples to `on_token`.
   absl::Status Generate(const v1::GenerateRequest& request,
                         const TokenCallback& on_token);
   absl::StatusOr<v1::ListModelsResponse> ListModels();
