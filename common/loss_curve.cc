@@ -69,7 +69,10 @@ void LossCurve::TruncateAfter(int64_t step) {
 std::string FormatLossCsv(const LossCurve& curve) {
   std::string csv = "step,loss,smoothed\n";
   for (const LossPoint& point : curve.points()) {
-    absl::StrAppendFormat(&csv, "%d,%.6g,%.6g\n", point.step, point.loss,
+    // 9 significant digits read a float32 loss back exactly: a resumed run
+    // recomputes the same smoothed values and writes the same file as an
+    // uninterrupted one.
+    absl::StrAppendFormat(&csv, "%d,%.9g,%.6g\n", point.step, point.loss,
                           point.smoothed);
   }
   return csv;

@@ -52,7 +52,8 @@ class LossCurve {
   double weight_ = 0;  // 1 - kLossSmoothing^n, the bias correction
 };
 
-// The CSV above. Losses with 6 significant digits.
+// The CSV above: losses with 9 significant digits (a float32 loss parses
+// back exactly), smoothed values with 6.
 std::string FormatLossCsv(const LossCurve& curve);
 
 // Parses FormatLossCsv's output (the smoothed column is recomputed).

@@ -19,6 +19,11 @@ ModelManagerOptions ManagerOptions(const GeneratorServerOptions& options) {
   manager.root = options.trainer_address.empty() ? options.checkpoint_root
                                                  : options.cache_dir;
   manager.versions_to_keep = options.versions_to_keep;
+  // Reading the trainer's own root: lease the versions served so that its
+  // retention keeps them. The follow-mode cache is ours alone.
+  if (options.trainer_address.empty()) {
+    manager.lease_holder = DefaultLeaseHolder();
+  }
   return manager;
 }
 

@@ -1,14 +1,35 @@
 #include "generator/model_manager.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
 namespace microgpt {
+
+std::string DefaultLeaseHolder() {
+  char host[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    host[0] = 'h';
+    host[1] = '\0';
+  }
+  std::string holder = host;
+  for (char& c : holder) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') c = '_';
+  }
+  if (!absl::ascii_isalnum(holder[0])) holder.insert(0, "h");
+  const std::string pid = absl::StrCat("-", ::getpid());
+  holder.resize(std::min(holder.size(), 64 - pid.size()));
+  return holder + pid;
+}
 
 ModelManager::ModelManager(ModelManagerOptions options)
     : options_(std::move(options)), store_(options_.root) {}
@@ -107,11 +128,48 @@ absl::Status ModelManager::PollOnce() {
           PollModel(name);
       loaded.insert(loaded.end(), model_loaded.begin(), model_loaded.end());
     }
+    RenewLease();
   }
   if (options_.on_load) {
     for (const auto& servable : loaded) options_.on_load(*servable);
   }
   return absl::OkStatus();
+}
+
+void ModelManager::RenewLease() {
+  if (options_.lease_holder.empty()) return;
+  std::map<std::string, std::vector<int64_t>> versions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, servables] : models_) {
+      for (const auto& servable : servables) {
+        versions[name].push_back(servable->version);
+      }
+    }
+  }
+  const absl::Time now = absl::Now();
+  if (versions == leased_ && !lease_failing_ &&
+      now - lease_written_ < options_.lease_refresh) {
+    return;
+  }
+  const absl::Status written =
+      store_.WriteLease(options_.lease_holder, versions);
+  if (!written.ok()) {
+    if (!lease_failing_) {  // once, not every poll
+      LogWarning(absl::StrCat(
+          "cannot write the lease ", options_.lease_holder,
+          " on the versions served: ", written.ToString(),
+          "; a trainer with --keep_versions may delete them from disk"));
+    }
+    lease_failing_ = true;
+    return;
+  }
+  if (lease_failing_) {
+    LogInfo(absl::StrCat("lease ", options_.lease_holder, " written again"));
+  }
+  lease_failing_ = false;
+  leased_ = std::move(versions);
+  lease_written_ = now;
 }
 
 absl::StatusOr<std::shared_ptr<const ServableModel>> ModelManager::Get(
@@ -196,8 +254,17 @@ void ModelManager::StartPolling(absl::Duration interval) {
 
 void ModelManager::Stop() {
   absl::MutexLock lock(&stop_mu_);
-  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (stop_.HasBeenNotified()) return;
+  stop_.Notify();
   if (poll_thread_.joinable()) poll_thread_.join();
+  absl::MutexLock poll_lock(&poll_mu_);
+  if (lease_written_ != absl::InfinitePast()) {
+    if (absl::Status removed = store_.RemoveLease(options_.lease_holder);
+        !removed.ok()) {
+      LogWarning(absl::StrCat("cannot remove the lease ", options_.lease_holder,
+                              ": ", removed.ToString()));
+    }
+  }
 }
 
 }  // namespace microgpt

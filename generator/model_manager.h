@@ -15,6 +15,16 @@
 // Versions are only unloaded when newer ones replace them, never because
 // their directory disappeared.
 //
+// Leases: with a lease_holder, the manager names the versions it has loaded
+// in <root>/.leases/<holder> (CheckpointStore::WriteLease) after every poll
+// that changed them and at least every lease_refresh, and removes the lease
+// on Stop(). A trainer applying retention (--keep_versions) on the same root
+// never deletes a version named in a lease younger than its --lease_ttl, so a
+// served version stays on disk for new replicas and restarts. A version being
+// loaded is not leased yet: if retention deletes it meanwhile, the load fails
+// (logged, skipped) and the next poll loads the newer one. A lease that
+// cannot be written (read-only root) is logged, and serving goes on.
+//
 //   ModelManagerOptions options;
 //   options.root = "/ckpt";
 //   ModelManager manager(options);
@@ -63,7 +73,17 @@ struct ModelManagerOptions {
   // Called after each version is loaded, on the polling thread, without any
   // lock of the manager held. The service uses it to turn health SERVING.
   std::function<void(const ServableModel&)> on_load;
+  // This reader's lease name under <root>/.leases (a valid model name, e.g.
+  // DefaultLeaseHolder()); empty: no lease.
+  std::string lease_holder;
+  // The lease is rewritten at least this often; the trainer's --lease_ttl
+  // must be longer (it is at least 15 s).
+  absl::Duration lease_refresh = absl::Seconds(10);
 };
+
+// "<host name>-<pid>", restricted to [A-Za-z0-9._-] and 64 characters: unique
+// per process on a host, and per pod in Kubernetes.
+std::string DefaultLeaseHolder();
 
 class ModelManager {
  public:
@@ -101,8 +121,8 @@ class ModelManager {
   // Calls PollOnce now and then every `interval` on a thread of its own until
   // Stop(). Call at most once.
   void StartPolling(absl::Duration interval);
-  // Stops the poll thread (idempotent, thread-safe). Loaded versions stay
-  // served.
+  // Stops the poll thread and removes the lease (idempotent, thread-safe).
+  // Loaded versions stay served.
   void Stop() ABSL_LOCKS_EXCLUDED(stop_mu_);
 
  private:
@@ -113,6 +133,8 @@ class ModelManager {
   // Loads and unloads one model's versions; returns the versions loaded.
   std::vector<std::shared_ptr<const ServableModel>> PollModel(
       const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(poll_mu_);
+  // Rewrites the lease when the loaded versions changed or it is due.
+  void RenewLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(poll_mu_);
 
   const ModelManagerOptions options_;
   const CheckpointStore store_;
@@ -120,6 +142,10 @@ class ModelManager {
   // Held for a whole PollOnce; taken before mu_.
   absl::Mutex poll_mu_;
   std::set<std::pair<std::string, int64_t>> failed_ ABSL_GUARDED_BY(poll_mu_);
+  // The lease last written, when, and whether the last write failed.
+  std::map<std::string, std::vector<int64_t>> leased_ ABSL_GUARDED_BY(poll_mu_);
+  absl::Time lease_written_ ABSL_GUARDED_BY(poll_mu_) = absl::InfinitePast();
+  bool lease_failing_ ABSL_GUARDED_BY(poll_mu_) = false;
 
   mutable absl::Mutex mu_;
   std::map<std::string, Versions> models_ ABSL_GUARDED_BY(mu_);

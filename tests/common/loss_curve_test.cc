@@ -109,6 +109,18 @@ TEST(LossCurveTest, CsvRoundTrip) {
   EXPECT_TRUE(ParseLossCsv("")->empty());
 }
 
+TEST(LossCurveTest, FloatLossesRoundTripExactly) {
+  // Training losses are float32: parsing the CSV back (a resumed run) must
+  // give the same curve, and so the same file, as the run that wrote it.
+  LossCurve curve;
+  for (int step = 1; step <= 50; ++step) {
+    curve.Add(step, static_cast<float>(3.0 / step + 0.123456789 * step));
+  }
+  absl::StatusOr<LossCurve> parsed = ParseLossCsv(FormatLossCsv(curve));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(FormatLossCsv(*parsed), FormatLossCsv(curve));
+}
+
 TEST(LossCurveTest, MalformedCsvNamesTheLine) {
   for (const char* bad :
        {"step,loss\n1,2\nx,3\n", "step,loss\n1,2\n2\n", "step,loss\n1,nan\n",

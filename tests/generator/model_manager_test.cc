@@ -1,10 +1,19 @@
 #include "generator/model_manager.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/generator/test_util.h"
@@ -175,6 +184,82 @@ TEST(ModelManagerTest, PollThreadPicksUpNewVersions) {
   manager.Stop();
   manager.Stop();  // idempotent
   EXPECT_EQ(loads.load(), 2);
+}
+
+TEST(ModelManagerTest, LeaseNamesTheLoadedVersionsAndGoesOnStop) {
+  TempDir root;
+  for (int v = 1; v <= 3; ++v) {
+    Publish(root.path(), "names", v, MakeCheckpoint(SmallConfig(), v, v));
+  }
+  ModelManagerOptions options = Options(root.path(), /*keep=*/2);
+  options.lease_holder = "gen-1";
+  ModelManager manager(options);
+  ASSERT_TRUE(manager.PollOnce().ok());
+  RetentionPolicy retention;
+  retention.keep_versions = 1;
+  const CheckpointStore trainer_view(root.path(), retention);
+  absl::StatusOr<std::set<int64_t>> leased =
+      trainer_view.LeasedVersions("names");
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  EXPECT_THAT(*leased, ElementsAre(2, 3));
+
+  // The trainer's retention (keep 1) spares version 2, which is served.
+  absl::StatusOr<std::vector<int64_t>> deleted =
+      trainer_view.ApplyRetention("names");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_THAT(*deleted, ElementsAre(1));
+
+  // A new version: the lease follows what is loaded.
+  Publish(root.path(), "names", 4, MakeCheckpoint(SmallConfig(), 4, 4));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_THAT(*trainer_view.LeasedVersions("names"), ElementsAre(3, 4));
+  EXPECT_THAT(*trainer_view.ApplyRetention("names"), ElementsAre(2));
+
+  manager.Stop();
+  EXPECT_THAT(*trainer_view.LeasedVersions("names"), ::testing::IsEmpty());
+  EXPECT_FALSE(std::filesystem::exists(root.path() + "/.leases/gen-1"));
+  // Served versions stay in memory after Stop.
+  EXPECT_EQ((*manager.Get("names", 0))->version, 4);
+}
+
+TEST(ModelManagerTest, LeaseIsRenewedWhileNothingChanges) {
+  TempDir root;
+  Publish(root.path(), "names", 1, MakeCheckpoint(SmallConfig(), 1, 1));
+  ModelManagerOptions options = Options(root.path());
+  options.lease_holder = "gen-1";
+  options.lease_refresh = absl::ZeroDuration();
+  ModelManager manager(options);
+  ASSERT_TRUE(manager.PollOnce().ok());
+  const std::string lease = root.path() + "/.leases/gen-1";
+  // Backdate the lease past the trainer's TTL: it would protect nothing...
+  const timespec old = absl::ToTimespec(absl::Now() - absl::Minutes(5));
+  const timespec times[2] = {old, old};
+  ASSERT_EQ(::utimensat(AT_FDCWD, lease.c_str(), times, 0), 0);
+  // ...until the next poll renews it.
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_THAT(*CheckpointStore(root.path()).LeasedVersions("names"),
+              ElementsAre(1));
+}
+
+TEST(ModelManagerTest, UnwritableLeaseIsLoggedAndServingGoesOn) {
+  TempDir root;
+  Publish(root.path(), "names", 1, MakeCheckpoint(SmallConfig(), 1, 1));
+  // A file where the lease directory should be: WriteLease fails.
+  std::ofstream(root.path() + "/.leases") << "not a directory";
+  ModelManagerOptions options = Options(root.path());
+  options.lease_holder = "gen-1";
+  ModelManager manager(options);
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ((*manager.Get("names", 0))->version, 1);
+  Publish(root.path(), "names", 2, MakeCheckpoint(SmallConfig(), 2, 2));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_EQ((*manager.Get("names", 0))->version, 2);
+}
+
+TEST(ModelManagerTest, DefaultLeaseHolderIsAValidName) {
+  const std::string holder = DefaultLeaseHolder();
+  EXPECT_TRUE(ValidateModelName(holder).ok()) << holder;
+  EXPECT_THAT(holder, ::testing::EndsWith(absl::StrCat("-", getpid())));
 }
 
 TEST(ModelManagerTest, MissingRootIsAnErrorNotACrash) {
