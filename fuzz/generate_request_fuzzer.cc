@@ -6,8 +6,8 @@
 #include <memory>
 
 #include "fuzz/fuzz_util.h"
-#include "generator/generator_service.h"
 #include "generator/model_manager.h"
+#include "generator/request_validation.h"
 #include "google/protobuf/stubs/logging.h"
 #include "microgpt/v1/microgpt.pb.h"
 

@@ -1,17 +1,16 @@
 #include "generator/generator_service.h"
 
 #include <algorithm>
-#include <cmath>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/rng.h"
+#include "generator/request_validation.h"
 #include "server/grpc_status.h"
 
 namespace microgpt {
@@ -318,73 +317,6 @@ class GenerateReactor final
   // The events NextResponse takes from one sample (kept for its capacity).
   std::vector<TokenEvent> events_ ABSL_GUARDED_BY(mu_);
 };
-
-absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
-    const v1::GenerateRequest& request,
-    const std::shared_ptr<const ServableModel>& servable,
-    uint64_t random_seed) {
-  const ModelConfig& config = servable->model.config();
-  SamplingParams sampling;
-  sampling.temperature =
-      request.has_temperature() ? request.temperature() : kDefaultTemperature;
-  if (!std::isfinite(sampling.temperature) || sampling.temperature < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be a finite number >= 0, got ",
-                     sampling.temperature));
-  }
-  if (request.has_top_p()) {
-    sampling.top_p = request.top_p();
-    if (!(sampling.top_p > 0 && sampling.top_p <= 1)) {  // NaN fails too
-      return absl::InvalidArgumentError(
-          absl::StrCat("top_p must be in (0, 1], got ", sampling.top_p));
-    }
-  }
-  if (request.top_k() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top_k must be >= 0 (0 = no limit), got ", request.top_k()));
-  }
-  sampling.top_k = std::min(request.top_k(), config.vocab_size);
-  if (request.top_logprobs() < 0 ||
-      request.top_logprobs() > config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top_logprobs must be in [0, vocab_size = ", config.vocab_size,
-        "], got ", request.top_logprobs()));
-  }
-  sampling.top_logprobs = request.top_logprobs();
-  if (request.max_tokens() < 0 || request.max_tokens() > config.block_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_tokens must be in [0, block_size = ", config.block_size,
-        "] (0 = up to block_size), got ", request.max_tokens()));
-  }
-  if (request.num_samples() < 0 ||
-      request.num_samples() > kMaxSamplesPerRequest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_samples must be in [0, ", kMaxSamplesPerRequest,
-                     "] (0 = 1), got ", request.num_samples()));
-  }
-  absl::StatusOr<std::vector<int>> prompt =
-      servable->tokenizer.Encode(request.prompt());
-  if (!prompt.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt: ", prompt.status().message()));
-  }
-  if (static_cast<int>(prompt->size()) > config.block_size - 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt has ", prompt->size(), " characters; at most block_size - 1 = ",
-        config.block_size - 1, " are allowed"));
-  }
-  const uint64_t seed = request.has_seed() ? request.seed() : random_seed;
-  const int num_samples = std::max(1, request.num_samples());
-  std::vector<SequenceSpec> specs(num_samples);
-  for (int i = 0; i < num_samples; ++i) {
-    specs[i].servable = servable;
-    specs[i].prompt = *prompt;
-    specs[i].sampling = sampling;
-    specs[i].seed = seed + static_cast<uint64_t>(i);
-    specs[i].max_tokens = request.max_tokens();
-  }
-  return specs;
-}
 
 GeneratorServiceImpl::GeneratorServiceImpl(const ModelManager* models,
                                            Scheduler* scheduler)

@@ -31,18 +31,6 @@
 
 namespace microgpt {
 
-// Largest num_samples of one request.
-inline constexpr int kMaxSamplesPerRequest = 64;
-// Temperature when the request leaves it unset (the reference).
-inline constexpr float kDefaultTemperature = 0.5f;
-
-// The sequences a request asks for on `servable`, or INVALID_ARGUMENT naming
-// the offending field. `random_seed` is used when the request has no seed;
-// sample i gets seed + i.
-absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
-    const v1::GenerateRequest& request,
-    const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed);
-
 class GenerateReactor;
 
 // Metrics hooks of the service (GeneratorMetrics implements them). Called on
