@@ -62,6 +62,11 @@ export interface GenerateRequest {
   seed?: Uint64;
   numSamples?: number;
   topLogprobs?: number;
+  /**
+   * Lets the server send several tokens of a sample in one message (fewer messages
+   * for the same tokens); generate still yields one Token per token. Default false.
+   */
+  packTokens?: boolean;
 }
 
 export type FinishReason = 'bos' | 'max_tokens' | 'block_size' | 'cancelled';

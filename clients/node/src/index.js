@@ -110,6 +110,31 @@ function toToken(m) {
   };
 }
 
+// The tokens of one GenerateResponse, one object each. A packed message
+// (packTokens) lists them in `tokens`; its finish reason, model and version go to
+// the last one, and a CANCELLED end becomes a token of its own with id -1, as an
+// unpacked stream has it.
+function toTokens(m) {
+  if (m.tokens.length === 0) return [toToken(m)];
+  const tokens = m.tokens.map((t) => ({
+    sampleIndex: m.sampleIndex,
+    text: t.text,
+    id: t.id,
+    position: t.position,
+    logprob: t.logprob,
+    topLogprobs: t.topLogprobs.map(toLogprob),
+    finishReason: null,
+    model: '',
+    version: 0,
+  }));
+  const finishReason = FINISH_REASONS[m.finishReason] ?? null;
+  if (finishReason === 'cancelled') {
+    tokens.push({ ...toToken(m), text: '', id: -1, position: 0, logprob: 0, topLogprobs: [] });
+  }
+  Object.assign(tokens.at(-1), { finishReason, model: m.model, version: m.version });
+  return tokens;
+}
+
 const toConfig = (m) => ({
   nEmbd: m?.nEmbd ?? 0,
   nHead: m?.nHead ?? 0,
@@ -160,7 +185,7 @@ function toEvent(m) {
 
 const GENERATE_FIELDS = new Set([
   'model', 'version', 'prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed',
-  'numSamples', 'topLogprobs',
+  'numSamples', 'topLogprobs', 'packTokens',
 ]);
 const TRAINING_FIELDS = new Set([
   'model', 'documents', 'datasetPath', 'config', 'steps', 'batchSize', 'learningRate', 'seed',
@@ -211,9 +236,10 @@ function unary(client, stub, method, request, options = {}) {
   });
 }
 
-// The messages of a server-streaming call, converted. The call starts with the
-// first next(); leaving the loop early (break, return, throw) cancels it, and so
-// does aborting SIGNAL, which rejects the pending next() with the signal's reason.
+// The messages of a server-streaming call, each converted to a list of values
+// that are yielded one by one. The call starts with the first next(); leaving the
+// loop early (break, return, throw) cancels it, and so does aborting SIGNAL, which
+// rejects the pending next() with the signal's reason.
 async function* stream(client, stub, method, request, convert, options = {}) {
   const { signal } = options;
   if (signal?.aborted) throw abortReason(signal);
@@ -222,7 +248,7 @@ async function* stream(client, stub, method, request, convert, options = {}) {
   const onAbort = () => call.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const message of call) yield convert(message);
+    for await (const message of call) yield* convert(message);
   } catch (error) {
     if (signal?.aborted) throw abortReason(signal);
     throw MicrogptError.from(error);
@@ -280,12 +306,13 @@ export class GeneratorClient extends BaseClient {
   }
 
   /**
-   * Streams the tokens sampled after request.prompt, one object per generated token.
+   * Streams the tokens sampled after request.prompt, one object per generated token
+   * (also when request.packTokens lets the server send several in one message).
    * Types: see index.d.ts (GenerateRequest, CallOptions, Token).
    */
   generate(request = {}, options = {}) {
     const message = pick(request, GENERATE_FIELDS, 'generate');
-    return stream(this, this._stub, 'Generate', message, toToken, options);
+    return stream(this, this._stub, 'Generate', message, toTokens, options);
   }
 
   /** Like generate, but waits for the end and resolves to the samples in index order. */
@@ -339,7 +366,7 @@ export class TrainerClient extends BaseClient {
 
   /** Streams the job's progress and publish events; the last one has type "finished". */
   watchTraining(jobId, options = {}) {
-    return stream(this, this._stub, 'WatchTraining', { jobId }, toEvent, options);
+    return stream(this, this._stub, 'WatchTraining', { jobId }, (m) => [toEvent(m)], options);
   }
 
   /** Watches the job until it ends and resolves to its final state. */

@@ -123,6 +123,14 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     }
   });
 
+  test('packed messages give the same tokens', async () => {
+    const request = { model: MODEL, seed: 77, numSamples: 3, temperature: 1, topLogprobs: 2 };
+    const unpacked = await collect(generator.generate(request));
+    const packed = await collect(generator.generate({ ...request, packTokens: true }));
+    const bySampleSorted = (tokens) => [...bySample(tokens)].sort((a, b) => a[0] - b[0]);
+    assert.deepEqual(bySampleSorted(packed), bySampleSorted(unpacked));
+  });
+
   test('seeded determinism', async () => {
     const request = { model: MODEL, seed: 12345, numSamples: 4, temperature: 1, topLogprobs: 2 };
     const key = (tokens) => [...bySample(tokens)].sort((a, b) => a[0] - b[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from typing import (Any, Callable, Dict, Generic, Iterable, Iterator, List, Optional,
@@ -19,7 +20,8 @@ Metadata = Optional[Sequence[Tuple[str, str]]]
 
 
 class Stream(Generic[T]):
-    """An iterator over the messages of a server-streaming call.
+    """An iterator over the values of a server-streaming call (``convert`` turns each message
+    into a list of them).
 
     Iterating raises MicrogptError when the call fails. ``cancel()`` (alias ``close()``, also
     called on leaving a ``with`` block and when the stream is garbage collected, e.g. after
@@ -27,9 +29,10 @@ class Stream(Generic[T]):
     ends quietly, also when another thread is blocked in it.
     """
 
-    def __init__(self, call: Any, convert: Callable[[Any], T]):
+    def __init__(self, call: Any, convert: Callable[[Any], List[T]]):
         self._call = call
         self._convert = convert
+        self._pending: collections.deque = collections.deque()  # converted, not yet returned
         self._lock = threading.Lock()
         self._done = False
         self._cancelled = False
@@ -38,19 +41,21 @@ class Stream(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        if self._done:
-            raise StopIteration
-        try:
-            message = next(self._call)
-        except StopIteration:
-            self._done = True
-            raise
-        except grpc.RpcError as error:
-            self._done = True
-            if self._cancelled:
-                raise StopIteration from None
-            raise MicrogptError.from_rpc_error(error) from None
-        return self._convert(message)
+        while not self._pending:
+            if self._done:
+                raise StopIteration
+            try:
+                message = next(self._call)
+            except StopIteration:
+                self._done = True
+                raise
+            except grpc.RpcError as error:
+                self._done = True
+                if self._cancelled:
+                    raise StopIteration from None
+                raise MicrogptError.from_rpc_error(error) from None
+            self._pending.extend(self._convert(message))
+        return self._pending.popleft()
 
     def cancel(self) -> None:
         """Cancels the call if it is still running; later iteration ends the stream."""
@@ -60,6 +65,7 @@ class Stream(Generic[T]):
             self._cancelled = True
         self._call.cancel()
         self._done = True
+        self._pending.clear()
 
     close = cancel
 
@@ -135,7 +141,7 @@ class _Client:
             raise MicrogptError.from_rpc_error(error) from None
 
     def _stream(self, method: Any, request: Any, timeout: Optional[float],
-                convert: Callable[[Any], T]) -> Stream[T]:
+                convert: Callable[[Any], List[T]]) -> Stream[T]:
         return Stream(method(request, timeout=timeout, metadata=self._metadata), convert)
 
 
@@ -158,7 +164,7 @@ class Generator(_Client):
     def generate(self, prompt: str = "", *, model: str = "", version: int = 0,
                  max_tokens: int = 0, temperature: Optional[float] = None, top_k: int = 0,
                  top_p: Optional[float] = None, seed: Optional[int] = None,
-                 num_samples: int = 0, top_logprobs: int = 0,
+                 num_samples: int = 0, top_logprobs: int = 0, pack_tokens: bool = False,
                  timeout: Optional[float] = None) -> Stream[Token]:
         """Streams the tokens sampled after ``prompt``, one Token per generated token.
 
@@ -167,14 +173,16 @@ class Generator(_Client):
         1; ``seed`` None is random (the same seed, model version and request give the same
         tokens); with ``num_samples`` > 1 the tokens of the samples interleave (see
         ``Token.sample_index``). ``timeout`` bounds the whole call in seconds. Each sample's
-        last token has ``finish_reason``, ``model`` and ``version`` set. Errors (for
-        example INVALID_ARGUMENT) raise MicrogptError from the iteration.
+        last token has ``finish_reason``, ``model`` and ``version`` set. ``pack_tokens``
+        lets the server send several tokens of a sample in one message (fewer messages for
+        the same tokens); the stream still yields one Token per token. Errors (for example
+        INVALID_ARGUMENT) raise MicrogptError from the iteration.
         """
         request = pb.GenerateRequest(
             model=model, version=version, prompt=prompt, max_tokens=max_tokens,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            num_samples=num_samples, top_logprobs=top_logprobs)
-        return self._stream(self._stub.Generate, request, timeout, Token.from_proto)
+            num_samples=num_samples, top_logprobs=top_logprobs, pack_tokens=pack_tokens)
+        return self._stream(self._stub.Generate, request, timeout, Token.list_from_proto)
 
     def complete(self, prompt: str = "", **kwargs: Any) -> List[Sample]:
         """Like generate, but waits for the end and returns the samples in index order."""
@@ -242,7 +250,7 @@ class Trainer(_Client):
     def watch(self, job_id: str, timeout: Optional[float] = None) -> Stream[TrainingEvent]:
         """Streams the job's progress and publish events; the last one is "finished"."""
         return self._stream(self._stub.WatchTraining, pb.WatchTrainingRequest(job_id=job_id),
-                            timeout, TrainingEvent.from_proto)
+                            timeout, lambda m: [TrainingEvent.from_proto(m)])
 
     def wait(self, job_id: str, timeout: Optional[float] = None) -> TrainingJob:
         """Watches the job until it ends and returns its final state."""

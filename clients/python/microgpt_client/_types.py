@@ -6,9 +6,10 @@ compared), for fields this wrapper does not surface.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import grpc
 
@@ -123,6 +124,30 @@ class Token:
             version=m.version,
             raw=m,
         )
+
+    @classmethod
+    def list_from_proto(cls, m: Any) -> "List[Token]":
+        """The tokens of one GenerateResponse. A packed message (``pack_tokens``) lists them
+        in ``tokens``: its finish reason, model and version go to the last one, and a
+        CANCELLED end becomes a token of its own with id -1, as an unpacked stream has it.
+        Each token's ``raw`` is the message that carried it."""
+        if not m.tokens:
+            return [cls.from_proto(m)]
+        tokens = [
+            cls(sample_index=m.sample_index, text=t.text, id=t.id, position=t.position,
+                logprob=t.logprob,
+                top_logprobs=tuple(TokenLogprob.from_proto(a) for a in t.top_logprobs),
+                finish_reason=None, model="", version=0, raw=m)
+            for t in m.tokens
+        ]
+        finish_reason = _FINISH_REASONS.get(m.finish_reason)
+        if finish_reason is FinishReason.CANCELLED:
+            tokens.append(cls(sample_index=m.sample_index, text="", id=-1, position=0,
+                              logprob=0.0, top_logprobs=(), finish_reason=None, model="",
+                              version=0, raw=m))
+        tokens[-1] = dataclasses.replace(tokens[-1], finish_reason=finish_reason,
+                                         model=m.model, version=m.version)
+        return tokens
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,15 @@ class GeneratorTest(unittest.TestCase):
         shifted = self.generator.complete(model=MODEL, seed=12346, temperature=1.0)
         self.assertEqual(shifted[0].text, samples[1].text)
 
+    def test_packed_messages_give_the_same_tokens(self):
+        request = dict(model=MODEL, seed=77, num_samples=3, temperature=1.0, top_logprobs=2)
+        unpacked = list(self.generator.generate(**request))
+        packed = list(self.generator.generate(pack_tokens=True, **request))
+        # Token equality leaves out raw, the message that carried the token.
+        self.assertEqual(_samples(packed), _samples(unpacked))
+        self.assertTrue(all(t.raw.tokens for t in packed))
+        self.assertFalse(any(t.raw.tokens for t in unpacked))
+
     def test_temperature_zero_is_sent_and_greedy(self):
         # temperature is a proto3 optional: 0 must reach the server as "greedy", not "unset".
         texts = {s.text for seed in range(5)
