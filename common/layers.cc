@@ -117,12 +117,28 @@ void softmax_inplace(float* x, int n) {
 // causal (t, s <= t) pairs. Documents hold ~7 positions and heads 4 to 32
 // columns, so these products are far too small for sgemm: its per-call
 // overhead (argument checks, packing, the beta pass) cost more than the
-// arithmetic, 6 calls per document, head and layer.
+// arithmetic, 6 calls per document, head and layer. The loops are compiled
+// for the usual head widths (kHD > 0), where every loop over a head's columns
+// unrolls into a few vector instructions and sums run in local arrays (the
+// compiler cannot keep a sum in registers through a float* that may alias
+// the inputs); kHD = 0 takes HD at run time and sums in place.
+namespace {
 
-void attention_forward(float* out, float* att, const float* qkv,
-                       const int* offsets, int B, int C, int NH) {
+// The length of the head-wide dot products. Dot's 8 lanes vectorise as a
+// loop; a compile-time length of 16 or more gets fully unrolled first and then
+// runs lane by lane in scalar code (GCC 12), so wide heads pass it at run
+// time. Narrow heads are best unrolled: a few scalar FMAs.
+template <int kHD>
+int DotLength(int C, int NH) {
+  return kHD > 0 && kHD < 16 ? kHD : C / NH;
+}
+
+template <int kHD>
+void AttentionForward(float* out, float* att, const float* qkv,
+                      const int* offsets, int B, int C, int NH) {
   // qkv is (N, 3C), out (N, C); att holds (NH, n, n) per document
-  const int C3 = 3 * C, HD = C / NH;
+  const int C3 = 3 * C, HD = kHD > 0 ? kHD : C / NH;
+  const int dot_n = DotLength<kHD>(C, NH);
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   float* a = att;
   for (int b = 0; b < B; ++b) {
@@ -130,82 +146,146 @@ void attention_forward(float* out, float* att, const float* qkv,
     const float* base = qkv + static_cast<size_t>(offsets[b]) * C3;
     float* out_b = out + static_cast<size_t>(offsets[b]) * C;
     for (int h = 0; h < NH; ++h, a += n * n) {
+      const float* qh = base + h * HD;
+      const float* kh = qh + C;
+      const float* vh = qh + 2 * C;
       for (int t = 0; t < n; ++t) {
-        // scores[s] = scale * q_t . k_s for s <= t, then the causal softmax
-        const float* q = base + static_cast<size_t>(t) * C3 + h * HD;
+        // att[t, s] = softmax_s(scale * q_t . k_s), s <= t
+        const float* q = qh + static_cast<size_t>(t) * C3;
         float* row = a + t * n;
         for (int s = 0; s <= t; ++s) {
-          row[s] = scale *
-                   Dot(q, base + static_cast<size_t>(s) * C3 + C + h * HD, HD);
+          row[s] = scale * Dot(q, kh + static_cast<size_t>(s) * C3, dot_n);
         }
         softmax_inplace(row, t + 1);
-        // out_t = sum_s att[t, s] v_s
-        float* o = out_b + static_cast<size_t>(t) * C + h * HD;
+        // out_t = sum_{s <= t} att[t, s] v_s
+        float acc[kHD > 0 ? kHD : 1];
+        float* o = kHD > 0 ? acc : out_b + static_cast<size_t>(t) * C + h * HD;
         for (int i = 0; i < HD; ++i) o[i] = 0.0f;
         for (int s = 0; s <= t; ++s) {
-          const float* v = base + static_cast<size_t>(s) * C3 + 2 * C + h * HD;
+          const float* v = vh + static_cast<size_t>(s) * C3;
           const float w = row[s];
           for (int i = 0; i < HD; ++i) o[i] += w * v[i];
+        }
+        if (kHD > 0) {
+          std::memcpy(out_b + static_cast<size_t>(t) * C + h * HD, acc,
+                      sizeof(float) * HD);
         }
       }
     }
   }
 }
 
-void attention_backward(float* dqkv, float* datt, const float* dout,
-                        const float* att, const float* qkv, const int* offsets,
-                        int B, int C, int NH) {
+template <int kHD>
+void AttentionBackward(float* dqkv, float* datt, const float* dout,
+                       const float* att, const float* qkv, const int* offsets,
+                       int B, int C, int NH) {
   // dout is (N, C), qkv and dqkv (N, 3C); att as in the forward; datt (n, n)
-  const int C3 = 3 * C, HD = C / NH;
+  const int C3 = 3 * C, HD = kHD > 0 ? kHD : C / NH;
+  const int dot_n = DotLength<kHD>(C, NH);
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   const float* a = att;
   for (int b = 0; b < B; ++b) {
     const int n = offsets[b + 1] - offsets[b];
     const size_t row0 = offsets[b];
-    const float* base = qkv + row0 * C3;
-    float* dbase = dqkv + row0 * C3;
-    const float* dout_b = dout + row0 * C;
     for (int h = 0; h < NH; ++h, a += n * n) {
-      // By query t: dscores[t, s] = scale * att (d(att) - sum(att d(att)))
-      // with d(att)[t, s] = dout_t . v_s (softmax backward), kept in datt;
-      // dq_t = sum_{s <= t} dscores[t, s] k_s.
+      const float* qh = qkv + row0 * C3 + h * HD;
+      const float* kh = qh + C;
+      const float* vh = qh + 2 * C;
+      float* dqh = dqkv + row0 * C3 + h * HD;
+      float* dkh = dqh + C;
+      float* dvh = dqh + 2 * C;
+      const float* douth = dout + row0 * C + h * HD;
+      // By query t: d(att)[t, s] = dout_t . v_s, the softmax backward
+      // dscores[t, s] = scale * att (d(att) - sum_s(att d(att))), kept in
+      // datt, and dq_t = sum_{s <= t} dscores[t, s] k_s.
       for (int t = 0; t < n; ++t) {
-        const float* d = dout_b + static_cast<size_t>(t) * C + h * HD;
+        const float* d = douth + static_cast<size_t>(t) * C;
         const float* ar = a + t * n;
         float* dr = datt + t * n;
         float dot = 0.0f;
         for (int s = 0; s <= t; ++s) {
-          dr[s] =
-              Dot(d, base + static_cast<size_t>(s) * C3 + 2 * C + h * HD, HD);
+          dr[s] = Dot(d, vh + static_cast<size_t>(s) * C3, dot_n);
           dot += ar[s] * dr[s];
         }
-        float* dq = dbase + static_cast<size_t>(t) * C3 + h * HD;
+        float acc_q[kHD > 0 ? kHD : 1];
+        float* dq = kHD > 0 ? acc_q : dqh + static_cast<size_t>(t) * C3;
         for (int i = 0; i < HD; ++i) dq[i] = 0.0f;
         for (int s = 0; s <= t; ++s) {
-          dr[s] = scale * ar[s] * (dr[s] - dot);
-          const float* k = base + static_cast<size_t>(s) * C3 + C + h * HD;
-          const float w = dr[s];
+          const float w = scale * ar[s] * (dr[s] - dot);
+          dr[s] = w;
+          const float* k = kh + static_cast<size_t>(s) * C3;
           for (int i = 0; i < HD; ++i) dq[i] += w * k[i];
+        }
+        if (kHD > 0) {
+          std::memcpy(dqh + static_cast<size_t>(t) * C3, acc_q,
+                      sizeof(float) * HD);
         }
       }
       // By key s: dk_s = sum_{t >= s} dscores[t, s] q_t and
       // dv_s = sum_{t >= s} att[t, s] dout_t. Every element of dqkv is
       // written once, so it needs no zeroing first.
       for (int s = 0; s < n; ++s) {
-        float* dk = dbase + static_cast<size_t>(s) * C3 + C + h * HD;
-        float* dv = dk + C;
+        float acc_k[kHD > 0 ? kHD : 1], acc_v[kHD > 0 ? kHD : 1];
+        float* dk = kHD > 0 ? acc_k : dkh + static_cast<size_t>(s) * C3;
+        float* dv = kHD > 0 ? acc_v : dvh + static_cast<size_t>(s) * C3;
         for (int i = 0; i < HD; ++i) dk[i] = dv[i] = 0.0f;
         for (int t = s; t < n; ++t) {
-          const float* q = base + static_cast<size_t>(t) * C3 + h * HD;
-          const float* d = dout_b + static_cast<size_t>(t) * C + h * HD;
+          const float* q = qh + static_cast<size_t>(t) * C3;
+          const float* d = douth + static_cast<size_t>(t) * C;
           const float wk = datt[t * n + s], wv = a[t * n + s];
           for (int i = 0; i < HD; ++i) {
             dk[i] += wk * q[i];
             dv[i] += wv * d[i];
           }
         }
+        if (kHD > 0) {
+          std::memcpy(dkh + static_cast<size_t>(s) * C3, acc_k,
+                      sizeof(float) * HD);
+          std::memcpy(dvh + static_cast<size_t>(s) * C3, acc_v,
+                      sizeof(float) * HD);
+        }
       }
     }
+  }
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* att, const float* qkv,
+                       const int* offsets, int B, int C, int NH) {
+  switch (C / NH) {
+    case 4:
+      return AttentionForward<4>(out, att, qkv, offsets, B, C, NH);
+    case 8:
+      return AttentionForward<8>(out, att, qkv, offsets, B, C, NH);
+    case 16:
+      return AttentionForward<16>(out, att, qkv, offsets, B, C, NH);
+    case 32:
+      return AttentionForward<32>(out, att, qkv, offsets, B, C, NH);
+    default:
+      return AttentionForward<0>(out, att, qkv, offsets, B, C, NH);
+  }
+}
+
+void attention_backward(float* dqkv, float* datt, const float* dout,
+                        const float* att, const float* qkv, const int* offsets,
+                        int B, int C, int NH) {
+  switch (C / NH) {
+    case 4:
+      return AttentionBackward<4>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                  NH);
+    case 8:
+      return AttentionBackward<8>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                  NH);
+    case 16:
+      return AttentionBackward<16>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                   NH);
+    case 32:
+      return AttentionBackward<32>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                   NH);
+    default:
+      return AttentionBackward<0>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                  NH);
   }
 }
 
