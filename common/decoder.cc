@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/layers.h"
+#include "common/vec_math.h"
 
 namespace microgpt {
 namespace {
@@ -22,9 +23,27 @@ void Check(bool ok, const char* what) {
 
 KVCache::KVCache(const ModelConfig& config)
     : block_size_(config.block_size),
-      layer_stride_(static_cast<size_t>(config.block_size) * config.n_embd),
+      channels_(config.n_embd),
+      stride_(RoundUpToLanes(config.block_size)),
+      layer_stride_(static_cast<size_t>(channels_) * stride_),
       keys_(config.n_layer * layer_stride_),
       values_(config.n_layer * layer_stride_) {}
+
+void KVCache::Append(int layer, const float* key, const float* value) {
+  float* k = keys_.data() + layer * layer_stride_ + length_;
+  float* v = values_.data() + layer * layer_stride_ + length_;
+  const bool new_group = length_ % kLanes == 0;
+  for (int c = 0; c < channels_; ++c) {
+    float* kc = k + static_cast<size_t>(c) * stride_;
+    float* vc = v + static_cast<size_t>(c) * stride_;
+    if (new_group) {
+      std::memset(kc, 0, sizeof(float) * kLanes);
+      std::memset(vc, 0, sizeof(float) * kLanes);
+    }
+    kc[0] = key[c];
+    vc[0] = value[c];
+  }
+}
 
 Decoder::Decoder(const Model& model, int max_batch)
     : model_(model), max_batch_(max_batch), w_(model.weights()) {
@@ -35,7 +54,8 @@ Decoder::Decoder(const Model& model, int max_batch)
   qkv_.resize(n * 3 * C);
   attn_out_.resize(n * C);
   hidden_.resize(n * 4 * C);
-  scores_.resize(config.block_size);
+  scores_.resize(static_cast<size_t>(config.n_head) *
+                 RoundUpToLanes(config.block_size));
 }
 
 void Decoder::Step(int token, KVCache* cache, float* logits) {
@@ -65,14 +85,12 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
   float* qkv = qkv_.data();
   float* attn_out = attn_out_.data();
   float* hidden = hidden_.data();
-  const size_t layer_stride = static_cast<size_t>(config.block_size) * C;
 
   // x = rmsnorm(wte[token] + wpe[t])                         (n, C)
   for (int i = 0; i < n; ++i) {
     const KVCache& cache = *caches[i];
-    Check(cache.block_size_ == config.block_size &&
-              cache.layer_stride_ == layer_stride &&
-              cache.keys_.size() == config.n_layer * layer_stride,
+    Check(cache.block_size_ == config.block_size && cache.channels_ == C &&
+              cache.keys_.size() == config.n_layer * cache.layer_stride_,
           "cache of another model's sizes");
     Check(!cache.full(), "cache is full");
     Check(tokens[i] >= 0 && tokens[i] < V, "token out of range");
@@ -87,14 +105,11 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
     matmul_forward(qkv, normed, w.attn_wqkv, n, C, 3 * C);
     for (int i = 0; i < n; ++i) {
       KVCache& cache = *caches[i];
-      const int t = cache.length_;
       const float* q = qkv + static_cast<size_t>(i) * 3 * C;
-      std::memcpy(cache.keys(l) + static_cast<size_t>(t) * C, q + C,
-                  sizeof(float) * C);
-      std::memcpy(cache.values(l) + static_cast<size_t>(t) * C, q + 2 * C,
-                  sizeof(float) * C);
+      cache.Append(l, q + C, q + 2 * C);
       attention_decode(attn_out + static_cast<size_t>(i) * C, scores_.data(), q,
-                       cache.keys(l), cache.values(l), t + 1, C, NH);
+                       cache.keys(l), cache.values(l), cache.length_ + 1,
+                       cache.stride_, C, NH);
     }
     matmul_forward(x, attn_out, w.attn_wo, n, C, C, /*accumulate=*/true);
     // x += relu(rmsnorm(x) fc1^T) fc2^T

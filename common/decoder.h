@@ -12,7 +12,9 @@
 
 namespace microgpt {
 
-// The keys and values of one sequence: per layer [block_size, C] each.
+// The keys and values of one sequence. Per layer, channel-major as
+// attention_decode reads them: [C, stride()], position s of channel c at
+// c * stride() + s, stride() = block_size rounded up to a multiple of kLanes.
 class KVCache {
  public:
   explicit KVCache(const ModelConfig& config);
@@ -22,8 +24,7 @@ class KVCache {
   bool full() const { return length_ == block_size_; }
   void Clear() { length_ = 0; }
 
-  float* keys(int layer) { return keys_.data() + layer * layer_stride_; }
-  float* values(int layer) { return values_.data() + layer * layer_stride_; }
+  int stride() const { return stride_; }
   const float* keys(int layer) const {
     return keys_.data() + layer * layer_stride_;
   }
@@ -33,11 +34,18 @@ class KVCache {
 
  private:
   friend class Decoder;
+  // Writes position length() of a layer's keys and values (C each). When it
+  // starts a group of kLanes positions it zeroes that group first:
+  // attention_decode needs the padding after the last position to be 0.
+  void Append(int layer, const float* key, const float* value);
+
   int block_size_;
-  size_t layer_stride_;  // block_size * C
+  int channels_;         // C
+  int stride_;           // block_size rounded up to a multiple of kLanes
+  size_t layer_stride_;  // C * stride
   int length_ = 0;
-  std::vector<float> keys_;    // [n_layer, block_size, C]
-  std::vector<float> values_;  // [n_layer, block_size, C]
+  std::vector<float> keys_;    // [n_layer, C, stride]
+  std::vector<float> values_;  // [n_layer, C, stride]
 };
 
 // Runs a Model's single-token forward. Scratch is allocated once for
@@ -68,13 +76,14 @@ class Decoder {
   const Model& model_;
   int max_batch_;
   ParameterViews<const float> w_;  // the model's weights, viewed once
-  // Scratch, [max_batch, ...] each (C = n_embd, H = 4C); scores_ is [T].
+  // Scratch, [max_batch, ...] each (C = n_embd, H = 4C); scores_ is
+  // attention_decode's [n_head * block_size + C].
   std::vector<float> x_;         // [n, C] residual stream
   std::vector<float> normed_;    // [n, C]
   std::vector<float> qkv_;       // [n, 3C]
   std::vector<float> attn_out_;  // [n, C]
   std::vector<float> hidden_;    // [n, H]
-  std::vector<float> scores_;    // [block_size]
+  std::vector<float> scores_;    // attention_decode's scratch
 };
 
 }  // namespace microgpt

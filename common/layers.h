@@ -12,7 +12,8 @@
 // Every buffer is row-major and contiguous unless a leading dimension says so.
 //
 // The linear layers go through OpenBLAS: cblas_sgemm, or cblas_sgemv when a
-// single row is multiplied; attention within a document is direct loops.
+// single row is multiplied (a direct loop when it is tiny); attention, in
+// training and in decoding, is direct loops; exp is vec_math.h's FastExp.
 // Nothing here allocates.
 //
 // Residual adds are fused into the matmul that produces the branch:
@@ -49,7 +50,9 @@ void rmsnorm_backward(float* dinp, const float* dout, const float* out,
 // ---------------------------------------------------------------------------
 // Linear layer without bias, weight W[OC, IC] (out features by in features).
 // out[N, OC] = inp[N, IC] W^T, or out += inp W^T when `accumulate` (the
-// residual add). One sgemm, or one sgemv when N == 1.
+// residual add). One sgemm; when N == 1 one sgemv, or for IC * OC <=
+// kSmallMatvec a direct loop (one fixed-order dot product per output).
+inline constexpr int kSmallMatvec = 2048;
 void matmul_forward(float* out, const float* inp, const float* weight, int N,
                     int IC, int OC, bool accumulate = false);
 // dinp[N, IC] = dout[N, OC] W and dweight[OC, IC] = dout^T inp, both
@@ -80,11 +83,15 @@ void attention_backward(float* dqkv, float* datt, const float* dout,
 
 // One query against a sequence's cached keys and values at positions
 // 0..L-1: the decoder's attention, one row of attention_forward up to float
-// summation order. q[C]; keys, values [L, C]; out[C]; scores[L] scratch.
-// Two sgemv per head.
-void attention_decode(float* out, float* scores, const float* q,
-                      const float* keys, const float* values, int L, int C,
-                      int NH);
+// summation order. q[C], out[C]. The cache is channel-major, so that the L
+// positions of a channel are contiguous and the loops run over kLanes
+// positions at a time: keys_t, values_t [C, stride], position s of channel c
+// at c * stride + s, stride a multiple of kLanes (vec_math.h) >= L. Positions
+// L up to the next multiple of kLanes are padding and must hold 0 in both.
+// scratch[NH * RoundUpToLanes(L)]. Direct loops, no BLAS.
+void attention_decode(float* out, float* scratch, const float* q,
+                      const float* keys_t, const float* values_t, int L,
+                      int stride, int C, int NH);
 
 // ---------------------------------------------------------------------------
 // out[n] = max(inp[n], 0); may run in place.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "common/vec_math.h"
 
 namespace microgpt {
 namespace {
@@ -69,6 +70,11 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
 // Notes on the contract:
 // - One rng_.Uniform() per call when temperature > 0, none when it is 0, so
 //   the stream depends only on the seed and the number of calls.
+// - Without top_k and top_p (the usual request) every token is a candidate:
+//   DrawFromAll computes the weights in float with FastExp, vectorised. With
+//   either limit the candidates are found by sorting and the weights are
+//   computed in double. The two are the same distribution (up to FastExp's
+//   ~1e-7 relative error) but not the same draws for a given seed.
 // - top_p applies to the distribution already restricted to top_k and
 //   renormalised (as in the usual top-k-then-top-p pipelines).
 // - Every buffer is a member, so after the first call with a given vocabulary
@@ -116,14 +122,18 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
   int order_sorted = -1;  // -1: order_ not set up during this call
   double raw_sum = 0;
   const double temperature = params_.temperature;
+  const int k =
+      (params_.top_k <= 0 || params_.top_k >= vocab) ? vocab : params_.top_k;
+  const bool nucleus = params_.top_p < 1;
+  // 1 / temperature overflows float only for temperatures below ~3e-39.
+  const float inv_temperature = static_cast<float>(1.0 / temperature);
   if (temperature == 0 || degenerate) {
     if (temperature != 0) rng_.Uniform();
     result.id = argmax;
     raw_sum = raw_normaliser();
+  } else if (k == vocab && !nucleus && std::isfinite(inv_temperature)) {
+    result.id = DrawFromAll(x, max_logit, inv_temperature, vocab, &raw_sum);
   } else {
-    const int k =
-        (params_.top_k <= 0 || params_.top_k >= vocab) ? vocab : params_.top_k;
-    const bool nucleus = params_.top_p < 1;
     // Tempered weights exp((x - m) / T), by id. At temperature 1 they are the
     // terms of the raw normaliser; otherwise only top_k's candidates need them.
     probs_.resize(vocab);
@@ -246,6 +256,49 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     }
   }
   return result;
+}
+
+// One pass computes, per token, the raw term e^(x - m) of the log-softmax's
+// normaliser and the tempered weight e^((x - m) / T), in kLanes partial sums
+// each; then the inverse CDF by id. The walk sums the weights one by one, in
+// another order than `total`, so its last sum may fall short of `total` by a
+// rounding error (relative ~1e-7): a target in that gap takes the last
+// positive weight, as when u * total rounds up. Weights of 0 (logits of -inf,
+// or more than ~87 T below the largest) are never drawn.
+int Sampler::DrawFromAll(const float* x, float m, float inv_t, int vocab,
+                         double* raw_sum) {
+  weights_.resize(vocab);
+  float* w = weights_.data();
+  float raw_lanes[kLanes] = {}, lanes[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= vocab; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float d = x[i + j] - m;
+      raw_lanes[j] += FastExp(d);
+      w[i + j] = FastExp(d * inv_t);
+      lanes[j] += w[i + j];
+    }
+  }
+  float raw = SumLanes(raw_lanes), total = SumLanes(lanes);
+  for (; i < vocab; ++i) {
+    const float d = x[i] - m;
+    raw += FastExp(d);
+    w[i] = FastExp(d * inv_t);
+    total += w[i];
+  }
+  *raw_sum = raw;
+
+  const float target = static_cast<float>(rng_.Uniform() * total);
+  float acc = 0;
+  int last_positive = 0;
+  for (i = 0; i < vocab; ++i) {
+    if (w[i] > 0) {
+      acc += w[i];
+      last_positive = i;
+      if (target < acc) return i;
+    }
+  }
+  return last_positive;
 }
 
 void LogSoftmax(absl::Span<const float> logits, absl::Span<float> out) {

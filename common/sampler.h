@@ -49,11 +49,18 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
 
  private:
+  // The draw when every token is a candidate (no top_k, no top_p), for
+  // logits x with largest value m (finite) at 1 / temperature = inv_t
+  // (finite). Returns the id; sets *raw_sum = sum e^(x - m).
+  int DrawFromAll(const float* x, float m, float inv_t, int vocab,
+                  double* raw_sum);
+
   SamplingParams params_;
   Rng rng_;
-  std::vector<int> order_;     // scratch: ids sorted by logit
-  std::vector<double> probs_;  // scratch: tempered weights by id
-  std::vector<float> clean_;   // scratch: logits with NaN as -inf
+  std::vector<int> order_;      // scratch: ids sorted by logit
+  std::vector<double> probs_;   // scratch: tempered weights by id
+  std::vector<float> weights_;  // scratch: DrawFromAll's weights by id
+  std::vector<float> clean_;    // scratch: logits with NaN as -inf
 };
 
 // log_softmax of `logits` into `out` (same size), computed in double.
