@@ -6,11 +6,13 @@
 //   (d) n_embd 128, n_layer 4, n_head 4, block 32, batch 64
 // Training reads names.txt ($MICROGPT_BENCH_DATA, default
 // ../shared/data/names.txt) and falls back to generated names when it is
-// absent. tokens/s counts real target tokens only (padding excluded).
+// absent. Batches are packed (no padding); tokens/s counts target tokens.
+// Training runs OpenBLAS single-threaded, (c) and (d) on two TrainingGraph
+// threads (counter `threads`).
 //
 // The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
 // and decode_<cfg>_x<streams>. Rates are over wall-clock time (UseRealTime),
-// as on the PyTorch side, since OpenBLAS may run threads of its own.
+// as on the PyTorch side, since OpenBLAS and training may run threads.
 //
 //   OPENBLAS_CORETYPE=Haswell build/bench/engine_bench --benchmark_min_time=2
 //   ... --benchmark_format=json          (what scripts/bench.sh reads)
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "common/blas_threads.h"
 #include "common/dataset.h"
 #include "common/decoder.h"
 #include "common/model.h"
@@ -106,8 +109,9 @@ void BM_Train(benchmark::State& state, const Reference& r) {
     state.SkipWithError(std::string(run.status().message()).c_str());
     return;
   }
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
+  const int default_blas_threads = openblas_get_num_threads();
+  const int blas_threads = ConfigureBlasThreads(
+      EngineWork::kTraining, options.config, options.threads);
   int64_t tokens = 0;
   float loss = 0;
   for (auto _ : state) {
@@ -115,9 +119,10 @@ void BM_Train(benchmark::State& state, const Reference& r) {
     tokens += stats.tokens;
     loss = stats.loss;
   }
-  openblas_set_num_threads(blas_threads);
+  openblas_set_num_threads(default_blas_threads);
   state.counters["batch"] = r.batch;
   state.counters["threads"] = options.threads;
+  state.counters["blas_threads"] = blas_threads;
   state.counters["last_loss"] = loss;
   state.counters["steps_per_s"] =
       benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
@@ -143,6 +148,10 @@ void BM_Decode(benchmark::State& state, const Reference& r, int streams) {
   }
   std::vector<int> tokens(streams, V - 1);
   std::vector<float> logits(static_cast<size_t>(streams) * V);
+  // As the generator runs it by default: one compute worker.
+  const int default_blas_threads = openblas_get_num_threads();
+  const int blas_threads = ConfigureBlasThreads(
+      EngineWork::kDecoding, model.config(), /*engine_threads=*/1);
   for (auto _ : state) {
     decoder.StepBatch(tokens, cache_ptrs, logits.data());
     for (int s = 0; s < streams; ++s) {
@@ -156,7 +165,9 @@ void BM_Decode(benchmark::State& state, const Reference& r, int streams) {
       }
     }
   }
+  openblas_set_num_threads(default_blas_threads);
   state.counters["streams"] = streams;
+  state.counters["blas_threads"] = blas_threads;
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * streams,
                          benchmark::Counter::kIsRate);
