@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/blas_threads.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "microgpt/v1/microgpt.pb.h"
@@ -139,6 +140,9 @@ absl::Status Train() {
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.print_every = absl::GetFlag(FLAGS_print_every);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
+  ModelConfig config;  // only n_embd decides
+  config.n_embd = absl::GetFlag(FLAGS_n_embd);
+  ConfigureBlasThreads(EngineWork::kTraining, config, /*engine_threads=*/1);
   MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
@@ -150,6 +154,10 @@ absl::Status Train() {
 }
 
 absl::Status Serve() {
+  // Jobs of any size may run side by side, each on a thread of its own, and
+  // would share OpenBLAS's threads: single-threaded products.
+  ConfigureBlasThreads(EngineWork::kTraining, ModelConfig(),
+                       /*engine_threads=*/2);
   TrainerServerOptions options;
   options.server.host = absl::GetFlag(FLAGS_host);
   options.server.port = absl::GetFlag(FLAGS_port);

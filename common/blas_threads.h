@@ -1,0 +1,32 @@
+// How many threads OpenBLAS runs for the engine's matrix products. OpenBLAS
+// defaults to one per core, but for microgpt's shapes its extra threads mostly
+// wait: a product of a narrow model is done before a hand-off would pay, and
+// a waiting OpenBLAS thread spins on a core that the services' own threads
+// (gRPC, the scheduler's workers, TrainingGraph's shards) and, on a shared
+// machine, other processes need. docs/benchmarks.md has the measurements.
+#ifndef MICROGPT_COMMON_BLAS_THREADS_H_
+#define MICROGPT_COMMON_BLAS_THREADS_H_
+
+#include "common/config.h"
+
+namespace microgpt {
+
+enum class EngineWork { kTraining, kDecoding };
+
+// The thread count for `work` on models of `config` when the engine runs
+// `engine_threads` threads of its own for it (TrainingOptions::threads, the
+// generator's compute workers): one, unless the engine runs a single thread
+// and the model is wide enough for OpenBLAS to split its products (n_embd >=
+// 64 in training, whose products have a row per position of the batch;
+// >= 128 in decoding, one row per stream), then every core OpenBLAS sees.
+int BlasThreadsFor(EngineWork work, const ModelConfig& config,
+                   int engine_threads);
+
+// Sets OpenBLAS's thread count (process-wide) to BlasThreadsFor(...) and
+// returns it.
+int ConfigureBlasThreads(EngineWork work, const ModelConfig& config,
+                         int engine_threads);
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_COMMON_BLAS_THREADS_H_
