@@ -7,8 +7,10 @@
 // Training reads names.txt ($MICROGPT_BENCH_DATA, default
 // ../shared/data/names.txt) and falls back to generated names when it is
 // absent. Batches are packed (no padding); tokens/s counts target tokens.
-// Training runs OpenBLAS single-threaded, (c) and (d) on two TrainingGraph
-// threads (counter `threads`).
+// Training runs (c) and (d) on two TrainingGraph threads (counter `threads`);
+// OpenBLAS's threads follow common/blas_threads.h as in the services
+// (counter `blas_threads`): one for training and for decoding (a), every
+// core for decoding (d), whose 64-row products are wide enough to split.
 //
 // The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
 // and decode_<cfg>_x<streams>. Rates are over wall-clock time (UseRealTime),

@@ -646,11 +646,24 @@ ModelConfig MultiLayerConfig() {
   return c;
 }
 
+// Heads of 32 as in the benchmarks' (d), and a block size that is not a
+// multiple of the cache's 8-position groups.
+ModelConfig WideHeadsConfig() {
+  ModelConfig c;
+  c.n_embd = 128;
+  c.n_head = 4;
+  c.n_layer = 2;
+  c.block_size = 13;
+  c.vocab_size = 27;
+  return c;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Configs, ModelMathDecoderTest,
     ::testing::Values(
         DecoderCase{"Reference", ModelConfig{}, 0.08f, 1e-5f},
         DecoderCase{"MultiLayer", MultiLayerConfig(), 0.08f, 1e-5f},
+        DecoderCase{"WideHeads", WideHeadsConfig(), 0.08f, 1e-5f},
         // Weights as large as after training make logits of about 40, whose
         // float spacing is 4e-6: the two summation orders then agree to
         // about 1e-6 relative, a few ulps.

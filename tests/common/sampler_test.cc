@@ -579,6 +579,58 @@ TEST(SamplerTest, ChiSquareMatchesSoftmaxAtTemperature) {
   }
 }
 
+TEST(SamplerTest, ChiSquareOnTheNamesVocabulary) {
+  // 27 tokens, no top_k or top_p: the float path, whose weights are summed in
+  // 8 lanes plus a tail of 3. The tokens are grouped by rank into 6 bins of
+  // similar mass, so that every expected count is large.
+  constexpr int kDraws = 20000;
+  constexpr int kBins = 6;
+  Rng rng(36);
+  const std::vector<float> logits = RandomLogits(rng, kNames, 0.8);
+  for (float temperature : {0.5f, 1.0f, 1.7f}) {
+    const std::vector<double> p = RefSoftmax(logits, temperature);
+    const std::vector<int> order = RefOrder(logits);
+    std::vector<int> bin_of(kNames);
+    std::vector<double> bin_prob(kBins);
+    double cum = 0;
+    for (int id : order) {
+      bin_of[id] = std::min(kBins - 1, static_cast<int>(cum * kBins));
+      bin_prob[bin_of[id]] += p[id];
+      cum += p[id];
+    }
+    Sampler sampler(Params(temperature), 37);
+    std::vector<int> counts(kBins);
+    for (int i = 0; i < kDraws; ++i)
+      ++counts[bin_of[sampler.Sample(logits).id]];
+    // Bins that the ranks leave empty carry no information.
+    std::vector<int> kept_counts;
+    std::vector<double> kept_probs;
+    for (int b = 0; b < kBins; ++b) {
+      if (bin_prob[b] > 0) {
+        kept_counts.push_back(counts[b]);
+        kept_probs.push_back(bin_prob[b]);
+      }
+    }
+    const int df = static_cast<int>(kept_counts.size()) - 1;
+    ASSERT_GE(df, 3) << "T=" << temperature;
+    EXPECT_LT(ChiSquare(kept_counts, kept_probs), ChiSquareCritical999(df))
+        << "T=" << temperature;
+  }
+}
+
+TEST(SamplerTest, TemperatureTooSmallForFloatStillSamples) {
+  // 1 / 1e-39 overflows float: the double path takes it, where every token
+  // but the largest has weight e^-huge = 0.
+  Rng rng(38);
+  Sampler sampler(Params(1e-39f), 39);
+  for (int i = 0; i < 100; ++i) {
+    const std::vector<float> logits = RandomLogits(rng, kNames);
+    const SampledToken token = sampler.Sample(logits);
+    EXPECT_EQ(token.id, RefArgmax(logits));
+    EXPECT_NEAR(token.logprob, RefLogSoftmax(logits)[token.id], 1e-5);
+  }
+}
+
 TEST(SamplerTest, ChiSquareMatchesRenormalisedTopKTopP) {
   constexpr int kDraws = 20000;
   struct Case {
