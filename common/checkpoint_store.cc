@@ -611,7 +611,7 @@ absl::Status CheckpointStore::WriteLease(
     lease["models"][model] = model_versions;
   }
   const std::string lease_dir = JoinPath(root_, kLeaseDir);
-  MICROGPT_RETURN_IF_ERROR(MakeDirectories(lease_dir));
+  MICROGPT_RETURN_IF_ERROR(CreateLeaseDirectory());
   const std::string temp =
       JoinPath(lease_dir, absl::StrCat(kTempPrefix, holder, "-", RandomHex()));
   absl::Status status = WriteFileSynced(temp, lease.dump() + "\n");
@@ -625,6 +625,10 @@ absl::Status CheckpointStore::WriteLease(
     return status;
   }
   return FsyncDirectory(lease_dir);
+}
+
+absl::Status CheckpointStore::CreateLeaseDirectory() const {
+  return MakeDirectories(JoinPath(root_, kLeaseDir));
 }
 
 absl::Status CheckpointStore::RemoveLease(absl::string_view holder) const {

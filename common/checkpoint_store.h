@@ -99,6 +99,10 @@ class CheckpointStore {
   absl::Status WriteLease(
       absl::string_view holder,
       const std::map<std::string, std::vector<int64_t>>& versions) const;
+  // Creates <root>/.leases if missing, owned by this process's user, so that
+  // readers given only that directory writable (a Kubernetes subPath mount,
+  // which would otherwise create it owned by root) can lease.
+  absl::Status CreateLeaseDirectory() const;
   // Removes the lease of `holder` (OK when it has none).
   absl::Status RemoveLease(absl::string_view holder) const;
   // Versions of `model` named by leases younger than the policy's lease_ttl.

@@ -34,11 +34,13 @@ absl::Status RunTrainerServer(const TrainerServerOptions& options) {
       fs::absolute(options.checkpoint_root, error).lexically_normal().string();
   const CheckpointStore store(checkpoint_root);
   MICROGPT_RETURN_IF_ERROR(store.RemoveTemporaryDirectories());
+  MICROGPT_RETURN_IF_ERROR(store.CreateLeaseDirectory());
 
   TrainerServiceOptions service_options;
   service_options.checkpoint_root = checkpoint_root;
   service_options.data_root = options.data_root;
   service_options.retention = options.retention;
+  service_options.limits = options.limits;
   TrainerServiceImpl service(std::move(service_options));
   ServerRunner runner(options.server);
   runner.AddService(&service, v1::Trainer::service_full_name());

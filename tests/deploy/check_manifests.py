@@ -38,7 +38,6 @@ PENDING_FLAGS = {
     "trainer": "issue 7: generator follows the trainer over gRPC",
     "cache_dir": "issue 7: generator follows the trainer over gRPC",
     "max_connection_age": "issue 7: server-side max connection age",
-    "auth_token_file": "later issue: auth token",
     "metrics_port": "later issue: Prometheus /metrics",
 }
 
@@ -498,6 +497,13 @@ class Manifests:
                 writers.append(pvc.get("claimName"))
         if not writers:
             return
+        # ReadWriteOnce is per node: pods required to share a node with the
+        # claim's other users (shared-checkpoints mode: generators writing
+        # only their leases beside the trainer) can all attach it.
+        affinity = (pod.get("affinity") or {}).get("podAffinity") or {}
+        if any(t.get("topologyKey") == "kubernetes.io/hostname"
+               for t in affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+            return
         spec = w.get("spec") or {}
         problems = []
         if spec.get("replicas", 1) != 1:
@@ -613,6 +619,10 @@ class Manifests:
                 problems.append(f"--trainer={values['trainer']}: no Service {host}")
             elif not any(str(p.get("port")) == port for p in svc["spec"].get("ports") or []):
                 problems.append(f"--trainer={values['trainer']}: Service {host} has no port {port}")
+        # `microgpt-trainer serve` refuses to start without a bearer token.
+        if command.endswith("microgpt-trainer") and positional[:1] == ["serve"] \
+                and not values.get("auth_token_file") and "insecure_no_auth" not in values:
+            problems.append("microgpt-trainer serve without --auth_token_file would not start")
         self.r.check(f"{self.where(w)}: container {c.get('name')}: flags agree with ports, volumes, grace period", problems)
         self.check_flags_against_binary(w, c, command, flags)
 
@@ -884,6 +894,10 @@ def mutate(name, docs):
     elif name == "port-flag":
         c = _container(docs, "trainer")
         c["args"] = [a if not a.startswith("--port=") else "--port=50053" for a in c["args"]]
+    elif name == "trainer-no-token":
+        cm = _find(docs, "ConfigMap", "trainer-config")
+        cm["data"] = {k: "\n".join(l for l in v.splitlines() if not l.startswith("--auth_token_file"))
+                      for k, v in cm["data"].items()}
     else:
         raise SystemExit(f"mutate: unknown mutation {name}")
     return docs
@@ -997,7 +1011,7 @@ def check_dockerfile(path, rendered):
 
 MUTATIONS = ["service-selector", "deployment-selector", "no-limits", "probe-port",
              "target-port", "privilege-escalation", "grace-period", "hpa-target", "port-flag",
-             "enum-value"]
+             "enum-value", "trainer-no-token"]
 
 
 def main(argv):
