@@ -88,26 +88,18 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
   const int vocab = static_cast<int>(logits.size());
   if (vocab == 0) return result;
 
-  // Pass 1: maximum and first argmax, spotting NaNs.
+  // Pass 1: the largest logit, after NaNs are made -inf (vectorised loops).
   const float* x = logits.data();
-  bool has_nan = false;
-  float max_logit = kNegInf;
-  int argmax = 0;
-  for (int i = 0; i < vocab; ++i) {
-    if (x[i] > max_logit) {
-      max_logit = x[i];
-      argmax = i;
-    } else if (std::isnan(x[i])) {
-      has_nan = true;
-    }
-  }
-  if (has_nan) {
+  if (AnyNaN(x, vocab)) {
     clean_.assign(logits.begin(), logits.end());
     for (float& v : clean_) {
       if (std::isnan(v)) v = kNegInf;
     }
     x = clean_.data();
   }
+  const float max_logit = MaxOf(x, vocab);
+  // The first largest logit: the greedy draw, and the degenerate rows'.
+  const int argmax = static_cast<int>(std::find(x, x + vocab, max_logit) - x);
   const ByLogitDescending by_logit{x};
 
   // log_softmax(raw) = (x - m) - log(sum exp(x - m)), m the largest logit.
@@ -267,31 +259,33 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
 // or more than ~87 T below the largest) are never drawn.
 int Sampler::DrawFromAll(const float* x, float m, float inv_t, int vocab,
                          double* raw_sum) {
-  weights_.resize(vocab);
+  // Whole vectors only: the last one is padded with logits of -inf (weight
+  // 0), a vector op where a scalar tail would be a chain of scalar exps.
+  const int padded = RoundUpToLanes(vocab);
+  weights_.resize(padded);
   float* w = weights_.data();
   float raw_lanes[kLanes] = {}, lanes[kLanes] = {};
-  int i = 0;
-  for (; i + kLanes <= vocab; i += kLanes) {
+  for (int i = 0; i < padded; i += kLanes) {
+    float d[kLanes];
+    if (i + kLanes <= vocab) {
+      for (int j = 0; j < kLanes; ++j) d[j] = x[i + j] - m;
+    } else {
+      for (int j = 0; j < kLanes; ++j) d[j] = kNegInf;
+      for (int j = 0; j < vocab - i; ++j) d[j] = x[i + j] - m;
+    }
     for (int j = 0; j < kLanes; ++j) {
-      const float d = x[i + j] - m;
-      raw_lanes[j] += FastExp(d);
-      w[i + j] = FastExp(d * inv_t);
+      raw_lanes[j] += FastExp(d[j]);
+      w[i + j] = FastExp(d[j] * inv_t);
       lanes[j] += w[i + j];
     }
   }
-  float raw = SumLanes(raw_lanes), total = SumLanes(lanes);
-  for (; i < vocab; ++i) {
-    const float d = x[i] - m;
-    raw += FastExp(d);
-    w[i] = FastExp(d * inv_t);
-    total += w[i];
-  }
-  *raw_sum = raw;
+  const float total = SumLanes(lanes);
+  *raw_sum = SumLanes(raw_lanes);
 
   const float target = static_cast<float>(rng_.Uniform() * total);
   float acc = 0;
   int last_positive = 0;
-  for (i = 0; i < vocab; ++i) {
+  for (int i = 0; i < vocab; ++i) {
     if (w[i] > 0) {
       acc += w[i];
       last_positive = i;

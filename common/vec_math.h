@@ -79,6 +79,13 @@ inline float FastExp(float x) {
   return out;
 }
 
+// Whether any of x[0, n) is NaN.
+inline bool AnyNaN(const float* x, int n) {
+  int nan = 0;
+  for (int i = 0; i < n; ++i) nan |= x[i] != x[i];
+  return nan != 0;
+}
+
 // The largest of x[0, n), n >= 1. x must hold no NaN.
 inline float MaxOf(const float* x, int n) {
   float m = x[0];
