@@ -198,6 +198,8 @@ class FaultsTest : public ::testing::Test {
 TEST_F(FaultsTest,
        PublishPastAFileSizeLimitFailsTheJobAndKeepsEarlierVersions) {
   StartTrainer();
+  // Made at start, owned by the trainer's user, for generators' leases.
+  EXPECT_TRUE(fs::is_directory(dir_ / "checkpoints" / ".leases"));
   ASSERT_EQ(Train(200, /*resume=*/false).back().finished().state(),
             v1::JOB_STATE_SUCCEEDED);
   StopTrainer();
