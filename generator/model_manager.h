@@ -25,6 +25,14 @@
 // (logged, skipped) and the next poll loads the newer one. A lease that
 // cannot be written (read-only root) is logged, and serving goes on.
 //
+// Follow mode (--trainer, --cache_dir) takes no lease: the root is then this
+// generator's own cache, which the trainer's retention never touches (it
+// deletes only under its own root), and nothing else deletes from it, so
+// every version copied there stays. A version the trainer deleted before the
+// follower downloaded it is simply not announced any more. In either mode, a
+// loaded version lives in memory: deleting its files never interrupts
+// serving it; leases are what keep it loadable by new replicas and restarts.
+//
 //   ModelManagerOptions options;
 //   options.root = "/ckpt";
 //   ModelManager manager(options);
