@@ -118,9 +118,7 @@ void softmax_inplace(float* x, int n) {
 // overhead (argument checks, packing, the beta pass) cost more than the
 // arithmetic, 6 calls per document, head and layer. The loops are compiled
 // for the usual head widths (kHD > 0), where every loop over a head's columns
-// unrolls into a few vector instructions and sums run in local arrays (the
-// compiler cannot keep a sum in registers through a float* that may alias
-// the inputs); kHD = 0 takes HD at run time and sums in place.
+// unrolls into a few vector instructions; kHD = 0 takes HD at run time.
 namespace {
 
 // The length of the head-wide dot products. Dot's 8 lanes vectorise as a
@@ -130,6 +128,31 @@ namespace {
 template <int kHD>
 int DotLength(int C, int NH) {
   return kHD > 0 && kHD < 16 ? kHD : C / NH;
+}
+
+// out[0, HD) = sum_{j < count} w[j * w_stride] * rows[j * row_stride + i]:
+// the head-wide weighted sums of attention. With kHD > 0 the sum runs in a
+// local array, which the compiler keeps in vector registers (through out, a
+// float* that may alias rows, it would reload and store every term).
+template <int kHD>
+void WeightedRowSum(float* out, const float* w, size_t w_stride,
+                    const float* rows, size_t row_stride, int count, int HD) {
+  if constexpr (kHD > 0) {
+    float acc[kHD] = {};
+    for (int j = 0; j < count; ++j) {
+      const float wj = w[j * w_stride];
+      const float* r = rows + j * row_stride;
+      for (int i = 0; i < kHD; ++i) acc[i] += wj * r[i];
+    }
+    std::memcpy(out, acc, sizeof(acc));
+  } else {
+    for (int i = 0; i < HD; ++i) out[i] = 0.0f;
+    for (int j = 0; j < count; ++j) {
+      const float wj = w[j * w_stride];
+      const float* r = rows + j * row_stride;
+      for (int i = 0; i < HD; ++i) out[i] += wj * r[i];
+    }
+  }
 }
 
 template <int kHD>
@@ -157,18 +180,8 @@ void AttentionForward(float* out, float* att, const float* qkv,
         }
         softmax_inplace(row, t + 1);
         // out_t = sum_{s <= t} att[t, s] v_s
-        float acc[kHD > 0 ? kHD : 1];
-        float* o = kHD > 0 ? acc : out_b + static_cast<size_t>(t) * C + h * HD;
-        for (int i = 0; i < HD; ++i) o[i] = 0.0f;
-        for (int s = 0; s <= t; ++s) {
-          const float* v = vh + static_cast<size_t>(s) * C3;
-          const float w = row[s];
-          for (int i = 0; i < HD; ++i) o[i] += w * v[i];
-        }
-        if (kHD > 0) {
-          std::memcpy(out_b + static_cast<size_t>(t) * C + h * HD, acc,
-                      sizeof(float) * HD);
-        }
+        WeightedRowSum<kHD>(out_b + static_cast<size_t>(t) * C + h * HD, row, 1,
+                            vh, C3, t + 1, HD);
       }
     }
   }
@@ -206,43 +219,19 @@ void AttentionBackward(float* dqkv, float* datt, const float* dout,
           dr[s] = Dot(d, vh + static_cast<size_t>(s) * C3, dot_n);
           dot += ar[s] * dr[s];
         }
-        float acc_q[kHD > 0 ? kHD : 1];
-        float* dq = kHD > 0 ? acc_q : dqh + static_cast<size_t>(t) * C3;
-        for (int i = 0; i < HD; ++i) dq[i] = 0.0f;
-        for (int s = 0; s <= t; ++s) {
-          const float w = scale * ar[s] * (dr[s] - dot);
-          dr[s] = w;
-          const float* k = kh + static_cast<size_t>(s) * C3;
-          for (int i = 0; i < HD; ++i) dq[i] += w * k[i];
-        }
-        if (kHD > 0) {
-          std::memcpy(dqh + static_cast<size_t>(t) * C3, acc_q,
-                      sizeof(float) * HD);
-        }
+        for (int s = 0; s <= t; ++s) dr[s] = scale * ar[s] * (dr[s] - dot);
+        WeightedRowSum<kHD>(dqh + static_cast<size_t>(t) * C3, dr, 1, kh, C3,
+                            t + 1, HD);
       }
-      // By key s: dk_s = sum_{t >= s} dscores[t, s] q_t and
-      // dv_s = sum_{t >= s} att[t, s] dout_t. Every element of dqkv is
-      // written once, so it needs no zeroing first.
+      // By key s, over the queries t >= s (column s of datt and att):
+      // dk_s = sum_t dscores[t, s] q_t and dv_s = sum_t att[t, s] dout_t.
+      // Every element of dqkv is written once, so it needs no zeroing first.
       for (int s = 0; s < n; ++s) {
-        float acc_k[kHD > 0 ? kHD : 1], acc_v[kHD > 0 ? kHD : 1];
-        float* dk = kHD > 0 ? acc_k : dkh + static_cast<size_t>(s) * C3;
-        float* dv = kHD > 0 ? acc_v : dvh + static_cast<size_t>(s) * C3;
-        for (int i = 0; i < HD; ++i) dk[i] = dv[i] = 0.0f;
-        for (int t = s; t < n; ++t) {
-          const float* q = qh + static_cast<size_t>(t) * C3;
-          const float* d = douth + static_cast<size_t>(t) * C;
-          const float wk = datt[t * n + s], wv = a[t * n + s];
-          for (int i = 0; i < HD; ++i) {
-            dk[i] += wk * q[i];
-            dv[i] += wv * d[i];
-          }
-        }
-        if (kHD > 0) {
-          std::memcpy(dkh + static_cast<size_t>(s) * C3, acc_k,
-                      sizeof(float) * HD);
-          std::memcpy(dvh + static_cast<size_t>(s) * C3, acc_v,
-                      sizeof(float) * HD);
-        }
+        const size_t ts = static_cast<size_t>(s) * n + s;  // [t = s, s]
+        WeightedRowSum<kHD>(dkh + static_cast<size_t>(s) * C3, datt + ts, n,
+                            qh + static_cast<size_t>(s) * C3, C3, n - s, HD);
+        WeightedRowSum<kHD>(dvh + static_cast<size_t>(s) * C3, a + ts, n,
+                            douth + static_cast<size_t>(s) * C, C, n - s, HD);
       }
     }
   }

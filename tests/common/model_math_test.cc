@@ -268,6 +268,9 @@ struct GradientCase {
   std::vector<Doc> docs;
   bool every_tensor_has_gradient;
   int threads = 1;  // TrainingGraph's shards
+  // Heads: TinyConfig's n_embd 8 over n_head 2 unless set (attention's loops
+  // are compiled per head width, with a run-time fallback).
+  int n_embd = 8, n_head = 2;
 };
 void PrintTo(const GradientCase& c, std::ostream* os) { *os << c.name; }
 
@@ -305,7 +308,12 @@ class ModelMathGradientTest : public ::testing::TestWithParam<GradientCase> {
   // Float gradients against double differences: below 1e-6 when right.
   static constexpr double kTolerance = 1e-4;
 
-  const ModelConfig config_ = TinyConfig();
+  const ModelConfig config_ = [] {
+    ModelConfig c = TinyConfig();
+    c.n_embd = GetParam().n_embd;
+    c.n_head = GetParam().n_head;
+    return c;
+  }();
   const std::vector<Doc> docs_ = GetParam().docs;
   std::vector<float> params_, grads_;
   std::vector<double> numeric_;
@@ -413,6 +421,9 @@ INSTANTIATE_TEST_SUITE_P(
                       {4, 3, 3, 1, 2, 0, 4}},
                      true,
                      3},
+        // Head width 16 (one head), and 6: no compiled width, run-time loops.
+        GradientCase{"HeadWidth16", TinyDocs(), true, 1, 16, 1},
+        GradientCase{"HeadWidth6", TinyDocs(), true, 2, 12, 2},
         // A document of exactly block_size positions.
         GradientCase{"FullBlock", {{4, 0, 1, 2, 3, 1, 4}}, true},
         // One position: every matmul has a single row.
