@@ -125,6 +125,9 @@ class GenerateReactor final
 
   absl::Status Begin(const ModelManager* models, Scheduler* scheduler,
                      const v1::GenerateRequest& request) {
+    if (absl::Status valid = ValidateGenerateRequest(request); !valid.ok()) {
+      return valid;
+    }
     absl::StatusOr<std::shared_ptr<const ServableModel>> servable =
         models->Get(request.model(), request.version());
     if (!servable.ok()) return servable.status();

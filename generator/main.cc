@@ -47,6 +47,9 @@ ABSL_FLAG(int, threads, 1, "Compute worker threads.");
 ABSL_FLAG(int, metrics_port, 0,
           "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
 ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
+ABSL_FLAG(int, max_message_bytes, 4 << 20,
+          "Largest request accepted, in bytes; larger ones fail with "
+          "RESOURCE_EXHAUSTED (a Generate request is a few KiB at most).");
 ABSL_FLAG(bool, require_auth, false,
           "Require \"authorization: Bearer <token>\" on Generator calls (the "
           "token from --auth_token_file or MICROGPT_AUTH_TOKEN); health and "
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
   options.server.host = absl::GetFlag(FLAGS_host);
   options.server.port = absl::GetFlag(FLAGS_port);
   options.server.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.server.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.trainer_address = absl::GetFlag(FLAGS_trainer);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);

@@ -5,8 +5,25 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_store.h"
 
 namespace microgpt {
+
+absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request) {
+  if (!request.model().empty()) {
+    if (absl::Status status = ValidateModelName(request.model());
+        !status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", status.message()));
+    }
+  }
+  if (request.prompt().size() > static_cast<size_t>(kMaxPromptBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt has ", request.prompt().size(),
+                     " bytes, more than the limit of ", kMaxPromptBytes));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,

@@ -1,10 +1,13 @@
-// Validation of Generator requests: turns a GenerateRequest into the
-// sequences it asks for on one model version, or INVALID_ARGUMENT naming the
-// offending field and its limit. ListModelsRequest has no fields to check.
+// Validation of Generator requests, in two steps: ValidateGenerateRequest
+// checks what needs no model (before the model is looked up), and
+// MakeSequenceSpecs turns the request into the sequences it asks for on one
+// model version. Both fail with INVALID_ARGUMENT naming the offending field
+// and its limit. ListModelsRequest has no fields to check.
 //
+//   MICROGPT_RETURN_IF_ERROR(ValidateGenerateRequest(request));
+//   ... servable = models->Get(request.model(), request.version());
 //   absl::StatusOr<std::vector<SequenceSpec>> specs =
 //       MakeSequenceSpecs(request, servable, seed);
-//   if (!specs.ok()) return specs.status();  // INVALID_ARGUMENT
 #ifndef MICROGPT_GENERATOR_REQUEST_VALIDATION_H_
 #define MICROGPT_GENERATOR_REQUEST_VALIDATION_H_
 
@@ -12,7 +15,9 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/config.h"
 #include "generator/model_manager.h"
 #include "generator/scheduler.h"
 #include "microgpt/v1/microgpt.pb.h"
@@ -23,6 +28,15 @@ namespace microgpt {
 inline constexpr int kMaxSamplesPerRequest = 64;
 // Temperature when the request leaves it unset (the reference).
 inline constexpr float kDefaultTemperature = 0.5f;
+// Longest prompt in bytes: block_size - 1 characters of at most 4 UTF-8
+// bytes each for the largest block_size. Checked before the prompt is
+// tokenized, so an oversized one costs nothing.
+inline constexpr int kMaxPromptBytes = 4 * kMaxBlockSize;
+
+// The checks that need no model: model is empty or a valid model name
+// (ValidateModelName: no path separators), the prompt has at most
+// kMaxPromptBytes bytes.
+absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request);
 
 // The sequences a request asks for on `servable`, or INVALID_ARGUMENT naming
 // the offending field. `random_seed` is used when the request has no seed;

@@ -30,6 +30,11 @@ void ServerRunner::AddService(grpc::Service* service, std::string health_name) {
 }
 
 absl::Status ServerRunner::Start(absl::string_view name) {
+  if (options_.max_message_bytes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the max message size must be positive, got ",
+                     options_.max_message_bytes));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

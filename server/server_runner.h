@@ -31,6 +31,8 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 = pick a free port
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // Largest message received or sent; a larger request fails with
+  // RESOURCE_EXHAUSTED before any handler runs.
   int max_message_bytes = 4 << 20;
   // Connections are closed (GOAWAY) after about this long, so clients
   // reconnect and re-resolve and new replicas get their share of calls. Zero
@@ -51,7 +53,8 @@ class ServerRunner {
   void AddService(grpc::Service* service, std::string health_name);
 
   // Builds and starts the server and prints "<name> listening on HOST:PORT".
-  // UNAVAILABLE when the address cannot be bound.
+  // UNAVAILABLE when the address cannot be bound, INVALID_ARGUMENT for bad
+  // options.
   absl::Status Start(absl::string_view name);
 
   int port() const { return port_; }

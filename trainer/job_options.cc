@@ -4,10 +4,13 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/checkpoint_store.h"
 #include "common/dataset.h"
+#include "common/tokenizer.h"
 
 namespace microgpt {
 namespace {
@@ -39,9 +42,92 @@ absl::StatusOr<ModelConfig> ConfigFromRequest(const v1::ModelConfig& proto) {
 
 }  // namespace
 
+absl::Status ValidateJobId(absl::string_view job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+  if (job_id.size() > kMaxJobIdLength) {
+    return absl::InvalidArgumentError(absl::StrCat("job_id has ", job_id.size(),
+                                                   " characters, more than ",
+                                                   kMaxJobIdLength));
+  }
+  for (const char c : job_id) {
+    if (!absl::ascii_isalnum(c) && c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("job_id \"", absl::CHexEscape(job_id),
+                       "\" has a character outside [A-Za-z0-9-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDataset(const std::vector<std::string>& documents,
+                          const TrainingLimits& limits,
+                          absl::string_view field) {
+  if (static_cast<int64_t>(documents.size()) > limits.max_documents) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " has ", documents.size(), " documents, more than the limit of ",
+        limits.max_documents));
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    const int64_t bytes = static_cast<int64_t>(documents[i].size());
+    if (bytes > limits.max_document_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": document ", i, " has ", bytes,
+          " bytes, more than the limit of ", limits.max_document_bytes));
+    }
+    total += bytes;
+  }
+  if (total > limits.max_dataset_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " has ", total, " bytes of documents, more than ",
+                     "the limit of ", limits.max_dataset_bytes));
+  }
+  return absl::OkStatus();
+}
+
+int64_t EstimateTrainingBytes(const ModelConfig& config, int batch_size,
+                              int threads) {
+  // Dimension names of TrainingGraph; every factor is bounded by
+  // ModelConfig::Validate and TrainingOptions::Validate, so int64 holds the
+  // products.
+  const int64_t B = batch_size, T = config.block_size, C = config.n_embd,
+                L = config.n_layer, NH = config.n_head, V = config.vocab_size;
+  const int64_t N = B * T;  // rows of a full batch
+  const int64_t P = config.num_parameters();
+  // Parameters, gradients, Adam's m and v; each extra thread's gradients.
+  const int64_t parameter_floats = (4 + (threads - 1)) * P;
+  // Per layer: ln1, qkv, atty, ln2 ([N, C] x 6), fch ([N, 4C]), two rstd
+  // ([N]), and the attention weights of every document ([B, NH, T, T]).
+  const int64_t layer_floats = N * (10 * C + 2) + B * NH * T * T;
+  // Shared: encoded, x, dx, dln, datty ([N, C] x 5), dfch ([N, 4C]), dqkv
+  // ([N, 3C]), logits, probs, dlogits ([N, V] x 3), encoded_rstd, and each
+  // thread's attention scratch ([T, T]).
+  const int64_t shared_floats =
+      N * (12 * C + 3 * V + 1) + int64_t{threads} * T * T;
+  return static_cast<int64_t>(sizeof(float)) *
+         (parameter_floats + L * layer_floats + shared_floats);
+}
+
+absl::Status CheckTrainingFits(const TrainingOptions& training,
+                               const TrainingLimits& limits) {
+  const ModelConfig& c = training.config;
+  const int64_t bytes =
+      EstimateTrainingBytes(c, training.batch_size, training.threads);
+  if (bytes <= limits.max_training_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "training would need about ", bytes >> 20, " MiB (", bytes,
+      " bytes: parameters, gradients, Adam state and activations for n_embd ",
+      c.n_embd, ", n_head ", c.n_head, ", n_layer ", c.n_layer, ", block_size ",
+      c.block_size, ", vocab_size ", c.vocab_size, ", batch_size ",
+      training.batch_size, "), more than this trainer's limit of ",
+      limits.max_training_bytes,
+      " bytes (--max_training_bytes); make the model or the batch smaller"));
+}
+
 absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
-    const v1::StartTrainingRequest& request) {
+    const v1::StartTrainingRequest& request, const TrainingLimits& limits) {
   TrainingJobOptions options;
+  options.limits = limits;
   if (absl::Status status = ValidateModelName(request.model()); !status.ok()) {
     return Prefixed("model: ", status);
   }
@@ -58,15 +144,33 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
       // The entries as the lines of a dataset file, so the same rules apply
       // (strip, drop empty, UTF-8); "line N" in an error is entry N - 1.
       const auto& documents = request.inline_dataset().documents();
+      if (documents.size() > limits.max_documents) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "inline_dataset has ", documents.size(),
+            " documents, more than the limit of ", limits.max_documents));
+      }
+      int64_t bytes = 0;
       for (int i = 0; i < documents.size(); ++i) {
         if (documents[i].find('\n') != std::string::npos) {
           return absl::InvalidArgumentError(absl::StrCat(
               "inline_dataset.documents[", i, "] contains a newline"));
         }
+        bytes += static_cast<int64_t>(documents[i].size());
+      }
+      // Before the join, which would copy all of it.
+      if (bytes > limits.max_dataset_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "inline_dataset has ", bytes, " bytes, more than the limit of ",
+            limits.max_dataset_bytes));
       }
       auto parsed = ParseDocuments(absl::StrJoin(documents, "\n"));
       if (!parsed.ok()) return Prefixed("inline_dataset: ", parsed.status());
       options.documents = *std::move(parsed);
+      if (absl::Status status =
+              CheckDataset(options.documents, limits, "inline_dataset");
+          !status.ok()) {
+        return status;
+      }
       break;
     }
     case v1::StartTrainingRequest::DATASET_NOT_SET:
@@ -109,6 +213,18 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
   }
   options.checkpoint_every = request.checkpoint_every();
   if (absl::Status status = training.Validate(); !status.ok()) return status;
+  if (!options.resume) {
+    // The vocabulary of a dataset file is known once it is read (the job
+    // checks again then); until then, the smallest one.
+    training.config.vocab_size =
+        options.documents.empty()
+            ? 2
+            : Tokenizer::FromDocuments(options.documents).vocab_size();
+    if (absl::Status status = CheckTrainingFits(training, limits);
+        !status.ok()) {
+      return status;
+    }
+  }
   return options;
 }
 

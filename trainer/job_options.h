@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/config.h"
 #include "common/training_run.h"
 #include "microgpt/v1/microgpt.pb.h"
 
@@ -23,6 +26,25 @@ namespace microgpt {
 
 // Upper bound on StartTrainingRequest.steps.
 inline constexpr int64_t kMaxTrainingSteps = int64_t{1} << 32;
+// Longest job_id accepted by WatchTraining, GetTraining and CancelTraining
+// (the trainer's own ids, "job-<n>-<8 hex digits>", are shorter).
+inline constexpr size_t kMaxJobIdLength = 64;
+
+// What one StartTraining request may ask of the trainer. The serve command's
+// flags set them (--max_dataset_bytes, --max_training_bytes); the defaults
+// suit a machine with a few GiB to spare.
+struct TrainingLimits {
+  // Bytes of the dataset: the file under --data_root, or the inline documents
+  // together (which the server's max message size bounds too).
+  int64_t max_dataset_bytes = int64_t{256} << 20;
+  // Documents (after stripping and dropping empty ones), and bytes of one.
+  // Training reads at most block_size characters of a document, so longer
+  // ones are mistakes, not data.
+  int64_t max_documents = int64_t{1} << 22;
+  int64_t max_document_bytes = int64_t{64} << 10;
+  // The run's estimated memory (EstimateTrainingBytes).
+  int64_t max_training_bytes = int64_t{4} << 30;
+};
 
 struct TrainingJobOptions {
   std::string model;  // a valid model name
@@ -32,15 +54,46 @@ struct TrainingJobOptions {
   TrainingOptions training;      // validated; config ignored when resuming
   int64_t checkpoint_every = 0;  // 0 = only at the end
   bool resume = false;
+  // Checked by JobOptionsFromRequest as far as the request allows, and by
+  // CheckDataset / CheckTrainingFits once the dataset is read.
+  TrainingLimits limits;
 };
 
 // Validates a request and maps it to options, defaults filled in. The
 // request's dataset_path is copied to dataset_file as it is: the caller
 // decides how to confine it (see ResolveDatasetPath). INVALID_ARGUMENT naming
-// the field: "model", "dataset_path"/"inline_dataset" (no dataset),
-// "config.n_head", "steps", "batch_size", "learning_rate", "checkpoint_every".
+// the field: "model", "dataset_path"/"inline_dataset" (no dataset, or beyond
+// the limits of CheckDataset), "config.n_head", "steps", "batch_size",
+// "learning_rate", "checkpoint_every". RESOURCE_EXHAUSTED when a new model
+// would not fit limits.max_training_bytes (CheckTrainingFits; for a dataset
+// file, with the smallest vocabulary until the file is read).
 absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
-    const v1::StartTrainingRequest& request);
+    const v1::StartTrainingRequest& request,
+    const TrainingLimits& limits = TrainingLimits());
+
+// INVALID_ARGUMENT naming the field "job_id" unless `job_id` has 1 to
+// kMaxJobIdLength characters of [A-Za-z0-9-] (what the trainer hands out).
+absl::Status ValidateJobId(absl::string_view job_id);
+
+// INVALID_ARGUMENT naming `field` ("dataset_path", "inline_dataset") and the
+// limit when the documents exceed `limits`: their count, the bytes of one, or
+// their bytes together.
+absl::Status CheckDataset(const std::vector<std::string>& documents,
+                          const TrainingLimits& limits,
+                          absl::string_view field);
+
+// Bytes a training run of `config` (vocab_size included) holds, from the
+// buffers TrainingGraph and TrainingRun allocate: the parameters, their
+// gradients and Adam's two moments (4 floats each, plus a gradient copy per
+// extra thread) and the activations of a full batch of block_size tokens
+// with their gradients.
+int64_t EstimateTrainingBytes(const ModelConfig& config, int batch_size,
+                              int threads);
+
+// RESOURCE_EXHAUSTED naming the estimate, the sizes and the limit when
+// EstimateTrainingBytes(training) exceeds limits.max_training_bytes.
+absl::Status CheckTrainingFits(const TrainingOptions& training,
+                               const TrainingLimits& limits);
 
 }  // namespace microgpt
 

@@ -77,7 +77,22 @@ ABSL_FLAG(std::string, data_root, "",
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "serve: how long calls in flight may take to finish on shutdown.");
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
-          "serve: largest request accepted (inline datasets).");
+          "serve: largest request accepted, in bytes (inline datasets, up to "
+          "--max_dataset_bytes); larger ones fail with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_dataset_bytes,
+          microgpt::TrainingLimits().max_dataset_bytes,
+          "serve: largest StartTraining dataset, in bytes (a file under "
+          "--data_root, or the inline documents together).");
+ABSL_FLAG(int64_t, max_training_bytes,
+          microgpt::TrainingLimits().max_training_bytes,
+          "serve: StartTraining fails with RESOURCE_EXHAUSTED when the run's "
+          "estimated memory (parameters, gradients, Adam state, activations "
+          "of a full batch) is larger.");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "serve: run the Trainer API without a bearer token, so anyone who "
+          "can reach the port may start and cancel training and download "
+          "checkpoints. Without it, serve needs --auth_token_file or "
+          "MICROGPT_AUTH_TOKEN.");
 
 namespace microgpt {
 namespace {
@@ -89,8 +104,11 @@ constexpr char kUsage[] =
     "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
     "       --block_size N --lr X --seed N --checkpoint_every N --resume\n"
     "       --plot curve.svg]\n"
-    "  microgpt-trainer serve --checkpoint_root DIR [--data_root DIR --port P\n"
-    "      --host H --shutdown_grace 10s]\n"
+    "  microgpt-trainer serve --checkpoint_root DIR\n"
+    "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
+    "--insecure_no_auth)\n"
+    "      [--data_root DIR --port P --host H --shutdown_grace 10s\n"
+    "       --max_dataset_bytes N --max_training_bytes N]\n"
     "\n"
     "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
     "      --keep_versions K (delete all but the newest K versions of a model\n"
@@ -166,12 +184,33 @@ absl::Status Serve() {
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.data_root = absl::GetFlag(FLAGS_data_root);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
+  options.limits.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  options.limits.max_training_bytes = absl::GetFlag(FLAGS_max_training_bytes);
+  if (options.limits.max_dataset_bytes < 1 ||
+      options.limits.max_training_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "--max_dataset_bytes and --max_training_bytes must be positive");
+  }
   MICROGPT_RETURN_IF_ERROR(
       SecurityFromFlags(/*require_token=*/false, &options.server.security));
-  if (options.server.security.auth_token.empty()) {
+  // Whoever reaches the Trainer API can train on the machine and read every
+  // checkpoint, so a token is required unless the operator opts out.
+  const bool open = absl::GetFlag(FLAGS_insecure_no_auth);
+  if (!open && options.server.security.auth_token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the Trainer API requires a bearer token: give --auth_token_file or ",
+        kAuthTokenEnv, " (or --insecure_no_auth to serve without one)"));
+  }
+  if (open && !options.server.security.auth_token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--insecure_no_auth contradicts the bearer token from "
+                     "--auth_token_file or ",
+                     kAuthTokenEnv));
+  }
+  if (open) {
     LogWarning(
-        "the Trainer API is open to anyone who can reach it: give a bearer "
-        "token with --auth_token_file or MICROGPT_AUTH_TOKEN");
+        "--insecure_no_auth: the Trainer API is open to anyone who can "
+        "reach it");
   }
   return RunTrainerServer(options);
 }

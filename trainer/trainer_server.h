@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "common/checkpoint_store.h"
 #include "server/server_runner.h"
+#include "trainer/job_options.h"
 
 namespace microgpt {
 
@@ -20,6 +21,7 @@ struct TrainerServerOptions {
   std::string checkpoint_root;  // created when missing
   std::string data_root;        // empty: only inline datasets
   RetentionPolicy retention;    // old versions deleted after each publish
+  TrainingLimits limits;        // what one StartTraining may ask for
 };
 
 // Serves until a shutdown signal; OK after a clean shutdown. Call

@@ -156,7 +156,8 @@ grpc::ServerUnaryReactor* TrainerServiceImpl::StartTraining(
     const v1::StartTrainingRequest* request,
     v1::StartTrainingResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<TrainingJobOptions> options = JobOptionsFromRequest(*request);
+  absl::StatusOr<TrainingJobOptions> options =
+      JobOptionsFromRequest(*request, options_.limits);
   if (options.ok() && request->has_dataset_path()) {
     if (options_.data_root.empty()) {
       options = absl::FailedPreconditionError(
@@ -295,7 +296,9 @@ TrainerServiceImpl::DownloadCheckpoint(
 
 absl::StatusOr<std::shared_ptr<TrainingJob>> TrainerServiceImpl::FindJob(
     absl::string_view job_id) const {
-  if (job_id.empty()) return absl::InvalidArgumentError("job_id is empty");
+  if (absl::Status status = ValidateJobId(job_id); !status.ok()) {
+    return status;
+  }
   absl::MutexLock lock(&mu_);
   for (const auto& job : jobs_) {
     if (job->id() == job_id) return job;

@@ -29,6 +29,7 @@
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
 #include "trainer/checkpoint_feed.h"
+#include "trainer/job_options.h"
 #include "trainer/training_job.h"
 
 namespace microgpt {
@@ -45,6 +46,8 @@ struct TrainerServiceOptions {
   CheckpointFeedOptions checkpoint_feed;
   // Old versions deleted after each publish (default: none).
   RetentionPolicy retention;
+  // What one StartTraining request may ask for (dataset and memory).
+  TrainingLimits limits;
 };
 
 class TrainerServiceImpl final : public v1::Trainer::CallbackService {
@@ -95,8 +98,8 @@ class TrainerServiceImpl final : public v1::Trainer::CallbackService {
   };
 
   void WorkerLoop();
-  // The job with this id: INVALID_ARGUMENT for an empty id, NOT_FOUND for an
-  // unknown one.
+  // The job with this id: INVALID_ARGUMENT for a malformed id (ValidateJobId),
+  // NOT_FOUND for an unknown one.
   absl::StatusOr<std::shared_ptr<TrainingJob>> FindJob(
       absl::string_view job_id) const;
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

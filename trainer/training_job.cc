@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/loss_curve.h"
 #include "common/parameters.h"
+#include "common/tokenizer.h"
 #include "trainer/trainer_metrics.h"
 
 namespace microgpt {
@@ -71,14 +72,27 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   }
   std::vector<std::string> documents;
   if (!options_.dataset_file.empty()) {
-    auto loaded = LoadDocuments(options_.dataset_file);
+    auto loaded =
+        LoadDocuments(options_.dataset_file, options_.limits.max_dataset_bytes);
     if (!loaded.ok()) return Annotated(loaded.status(), "reading the dataset");
     documents = *std::move(loaded);
+    if (absl::Status status =
+            CheckDataset(documents, options_.limits, "dataset_path");
+        !status.ok()) {
+      return status;
+    }
   } else {
     documents = options_.documents;
   }
   TrainingOptions training = options_.training;
   if (!options_.resume) {
+    // Now with the dataset's vocabulary.
+    training.config.vocab_size =
+        Tokenizer::FromDocuments(documents).vocab_size();
+    if (absl::Status status = CheckTrainingFits(training, options_.limits);
+        !status.ok()) {
+      return status;
+    }
     return TrainingRun::Start(training, std::move(documents));
   }
 
@@ -115,6 +129,11 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
     }
   }
   training.config = model->config;
+  // The request's batch_size may be larger than the version's.
+  if (absl::Status status = CheckTrainingFits(training, options_.limits);
+      !status.ok()) {
+    return status;
+  }
   auto run = TrainingRun::Resume(training, std::move(documents),
                                  *std::move(model), *std::move(optimizer));
   if (!run.ok()) return Annotated(run.status(), context);

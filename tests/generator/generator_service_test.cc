@@ -18,6 +18,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "generator/generator_server.h"
+#include "generator/request_validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/generator/test_util.h"
@@ -227,6 +228,18 @@ TEST_F(GeneratorServiceTest, BadRequestsNameTheFieldAndServingContinues) {
        [](auto& r) { r.set_version(-2); },
        kInvalid,
        {"version"}},
+      {"prompt above kMaxPromptBytes, before tokenizing",
+       [](auto& r) { r.set_prompt(std::string(kMaxPromptBytes + 1, 'Z')); },
+       kInvalid,
+       {"prompt", "8193 bytes", "limit of 8192"}},
+      {"model name with a path separator",
+       [](auto& r) { r.set_model("../names"); },
+       kInvalid,
+       {"model", "[A-Za-z0-9._-]"}},
+      {"model name too long",
+       [](auto& r) { r.set_model(std::string(65, 'n')); },
+       kInvalid,
+       {"model", "1 to 64 characters"}},
       {"unknown model",
        [](auto& r) { r.set_model("nope"); },
        grpc::StatusCode::NOT_FOUND,

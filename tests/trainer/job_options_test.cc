@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <string>
 
 #include "tests/trainer/trainer_test_util.h"
 
@@ -117,6 +118,104 @@ TEST(JobOptionsTest, ErrorsNameTheField) {
     EXPECT_THAT(JobOptionsFromRequest(request).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, c.field))
         << c.name;
+  }
+}
+
+TEST(JobOptionsTest, InlineDatasetLimitsNameTheLimit) {
+  TrainingLimits limits;
+  limits.max_dataset_bytes = 100;
+  limits.max_documents = 20;
+  limits.max_document_bytes = 12;
+  v1::StartTrainingRequest request = SmallRequest("m", 10);  // 14, 79 bytes
+  ASSERT_TRUE(JobOptionsFromRequest(request, limits).ok());
+  EXPECT_EQ(JobOptionsFromRequest(request, limits)->limits.max_documents, 20);
+
+  v1::StartTrainingRequest long_document = request;
+  long_document.mutable_inline_dataset()->add_documents("  abcdefghijklm ");
+  EXPECT_THAT(JobOptionsFromRequest(long_document, limits).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "inline_dataset: document 14 has 13 bytes, more than "
+                       "the limit of 12"));
+  v1::StartTrainingRequest many = request;
+  for (int i = 0; i < 7; ++i) many.mutable_inline_dataset()->add_documents("");
+  EXPECT_THAT(JobOptionsFromRequest(many, limits).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "inline_dataset has 21 documents, more than the limit "
+                       "of 20"));
+  v1::StartTrainingRequest large = request;
+  large.mutable_inline_dataset()->add_documents(std::string(22, ' '));
+  EXPECT_THAT(JobOptionsFromRequest(large, limits).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "inline_dataset has 101 bytes, more than the limit of "
+                       "100"));
+}
+
+TEST(JobOptionsTest, CheckDatasetNamesTheField) {
+  TrainingLimits limits;
+  limits.max_dataset_bytes = 10;
+  limits.max_documents = 3;
+  limits.max_document_bytes = 6;
+  EXPECT_TRUE(CheckDataset({"abcdef", "abcd"}, limits, "dataset_path").ok());
+  EXPECT_THAT(CheckDataset({"abcdef", "abcdefg"}, limits, "dataset_path"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "dataset_path: document 1 has 7 bytes"));
+  EXPECT_THAT(CheckDataset({"a", "b", "c", "d"}, limits, "dataset_path"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "dataset_path has 4 documents"));
+  EXPECT_THAT(CheckDataset({"abcdef", "abcde"}, limits, "dataset_path"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "dataset_path has 11 bytes of documents"));
+}
+
+TEST(JobOptionsTest, EstimateTrainingBytesCountsWeightsAdamAndActivations) {
+  ModelConfig config;  // n_embd 16, n_head 4, n_layer 1, block_size 16
+  config.vocab_size = 27;
+  ASSERT_EQ(config.num_parameters(), 4192);
+  // Floats: 4 x 4192 (weights, gradients, m, v); the layer's activations
+  // 16 x (10 x 16 + 2) + 4 heads x 16 x 16; the shared ones
+  // 16 x (12 x 16 + 3 x 27 + 1) + the thread's 16 x 16 scratch.
+  EXPECT_EQ(EstimateTrainingBytes(config, 1, 1),
+            4 * (16768 + 2592 + 1024 + 4384 + 256));
+  // A second document doubles the activations, a second thread adds a
+  // gradient copy and a scratch.
+  EXPECT_EQ(EstimateTrainingBytes(config, 2, 1),
+            4 * (16768 + 2 * (2592 + 1024 + 4384) + 256));
+  EXPECT_EQ(EstimateTrainingBytes(config, 1, 2),
+            4 * (16768 + 4192 + 2592 + 1024 + 4384 + 2 * 256));
+  // The largest sizes the validation allows do not overflow.
+  ModelConfig largest{kMaxEmbd, 64, kMaxLayers, kMaxBlockSize, kMaxVocabSize};
+  EXPECT_GT(EstimateTrainingBytes(largest, 4096, 64), int64_t{1} << 48);
+}
+
+TEST(JobOptionsTest, ConfigBeyondTheMemoryBudgetIsResourceExhausted) {
+  TrainingLimits limits;
+  limits.max_training_bytes = 100096;  // exactly the default model, batch 1
+  v1::StartTrainingRequest request;
+  request.set_model("m");
+  // 26 letters + BOS: vocab_size 27, as in the estimate above.
+  request.mutable_inline_dataset()->add_documents("abcdefghijklmnopqrstuvwxyz");
+  ASSERT_TRUE(JobOptionsFromRequest(request, limits).ok());
+  request.set_batch_size(2);
+  EXPECT_THAT(JobOptionsFromRequest(request, limits).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       "n_embd 16, n_head 4, n_layer 1, block_size 16, "
+                       "vocab_size 27, batch_size 2), more than this "
+                       "trainer's limit of 100096 bytes"));
+  // Resuming takes the sizes from the version: the job checks them then.
+  request.set_resume(true);
+  EXPECT_TRUE(JobOptionsFromRequest(request, limits).ok());
+}
+
+TEST(JobOptionsTest, JobIds) {
+  EXPECT_TRUE(ValidateJobId("job-1-0badf00d").ok());
+  EXPECT_TRUE(ValidateJobId(std::string(kMaxJobIdLength, 'x')).ok());
+  for (const std::string& bad :
+       {std::string(""), std::string(kMaxJobIdLength + 1, 'x'),
+        std::string("job/1"), std::string("job 1"), std::string("job_1"),
+        std::string("job\0001", 5)}) {
+    EXPECT_THAT(ValidateJobId(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument, "job_id"))
+        << bad;
   }
 }
 

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
 #include "tests/trainer/trainer_test_util.h"
+#include "trainer/job_options.h"
 
 namespace microgpt {
 namespace {
@@ -57,10 +59,12 @@ class TrainerServiceTest : public ::testing::Test {
 
   void TearDown() override { StopServer(); }
 
-  void StartServer(const std::string& checkpoint_root) {
+  void StartServer(const std::string& checkpoint_root,
+                   const TrainingLimits& limits = TrainingLimits()) {
     TrainerServiceOptions options;
     options.checkpoint_root = checkpoint_root;
     options.data_root = dir_.Sub("data");
+    options.limits = limits;
     service_ = std::make_unique<TrainerServiceImpl>(options);
     grpc::ServerBuilder builder;
     int port = 0;
@@ -296,6 +300,185 @@ TEST_F(TrainerServiceTest, InvalidRequestsNameTheField) {
   v1::ListTrainingsResponse jobs;
   ASSERT_TRUE(stub_->ListTrainings(&context, {}, &jobs).ok());
   EXPECT_EQ(jobs.jobs_size(), 0);
+}
+
+TEST_F(TrainerServiceTest, MalformedJobIdsAreInvalidArgument) {
+  const std::string job_id = StartOk(SmallRequest("m", 5));
+  WaitForEnd(job_id);
+  for (const std::string& bad :
+       {std::string(""), std::string("../job-1"), std::string("job 1"),
+        std::string("job-1\n"), std::string(kMaxJobIdLength + 1, 'a')}) {
+    SCOPED_TRACE(bad);
+    v1::TrainingJob job;
+    EXPECT_THAT(Get(bad, &job),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "job_id"));
+    EXPECT_THAT(Cancel(bad, &job),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "job_id"));
+    std::vector<v1::TrainingEvent> events;
+    EXPECT_THAT(Watch(bad, &events),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "job_id"));
+    EXPECT_THAT(events, IsEmpty());
+  }
+  // A well-formed id of no job is NOT_FOUND; the real one is still there.
+  v1::TrainingJob job;
+  EXPECT_THAT(Get(std::string(kMaxJobIdLength, 'a'), &job),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "job_id"));
+  EXPECT_TRUE(Get(job_id, &job).ok());
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(TrainerServiceTest, ListCheckpointsRejectsUnsafeModelNames) {
+  for (const std::string& bad :
+       {std::string("../ckpt"), std::string("a/b"), std::string("/etc"),
+        std::string(".hidden"), std::string(65, 'm')}) {
+    SCOPED_TRACE(bad);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::ListCheckpointsRequest request;
+    request.set_model(bad);
+    v1::ListCheckpointsResponse response;
+    EXPECT_THAT(stub_->ListCheckpoints(&context, request, &response),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "model"));
+    EXPECT_EQ(response.checkpoints_size(), 0);
+  }
+  EXPECT_THAT(ListCheckpoints("m"), IsEmpty());  // still served
+}
+
+TEST_F(TrainerServiceTest, DatasetsBeyondTheLimitsAreInvalidArgument) {
+  StopServer();
+  TrainingLimits limits;
+  limits.max_dataset_bytes = 100;
+  limits.max_documents = 20;
+  limits.max_document_bytes = 12;
+  StartServer(dir_.Sub("ckpt"), limits);
+  WriteFile(dir_.Sub("data/big.txt"), std::string(101, 'a'));
+  WriteFile(dir_.Sub("data/long_line.txt"), "emma\nabcdefghijklm\nava\n");
+  std::string many;
+  for (int i = 0; i < 21; ++i) many += "ab\n";
+  WriteFile(dir_.Sub("data/many.txt"), many);
+  struct Case {
+    const char* name;
+    std::function<void(v1::StartTrainingRequest&)> mutate;
+    std::vector<std::string> message_parts;
+  };
+  const std::vector<Case> cases = {
+      {"file above max_dataset_bytes",
+       [](auto& r) { r.set_dataset_path("big.txt"); },
+       {"big.txt", "larger than the limit of 100 bytes"}},
+      {"file with a document above max_document_bytes",
+       [](auto& r) { r.set_dataset_path("long_line.txt"); },
+       {"dataset_path", "document 1", "13 bytes", "limit of 12"}},
+      {"file with more than max_documents",
+       [](auto& r) { r.set_dataset_path("many.txt"); },
+       {"dataset_path", "21 documents", "limit of 20"}},
+      {"inline documents above max_dataset_bytes",
+       [](auto& r) {
+         r.mutable_inline_dataset()->clear_documents();
+         for (int i = 0; i < 11; ++i) {
+           r.mutable_inline_dataset()->add_documents("abcdefghij");
+         }
+       },
+       {"inline_dataset", "110 bytes", "limit of 100"}},
+      {"inline document above max_document_bytes",
+       [](auto& r) {
+         r.mutable_inline_dataset()->add_documents("abcdefghijklm");
+       },
+       {"inline_dataset", "13 bytes", "limit of 12"}},
+      {"more inline documents than max_documents",
+       [](auto& r) {
+         for (int i = 0; i < 7; ++i)
+           r.mutable_inline_dataset()->add_documents("a");
+       },
+       {"inline_dataset", "21 documents", "limit of 20"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::StartTrainingRequest request = SmallRequest("limits", 5);
+    c.mutate(request);
+    const grpc::Status status = Start(request, nullptr);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+    for (const std::string& part : c.message_parts) {
+      EXPECT_THAT(status.error_message(), HasSubstr(part));
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir_.Sub("ckpt/limits")));
+  // Within the limits (14 documents, 79 bytes), the same server trains.
+  const std::string job_id = StartOk(SmallRequest("limits", 5));
+  EXPECT_EQ(WaitForEnd(job_id).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(TrainerServiceTest, ModelThatWouldNotFitIsResourceExhausted) {
+  StopServer();
+  TrainingLimits limits;
+  limits.max_training_bytes = 64 << 20;
+  StartServer(dir_.Sub("ckpt"), limits);
+  // 8 layers of 12 * 512^2 parameters: 25M floats, 400 MB with their
+  // gradients and Adam's moments.
+  v1::StartTrainingRequest big = SmallRequest("big", 5);
+  big.mutable_config()->set_n_embd(512);
+  big.mutable_config()->set_n_head(8);
+  big.mutable_config()->set_n_layer(8);
+  const grpc::Status status = Start(big, nullptr);
+  EXPECT_THAT(status,
+              GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "MiB"));
+  EXPECT_THAT(status.error_message(), HasSubstr("n_embd 512"));
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_training_bytes"));
+  // A dataset file's vocabulary is known once the job has read it: 3000
+  // distinct characters make the logits of a 64 x 64 batch (3 x [4096, V])
+  // about 150 MB, though the request alone (vocabulary 2) fits.
+  std::string wide;
+  for (char32_t c = 0x4E00; c < 0x4E00 + 2999; ++c) {
+    wide += static_cast<char>(0xE0 | (c >> 12));
+    wide += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    wide += static_cast<char>(0x80 | (c & 0x3F));
+    wide += '\n';
+  }
+  WriteFile(dir_.Sub("data/wide.txt"), wide);
+  v1::StartTrainingRequest from_file = SmallRequest("wide", 5);
+  from_file.set_dataset_path("wide.txt");
+  from_file.mutable_config()->set_n_embd(16);
+  from_file.mutable_config()->set_n_head(4);
+  from_file.mutable_config()->set_block_size(64);
+  from_file.set_batch_size(64);
+  EXPECT_THAT(
+      Start(from_file, nullptr),
+      GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "vocab_size 3000"));
+  // A batch too large for the budget (activations), then one that fits.
+  v1::StartTrainingRequest batch = SmallRequest("batch", 5);
+  batch.mutable_config()->set_block_size(256);
+  batch.mutable_config()->set_n_embd(64);
+  batch.set_batch_size(1024);
+  EXPECT_THAT(
+      Start(batch, nullptr),
+      GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "batch_size 1024"));
+  for (const char* model : {"big", "wide", "batch"}) {
+    EXPECT_FALSE(fs::exists(dir_.Sub("ckpt") + "/" + model)) << model;
+  }
+  batch.set_batch_size(2);
+  batch.set_steps(2);
+  EXPECT_EQ(WaitForEnd(StartOk(batch)).state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(TrainerServiceTest, ResumeWithABatchBeyondTheBudgetIsResourceExhausted) {
+  EXPECT_EQ(WaitForEnd(StartOk(SmallRequest("grow", 2))).state(),
+            v1::JOB_STATE_SUCCEEDED);
+  StopServer();
+  TrainingLimits limits;
+  limits.max_training_bytes = 16 << 20;
+  StartServer(dir_.Sub("ckpt"), limits);
+  // The version's sizes (n_embd 8, block_size 8) with 4096 documents a step:
+  // about 30 MB of activations.
+  v1::StartTrainingRequest resume = SmallRequest("grow", 4);
+  resume.set_resume(true);
+  resume.set_batch_size(4096);
+  EXPECT_THAT(
+      Start(resume, nullptr),
+      GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "batch_size 4096"));
+  EXPECT_THAT(VersionsOnDisk(dir_.Sub("ckpt"), "grow"), ElementsAre(2));
+  resume.set_batch_size(2);
+  EXPECT_EQ(WaitForEnd(StartOk(resume)).state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_THAT(VersionsOnDisk(dir_.Sub("ckpt"), "grow"), ElementsAre(2, 4));
 }
 
 TEST_F(TrainerServiceTest, OneJobAtATime) {
