@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, starts the trainer and the
-# generator on loopback, trains a model through the Trainer API (progress bar),
+# The main job: installs what is missing, builds, starts the trainer (with a
+# random bearer token) and the generator on loopback, trains a model through the Trainer API (progress bar),
 # waits until the generator serves the published version, streams 10 samples
 # token by token, and stops both services.
 #
@@ -56,8 +56,12 @@ start() {
   echo "demo: $name did not start; see $work/$name.log" >&2
   exit 1
 }
+# The Trainer API requires a bearer token: a random one for this run, which
+# the CLI sends from the environment.
+(umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$work/token")
+export MICROGPT_AUTH_TOKEN=$(cat "$work/token")
 trainer_port=$(start trainer "$bin/trainer/microgpt-trainer" serve --host 127.0.0.1 --port 0 \
-  --checkpoint_root "$work/checkpoints" --data_root "$work/data")
+  --checkpoint_root "$work/checkpoints" --data_root "$work/data" --auth_token_file "$work/token")
 generator_port=$(start generator "$bin/generator/microgpt-generator" --host 127.0.0.1 --port 0 \
   --checkpoint_root "$work/checkpoints" --poll_interval 0.2s)
 echo "trainer on 127.0.0.1:$trainer_port, generator on 127.0.0.1:$generator_port"

@@ -73,8 +73,11 @@ start_servers() {
   MICROGPT_GENERATOR="$(wait_listening microgpt-generator "$servers_tmp/generator.log" $!)"
   export MICROGPT_GENERATOR
 
+  # The SDK tests exercise the API, not authentication (the C++ e2e tests and
+  # tests/tools/grpc_reflect_test.sh do), and send no token: an open trainer,
+  # on loopback only.
   "$trainer" serve --host 127.0.0.1 --port 0 --checkpoint_root "$servers_tmp/checkpoints" \
-    --data_root "$servers_tmp/data" > "$servers_tmp/trainer.log" 2>&1 &
+    --data_root "$servers_tmp/data" --insecure_no_auth > "$servers_tmp/trainer.log" 2>&1 &
   server_pids="$server_pids $!"
   MICROGPT_TRAINER="$(wait_listening microgpt-trainer "$servers_tmp/trainer.log" $!)"
   export MICROGPT_TRAINER

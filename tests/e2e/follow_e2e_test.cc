@@ -27,6 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The trainer's bearer token, which the following generator presents too.
+constexpr char kToken[] = "follow-e2e-token";
+
 // A port that was free a moment ago: bound to 0, read back, closed.
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -60,6 +63,7 @@ class FollowTest : public ::testing::Test {
            << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
     }
     data.close();
+    std::ofstream(dir_ / "token") << kToken << "\n";
     trainer_port_ = FreePort();
     ASSERT_GT(trainer_port_, 0);
     trainer_address_ = absl::StrCat("127.0.0.1:", trainer_port_);
@@ -80,11 +84,15 @@ class FollowTest : public ::testing::Test {
         std::vector<std::string>{
             MICROGPT_TRAINER_BIN, "serve", "--host", "127.0.0.1", "--port",
             std::to_string(trainer_port_), "--checkpoint_root",
-            Path("checkpoints"), "--data_root", Path("data")},
+            Path("checkpoints"), "--data_root", Path("data"),
+            "--auth_token_file", Path("token")},
         Path(log));
     ASSERT_EQ(trainer_->WaitForPort(), trainer_port_)
         << "trainer did not start; see " << Path(log);
-    trainer_client_ = std::make_unique<TrainerClient>(trainer_address_);
+    ClientOptions options;
+    options.auth_token = kToken;
+    trainer_client_ =
+        std::make_unique<TrainerClient>(trainer_address_, options);
   }
 
   void Train(int64_t steps, bool resume) {
@@ -141,11 +149,11 @@ class FollowTest : public ::testing::Test {
 TEST_F(FollowTest, GeneratorFollowsTheTrainerAcrossARestart) {
   ASSERT_NO_FATAL_FAILURE(StartTrainer("trainer.log"));
   generator_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{MICROGPT_GENERATOR_BIN, "--host", "127.0.0.1",
-                               "--port", "0", "--trainer", trainer_address_,
-                               "--cache_dir", Path("cache"),
-                               "--max_connection_age", "2s", "--poll_interval",
-                               "0.05s", "--shutdown_grace", "5s"},
+      std::vector<std::string>{
+          MICROGPT_GENERATOR_BIN, "--host", "127.0.0.1", "--port", "0",
+          "--trainer", trainer_address_, "--auth_token_file", Path("token"),
+          "--cache_dir", Path("cache"), "--max_connection_age", "2s",
+          "--poll_interval", "0.05s", "--shutdown_grace", "5s"},
       Path("generator.log"));
   const int generator_port = generator_->WaitForPort();
   ASSERT_GT(generator_port, 0) << "generator did not start";

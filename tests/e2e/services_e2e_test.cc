@@ -28,6 +28,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
+// The trainer's bearer token (it refuses to serve without one).
+constexpr char kToken[] = "services-e2e-token";
+
 class ServicesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -46,12 +49,13 @@ class ServicesTest : public ::testing::Test {
            << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
     }
     data.close();
+    std::ofstream(dir_ / "token") << kToken << "\n";
 
     trainer_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{MICROGPT_TRAINER_BIN, "serve", "--host",
-                                 "127.0.0.1", "--port", "0",
-                                 "--checkpoint_root", Path("checkpoints"),
-                                 "--data_root", Path("data")},
+        std::vector<std::string>{
+            MICROGPT_TRAINER_BIN, "serve", "--host", "127.0.0.1", "--port", "0",
+            "--checkpoint_root", Path("checkpoints"), "--data_root",
+            Path("data"), "--auth_token_file", Path("token")},
         Path("trainer.log"));
     generator_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{MICROGPT_GENERATOR_BIN, "--host", "127.0.0.1",
@@ -65,7 +69,10 @@ class ServicesTest : public ::testing::Test {
     ASSERT_GT(generator_port, 0) << "generator did not start";
     trainer_address_ = absl::StrCat("127.0.0.1:", trainer_port);
     generator_address_ = absl::StrCat("127.0.0.1:", generator_port);
-    trainer_client_ = std::make_unique<TrainerClient>(trainer_address_);
+    ClientOptions trainer_options;
+    trainer_options.auth_token = kToken;
+    trainer_client_ =
+        std::make_unique<TrainerClient>(trainer_address_, trainer_options);
     generator_client_ = std::make_unique<GeneratorClient>(generator_address_);
   }
 

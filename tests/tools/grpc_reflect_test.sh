@@ -175,22 +175,38 @@ check "an unknown method: exit 1 with a message" \
   eval '[ "$rc" -eq 1 ] && has "$err" "does not include a method named \"NoSuchMethod\""'
 
 # --- trainer ----------------------------------------------------------------
+# The Trainer API requires a bearer token; reflection and health stay open.
 mkdir -p "$tmp/data"
+token=grpc-reflect-test-token
+printf '%s\n' "$token" > "$tmp/token"
 start_server trainer "$trainer_bin" serve --host 127.0.0.1 --port 0 \
-  --checkpoint_root "$tmp/trainer-checkpoints" --data_root "$tmp/data" --shutdown_grace 1s
+  --checkpoint_root "$tmp/trainer-checkpoints" --data_root "$tmp/data" --shutdown_grace 1s \
+  --auth_token_file "$tmp/token"
 trainer=$address
 echo "trainer on $trainer"
 
 run -plaintext "$trainer" list
-check "trainer list: shows microgpt.v1.Trainer" eval 'ok && has_line "$out" microgpt.v1.Trainer'
+check "trainer list without a token: shows microgpt.v1.Trainer" eval 'ok && has_line "$out" microgpt.v1.Trainer'
 
-run -plaintext -d '{"model":"m2","inlineDataset":{"documents":["ab","ba","abba"]},"steps":50}' \
+run -plaintext "$trainer" grpc.health.v1.Health/Check
+check "trainer health without a token: SERVING" eval 'ok && has "$out" "\"status\": \"SERVING\""'
+
+run -plaintext "$trainer" microgpt.v1.Trainer/ListTrainings
+check "ListTrainings without a token: Code: Unauthenticated, exit 1" \
+  eval '[ "$rc" -eq 1 ] && has_line "$err" "  Code: Unauthenticated"'
+
+run -plaintext -H "authorization: Bearer wrong-token" "$trainer" microgpt.v1.Trainer/ListTrainings
+check "ListTrainings with a wrong token: Code: Unauthenticated" \
+  eval '[ "$rc" -eq 1 ] && has_line "$err" "  Code: Unauthenticated"'
+
+auth="authorization: Bearer $token"
+run -plaintext -H "$auth" -d '{"model":"m2","inlineDataset":{"documents":["ab","ba","abba"]},"steps":50}' \
   "$trainer" microgpt.v1.Trainer/StartTraining
 job_id=$(sed -n 's/^  "jobId": "\(.*\)"$/\1/p' <<<"$out")
 check "StartTraining: returns a jobId" eval 'ok && [ -n "$job_id" ]'
 
 # The README pipes the request in: -d @ reads it from stdin.
-run -plaintext -d @ "$trainer" microgpt.v1.Trainer/WatchTraining <<<"{\"jobId\":\"$job_id\"}"
+run -plaintext -H "$auth" -d @ "$trainer" microgpt.v1.Trainer/WatchTraining <<<"{\"jobId\":\"$job_id\"}"
 check "WatchTraining: streams until finished" \
   eval 'last=$(last_message); ok && has "$last" "^  \"finished\": \\{" &&
         has "$last" "\"state\": \"JOB_STATE_SUCCEEDED\"" && has "$last" "\"latestVersion\": \"50\""'
