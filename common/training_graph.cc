@@ -41,15 +41,16 @@ struct Tensors {
 
 }  // namespace
 
-// A fixed set of threads that run one function over shard indices: index 0
-// on the calling thread, the others on the pool's threads. Run returns when
-// every index is done. Nothing is allocated per Run.
+// A fixed set of threads that share out the indices of one function: the
+// calling thread and the pool's threads each take the next index not yet
+// taken until none is left. Which thread runs an index does not change what
+// it computes, so results do not depend on the scheduling; and when the
+// machine is busy and a pool thread is slow to wake, the caller takes its
+// share instead of waiting for it. Nothing is allocated per Run.
 class TrainingGraph::Workers {
  public:
   explicit Workers(int threads) {
-    for (int i = 1; i < threads; ++i) {
-      threads_.emplace_back([this, i] { Loop(i); });
-    }
+    for (int i = 1; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
   }
   ~Workers() {
     {
@@ -59,47 +60,55 @@ class TrainingGraph::Workers {
     for (std::thread& t : threads_) t.join();
   }
 
-  // fn(i) for i in [0, n), n <= threads.
+  // fn(i) once for each i in [0, n); returns when all are done.
   void Run(int n, absl::FunctionRef<void(int)> fn) {
     {
       absl::MutexLock lock(&mu_);
       fn_ = &fn;
-      active_ = n;
-      pending_ = n - 1;
-      ++generation_;
+      next_ = 0;
+      end_ = n;
     }
-    fn(0);
+    int i;
+    while ((i = Take()) >= 0) fn(i);
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](int* pending) { return *pending == 0; }, &pending_));
+        +[](int* running) { return *running == 0; }, &running_));
     fn_ = nullptr;
   }
 
  private:
-  void Loop(int index) {
-    int64_t seen = 0;
+  // The next index of the current Run, or -1 when every one is taken.
+  int Take() {
+    absl::MutexLock lock(&mu_);
+    return next_ < end_ ? next_++ : -1;
+  }
+
+  void Loop() {
     for (;;) {
       absl::FunctionRef<void(int)>* fn;
+      int i;
       {
         absl::MutexLock lock(&mu_);
-        auto ready = [&] { return stop_ || generation_ != seen; };
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || next_ < end_;
+        };
         mu_.Await(absl::Condition(&ready));
         if (stop_) return;
-        seen = generation_;
-        if (index >= active_) continue;
         fn = fn_;
+        i = next_++;
+        ++running_;  // with the index taken, so that Run waits for it
       }
-      (*fn)(index);
+      (*fn)(i);
       absl::MutexLock lock(&mu_);
-      --pending_;
+      --running_;
     }
   }
 
   absl::Mutex mu_;
   absl::FunctionRef<void(int)>* fn_ ABSL_GUARDED_BY(mu_) = nullptr;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
-  int pending_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int next_ ABSL_GUARDED_BY(mu_) = 0;     // the next index to take
+  int end_ ABSL_GUARDED_BY(mu_) = 0;      // of the current Run
+  int running_ ABSL_GUARDED_BY(mu_) = 0;  // indices the pool is running
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
