@@ -5,12 +5,13 @@
 // its own rows. Nothing is allocated per step.
 //
 // With threads > 1 a batch is cut into that many shards of whole documents
-// with about equal rows; each thread runs the forward and backward of its
-// shard's rows with its own weight gradients, summed at the end. Results
-// depend on the batch and the thread count only. The products inside a shard
-// are single sgemm calls, so OpenBLAS should run single-threaded then
-// (openblas_set_num_threads(1)): the shards are the parallelism, with one
-// hand-off per phase instead of one per product.
+// with about equal rows; the threads share out the shards, running the
+// forward and backward of a shard's rows into that shard's own weight
+// gradients, summed in shard order at the end. Results depend on the batch
+// and the thread count only, not on which thread ran what. The products
+// inside a shard are single sgemm calls, so OpenBLAS should run
+// single-threaded then (BlasThreadsFor in common/blas_threads.h): the shards
+// are the parallelism, with one hand-off per phase instead of one per product.
 #ifndef MICROGPT_COMMON_TRAINING_GRAPH_H_
 #define MICROGPT_COMMON_TRAINING_GRAPH_H_
 
