@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/blas_threads.h"
 #include "common/log.h"
 
 namespace microgpt {
@@ -264,6 +265,18 @@ void Scheduler::ReapAndPromote() {
       --decoders_;
     }
   }
+  UpdateBlasThreads();
+}
+
+void Scheduler::UpdateBlasThreads() {
+  const ModelConfig* widest = nullptr;
+  for (const auto& [servable, set] : decoder_sets_) {
+    const ModelConfig& config = servable->model.config();
+    if (widest == nullptr || config.n_embd > widest->n_embd) widest = &config;
+  }
+  if (widest == nullptr || widest->n_embd == blas_n_embd_) return;
+  blas_n_embd_ = widest->n_embd;
+  ConfigureBlasThreads(EngineWork::kDecoding, *widest, options_.num_threads);
 }
 
 void Scheduler::Loop() {
@@ -310,6 +323,7 @@ void Scheduler::RunStep(
       set->servable = sequences.front()->servable_;
       set->decoders.resize(workers);
       ++decoders_;
+      UpdateBlasThreads();
     }
     // Worker k takes the k-th slice of every version's batch.
     const size_t n = sequences.size();

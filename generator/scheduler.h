@@ -11,7 +11,9 @@
 // and its prompt through the cache, one token per step, then samples.
 // Sequences join at the next step and leave as soon as they finish or are
 // cancelled; one whose buffer is full (a slow reader) is skipped for the step,
-// so it never stalls the others.
+// so it never stalls the others. The loop also sets OpenBLAS's process-wide
+// thread count for the widest model it runs (common/blas_threads.h: one
+// thread unless a single worker runs a wide model), between steps.
 //
 // Generation (MODEL.md, the seed's loop): BOS at position 0, then the prompt;
 // each sampled token is reported with the position it takes in the sequence.
@@ -198,6 +200,9 @@ class Scheduler {
   void RunTask(int worker, const Task& task);
   // Removes finished and cancelled sequences, fills the batch from the queue.
   void ReapAndPromote() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets OpenBLAS's thread count for the widest model with decoders, when
+  // that changed. Loop thread, between steps (no product in flight).
+  void UpdateBlasThreads();
 
   const SchedulerOptions options_;
 
@@ -215,6 +220,9 @@ class Scheduler {
 
   // Loop-owned: decoders by model version (the key is kept alive by the set).
   std::map<const ServableModel*, std::unique_ptr<DecoderSet>> decoder_sets_;
+  // Loop-owned: the n_embd OpenBLAS's thread count was last set for (0:
+  // not yet).
+  int blas_n_embd_ = 0;
   std::unique_ptr<Pool> pool_;
   std::thread loop_;
   std::vector<std::thread> helpers_;

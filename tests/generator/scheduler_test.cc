@@ -1,11 +1,14 @@
 #include "generator/scheduler.h"
 
+#include <cblas.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/blas_threads.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/generator/test_util.h"
@@ -247,6 +250,30 @@ TEST(SchedulerTest, PopAllTakesEveryBufferedEventInOrderAndWakesAFullOne) {
     EXPECT_EQ(events[t].position, static_cast<int>(t + 1));
     EXPECT_EQ(events[t].finish != FinishReason::kNone, t + 1 == events.size());
   }
+}
+
+TEST(SchedulerTest, OpenBlasThreadsFollowTheWidestModelWithDecoders) {
+  ModelCheckpoint narrow = MakeCheckpoint(SmallConfig(64, 16), 3);
+  ModelCheckpoint wide = MakeCheckpoint(SmallConfig(64, 128), 4);
+  SteerBos(narrow, -10.0f);
+  SteerBos(wide, -10.0f);
+  SchedulerOptions options;
+  options.num_threads = 1;
+  options.buffer_tokens = 1;  // unread sequences stay active
+  Scheduler scheduler(options);
+  scheduler.Start();
+  auto first = scheduler.Submit({Spec(MakeServable(narrow, 1), 1)}, nullptr);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated == 1; }));
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+  auto second = scheduler.Submit({Spec(MakeServable(wide, 2), 2)}, nullptr);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated == 2; }));
+  EXPECT_EQ(openblas_get_num_threads(),
+            BlasThreadsFor(EngineWork::kDecoding, wide.config, 1));
+  (*second)[0]->Cancel();
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().decoders == 1; }));
+  EXPECT_EQ(openblas_get_num_threads(), 1);
 }
 
 TEST(SchedulerTest, CancelledSequencesLeaveAtOnce) {
