@@ -7,16 +7,22 @@
 // nothing partial is visible, the next trainer start removes the orphaned
 // temporary directory, and resuming reaches the same final version, bit for
 // bit, as a run that was never interrupted.
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/checkpoint_store.h"
 #include "common/parameters.h"
@@ -34,8 +40,6 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kGdb[] = "/usr/bin/gdb";
-constexpr int64_t kSteps = 400;
-constexpr int64_t kEvery = 100;
 
 std::string ReadAll(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -84,9 +88,9 @@ class CrashTest : public ::testing::Test {
                                      "--checkpoint_root",
                                      Path(root),
                                      "--steps",
-                                     absl::StrCat(kSteps),
+                                     absl::StrCat(steps_),
                                      "--checkpoint_every",
-                                     absl::StrCat(kEvery),
+                                     absl::StrCat(every_),
                                      "--batch_size",
                                      "8",
                                      "--seed",
@@ -187,14 +191,14 @@ class CrashTest : public ::testing::Test {
         << ReadAll(Path("resume.log"));
     const std::string log = ReadAll(Path("resume.log"));
     EXPECT_THAT(log,
-                HasSubstr(absl::StrCat("from step ", latest, " to ", kSteps)));
+                HasSubstr(absl::StrCat("from step ", latest, " to ", steps_)));
     EXPECT_THAT(TemporaryDirectories("checkpoints"), IsEmpty());
     std::vector<int64_t> expected;
-    for (int64_t v = kEvery; v <= kSteps; v += kEvery) expected.push_back(v);
+    for (int64_t v = every_; v <= steps_; v += every_) expected.push_back(v);
     EXPECT_THAT(VerifiedVersions("checkpoints"), ElementsAreArray(expected));
 
     ASSERT_EQ(Train("reference", /*resume=*/false, "reference.log"), 0);
-    for (int64_t v = latest + kEvery; v <= kSteps; v += kEvery) {
+    for (int64_t v = latest + every_; v <= steps_; v += every_) {
       for (const char* file : {"model.safetensors", "optimizer.safetensors",
                                "loss.csv", "manifest.json"}) {
         const std::string resumed =
@@ -210,6 +214,9 @@ class CrashTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  // The run: steps_ steps, a version every every_.
+  int64_t steps_ = 400;
+  int64_t every_ = 100;
 };
 
 TEST_F(CrashTest, KillBetweenCheckpoints) {
@@ -257,6 +264,69 @@ TEST_F(CrashTest, KillInsideAPublishAfterTheRename) {
   EXPECT_THAT(VerifiedVersions("checkpoints"), ElementsAre(100, 200));
   EXPECT_THAT(TemporaryDirectories("checkpoints"), IsEmpty());
   ResumeAndCompare(200);
+}
+
+TEST_F(CrashTest, RepeatedKillsAtRandomMoments) {
+  // No gdb here: the test itself sends SIGKILL after a random delay, again
+  // and again, each restart resuming from whatever the last one published.
+  // 40 publishes (each fsyncs five times) make many kills land inside one.
+  steps_ = 1000;
+  every_ = 25;
+  const uint32_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  std::mt19937 rng(seed);
+  // From before the first step (process start-up) to past the end.
+  std::uniform_int_distribution<int> delay_ms(5, 250);
+  int kills = 0;
+  int inside_publish = 0;  // kills that left a temporary directory
+  bool finished = false;
+  while (!finished && kills < 20) {
+    const std::vector<int64_t> before = VerifiedVersions("checkpoints");
+    ChildProcess trainer(TrainArgs("checkpoints", /*resume=*/!before.empty()),
+                         Path(absl::StrCat("run-", kills, ".log")));
+    absl::SleepFor(absl::Milliseconds(delay_ms(rng)));
+    trainer.Signal(SIGKILL);
+    const std::optional<int> status = trainer.Wait(absl::Seconds(60));
+    ASSERT_TRUE(status.has_value());
+    if (*status == 0) {
+      finished = true;
+    } else {
+      ASSERT_EQ(*status, 128 + SIGKILL)
+          << "seed " << seed << "\n"
+          << ReadAll(Path(absl::StrCat("run-", kills, ".log")));
+      ++kills;
+    }
+    // After every kill: all visible versions whole, none lost, no partial
+    // one visible (VerifiedVersions checks each against its manifest).
+    const std::vector<int64_t> after = VerifiedVersions("checkpoints");
+    EXPECT_TRUE(
+        std::includes(after.begin(), after.end(), before.begin(), before.end()))
+        << "a published version disappeared (seed " << seed << ")";
+    for (int64_t v : after) EXPECT_EQ(v % every_, 0) << v;
+    if (!TemporaryDirectories("checkpoints").empty()) ++inside_publish;
+  }
+  if (!finished) {
+    const bool resume = !VerifiedVersions("checkpoints").empty();
+    ASSERT_EQ(Train("checkpoints", resume, "last.log"), 0)
+        << ReadAll(Path("last.log"));
+  }
+  // Every version of the interrupted lineage is the uninterrupted run's, bit
+  // for bit.
+  ASSERT_EQ(Train("reference", /*resume=*/false, "reference.log"), 0);
+  std::vector<int64_t> expected;
+  for (int64_t v = every_; v <= steps_; v += every_) expected.push_back(v);
+  EXPECT_THAT(VerifiedVersions("checkpoints"), ElementsAreArray(expected));
+  EXPECT_THAT(TemporaryDirectories("checkpoints"), IsEmpty());
+  for (int64_t v : expected) {
+    for (const char* file : {"model.safetensors", "optimizer.safetensors",
+                             "loss.csv", "manifest.json"}) {
+      EXPECT_TRUE(
+          ReadAll(dir_ / "checkpoints" / "words" / absl::StrCat(v) / file) ==
+          ReadAll(dir_ / "reference" / "words" / absl::StrCat(v) / file))
+          << "version " << v << " " << file << " (seed " << seed << ")";
+    }
+  }
+  std::cout << "[          ] " << kills << " kills, " << inside_publish
+            << " inside a publish (seed " << seed << ")\n";
 }
 
 }  // namespace
