@@ -450,7 +450,10 @@ absl::Status CheckpointStore::Publish(
     return ErrnoError(errno, "cannot create directory", temp_dir);
   }
   // Locked until this process exits or closes it, well after the rename:
-  // RemoveTemporaryDirectories leaves it alone while we write.
+  // RemoveTemporaryDirectories leaves it alone while we write. A cleaner in
+  // another process that runs between the mkdir and the flock deletes the
+  // empty directory; this publish then fails (ENOENT on the first file)
+  // without any effect on the versions in place.
   Fd lock(::open(temp_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   absl::Status status = [&]() -> absl::Status {
     if (lock.get() < 0) return ErrnoError(errno, "cannot open", temp_dir);
