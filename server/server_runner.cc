@@ -47,8 +47,10 @@ absl::Status ServerRunner::Start(absl::string_view name) {
       MakeServerCredentials(options_.security);
   if (!credentials.ok()) return credentials.status();
   builder.AddListeningPort(address, *credentials, &port_);
+  // Only what clients send is limited: what the services send is bounded by
+  // their own code (a token, a checkpoint chunk of at most 1 MiB), and a
+  // receive limit lowered for small requests must not break downloads.
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
-  builder.SetMaxSendMessageSize(options_.max_message_bytes);
   if (options_.max_connection_age > absl::ZeroDuration()) {
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_MS,

@@ -31,7 +31,7 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;  // 0 = pick a free port
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Largest message received or sent; a larger request fails with
+  // Largest message received; a larger request fails with
   // RESOURCE_EXHAUSTED before any handler runs.
   int max_message_bytes = 4 << 20;
   // Connections are closed (GOAWAY) after about this long, so clients

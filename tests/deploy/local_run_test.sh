@@ -95,6 +95,9 @@ done
 port_of() { local v=${1}_PORT; echo "${!v}"; }
 TRAINER=127.0.0.1:$(port_of $T)
 GENERATOR=127.0.0.1:$(port_of $G)
+# The trainer requires the bearer token of the Secret microgpt-auth, which
+# the plan wrote where the trainer's pod mounts it.
+TOKEN_FILE=$(sed -n 's/^--auth_token_file=//p' "$WORK"/pods/microgpt-trainer/trainer/mnt/config/*.flags | tail -n 1)
 
 # --- start the "pods" -----------------------------------------------------
 start() {  # start PREFIX LOG: the container's argv under exactly its manifest env
@@ -144,7 +147,13 @@ for _ in range(500):
     print("".join(r.choice(c) + r.choice(v) for _ in range(r.randint(2, 4))))
 EOF
 echo "--- microgpt train --steps 200 --checkpoint_every 100"
-if "$CLI" train --trainer "$TRAINER" --model $MODEL --data_file "$WORK/words.txt" \
+refused_without_token() {
+  local out
+  out=$(env -u MICROGPT_AUTH_TOKEN "$CLI" jobs --trainer "$TRAINER" 2>&1) && return 1
+  grep -qi unauthenticated <<<"$out"
+}
+check "trainer refuses a call without the token (UNAUTHENTICATED)" refused_without_token
+if "$CLI" train --trainer "$TRAINER" --auth_token_file "$TOKEN_FILE" --model $MODEL --data_file "$WORK/words.txt" \
      --steps 200 --checkpoint_every 100 --seed 1 > "$WORK/train1.log" 2>&1; then
   tail -n 2 "$WORK/train1.log"; pass "training run 1 through the trainer port"
 else
@@ -205,7 +214,7 @@ deadline=$((SECONDS + 20))
 while [[ ! -e $WORK/stream.started ]] && ((SECONDS < deadline)); do sleep 0.05; done
 check "long stream started" test -e "$WORK/stream.started"
 
-if "$CLI" train --trainer "$TRAINER" --model $MODEL --data_file "$WORK/words.txt" \
+if "$CLI" train --trainer "$TRAINER" --auth_token_file "$TOKEN_FILE" --model $MODEL --data_file "$WORK/words.txt" \
      --steps 400 --checkpoint_every 100 --seed 1 --resume > "$WORK/train2.log" 2>&1; then
   tail -n 2 "$WORK/train2.log"; pass "training run 2 (--resume, to step 400) through the trainer port"
 else

@@ -35,14 +35,17 @@ class StubGenerator final : public v1::Generator::CallbackService {
     };
     return new Done();
   }
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest*,
-                                       v1::ListModelsResponse*) override {
+  // ListModels answers with one model named `list_name`.
+  grpc::ServerUnaryReactor* ListModels(
+      grpc::CallbackServerContext* context, const v1::ListModelsRequest*,
+      v1::ListModelsResponse* response) override {
+    response->add_models()->set_name(list_name);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
   std::atomic<int> generate_calls{0};
+  std::string list_name = "m";
 };
 
 grpc::Status Generate(v1::Generator::Stub& stub, const std::string& prompt) {
@@ -82,6 +85,27 @@ TEST(ServerRunnerTest, OversizedRequestIsResourceExhaustedAndServingGoesOn) {
   grpc::ClientContext context;
   v1::ListModelsResponse models;
   EXPECT_TRUE(stub->ListModels(&context, {}, &models).ok());
+}
+
+TEST(ServerRunnerTest, ResponsesAreNotLimitedByTheRequestLimit) {
+  // A trainer with a small --max_message_bytes still sends 1 MiB checkpoint
+  // chunks: the limit applies to what clients send.
+  StubGenerator service;
+  service.list_name = std::string(4096, 'n');
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.max_message_bytes = 1024;
+  ServerRunner runner(options);
+  runner.AddService(&service, v1::Generator::service_full_name());
+  ASSERT_TRUE(runner.Start("test").ok());
+  auto stub = v1::Generator::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner.port()),
+                          grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::ListModelsResponse models;
+  const grpc::Status status = stub->ListModels(&context, {}, &models);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(models.models(0).name().size(), 4096u);
 }
 
 TEST(ServerRunnerTest, NonPositiveMessageLimitIsAStartError) {
