@@ -166,6 +166,14 @@ class FaultsTest : public ::testing::Test {
     return versions.ok() ? *versions : std::vector<int64_t>{};
   }
 
+  // The generator's health: 1 SERVING, 2 NOT_SERVING.
+  int Health() {
+    return testing::HealthCheck(
+        grpc::CreateChannel(generator_address_,
+                            grpc::InsecureChannelCredentials()),
+        "");
+  }
+
   // The generator serves `version` (pinned) and reports SERVING.
   void ExpectServing(int64_t version) {
     v1::GenerateRequest request;
@@ -180,12 +188,7 @@ class FaultsTest : public ::testing::Test {
         });
     EXPECT_TRUE(status.ok()) << status;
     EXPECT_EQ(served, version);
-    EXPECT_EQ(testing::HealthCheck(
-                  grpc::CreateChannel(generator_address_,
-                                      grpc::InsecureChannelCredentials()),
-                  ""),
-              1)
-        << "the generator is not SERVING";
+    EXPECT_EQ(Health(), 1) << "the generator is not SERVING";
   }
 
   fs::path dir_;
@@ -259,6 +262,8 @@ TEST_F(FaultsTest, CorruptVersionsAreSkippedWhileTheGoodOneServes) {
   StartGenerator(/*versions_to_keep=*/1);
   ASSERT_TRUE(
       WaitForVersion(*generator_client_, "words", 100, absl::Seconds(20)));
+  // Health turns SERVING just after the first version is listed.
+  ASSERT_TRUE(testing::WaitFor([&] { return Health() == 1; }));
   ExpectServing(100);
 
   // Each bad version appears the way a publisher makes one appear: written
@@ -353,6 +358,7 @@ TEST_F(FaultsTest, RetentionNeverDeletesAServedVersion) {
   }
   ASSERT_FALSE(lease.empty()) << "the generator wrote no lease";
   ASSERT_TRUE(WaitForText(lease, "\"words\":[100]"));
+  ASSERT_TRUE(testing::WaitFor([&] { return Health() == 1; }));
   generator_->Signal(SIGSTOP);
 
   // keep 1: after 300 is published only 300 would stay, but 100 is served.
