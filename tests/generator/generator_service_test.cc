@@ -652,48 +652,57 @@ TEST_F(GeneratorServiceTest, PackedMessagesCarryTheSameTokensInOrder) {
 
 TEST_F(GeneratorServiceTest, TokensBufferedBehindASlowReaderArePacked) {
   StartServer();
-  // As in StreamStartedOnVersion1FinishesOnVersion1: with every alternative
-  // reported, 16 samples of 512 tokens are more than gRPC buffers for a
-  // client that does not read, so the tokens wait in the scheduler's buffers.
+  // A client whose streams take 1 KiB before it reads (a fixed HTTP/2
+  // window): with every alternative reported, a token is about 1 KiB, so the
+  // tokens of a client that stops reading wait in the scheduler's buffers.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto stub = v1::Generator::NewStub(
+      grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                grpc::InsecureChannelCredentials(), args));
   std::string printable;
   for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
   const int bos = static_cast<int>(printable.size());
+  constexpr int kSamples = 4;
+  constexpr int kTokens = 128;
   ModelCheckpoint checkpoint =
-      MakeCheckpoint(SmallConfig(512), 31, 1, 3.0, printable);
+      MakeCheckpoint(SmallConfig(kTokens), 31, 1, 3.0, printable);
   SteerBos(checkpoint, -10.0f);
   PublishAndLoad("names", 1, checkpoint);
   v1::GenerateRequest request;
   request.set_seed(77);
   request.set_temperature(1.0f);
-  request.set_num_samples(16);
+  request.set_num_samples(kSamples);
   request.set_top_logprobs(bos + 1);
   request.set_pack_tokens(true);
   grpc::ClientContext context;
-  auto reader = stub_->Generate(&context, request);
+  auto reader = stub->Generate(&context, request);
   std::vector<v1::GenerateResponse> messages(1);
   ASSERT_TRUE(reader->Read(messages.data()));
-  EXPECT_LT(WaitForQuiescence(), 16 * 512);  // stalled behind the reader
+  // Stalled behind the reader: each sample's buffer (64 tokens) is full.
+  EXPECT_LT(WaitForQuiescence(), kSamples * kTokens);
   v1::GenerateResponse response;
   while (reader->Read(&response)) messages.push_back(response);
   ASSERT_TRUE(reader->Finish().ok());
 
-  ASSERT_EQ(TokenCount(messages), 16u * 512u);
+  ASSERT_EQ(TokenCount(messages), static_cast<size_t>(kSamples * kTokens));
   int widest = 0;
   for (const v1::GenerateResponse& m : messages) {
     ExpectWellFormedPacked(m);
     widest = std::max(widest, m.tokens_size());
   }
-  // A sample's buffer (64 tokens) went out in one message once the reader
-  // was back, not one token per message.
+  // A full buffer went out in one message once the reader was back, not one
+  // token per message.
   EXPECT_GT(widest, 1);
-  EXPECT_LT(messages.size(), 16u * 512u);
+  EXPECT_LT(messages.size(), static_cast<size_t>(kSamples * kTokens));
   SamplingParams params;
   params.temperature = 1.0f;
   const Model model = ToModel(checkpoint);
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < kSamples; ++i) {
     const std::vector<v1::GenerateResponse> sample =
         Unpack(SampleMessages(messages, i));
-    ASSERT_EQ(sample.size(), 512u);
+    ASSERT_EQ(sample.size(), static_cast<size_t>(kTokens));
     for (size_t t = 0; t < sample.size(); ++t) {
       EXPECT_EQ(sample[t].position(), static_cast<int>(t + 1));
     }
@@ -759,9 +768,13 @@ TEST_F(GeneratorServiceTest, SeededStreamGivesTheSameTokensAloneAndAmong63) {
   for (int k = 0; k < 64; ++k) {
     v1::GenerateRequest call = k % 2 ? packed_request : request;
     if (k < 62) call.set_seed(1000 + k);
-    clients.emplace_back(
-        [&, k, call] { results[k] = GenerateAll(stub_.get(), call); });
-    if (k >= 61) EXPECT_TRUE(WaitFor([&] { return queued() == k + 1; }));
+    clients.emplace_back([&, k, call] {
+      results[k] = GenerateAll(stub_.get(), call, absl::Seconds(120));
+    });
+    if (k >= 61) {
+      EXPECT_TRUE(
+          WaitFor([&] { return queued() == k + 1; }, absl::Seconds(60)));
+    }
   }
   {
     absl::MutexLock lock(&hold_mu);
