@@ -94,7 +94,11 @@ absl::Status MakeDirectories(const std::string& path) {
     MICROGPT_RETURN_IF_ERROR(MakeDirectories(parent));
   }
   if (::mkdir(path.c_str(), 0755) != 0) {
-    if (errno == EEXIST && IsDirectory(path)) return absl::OkStatus();
+    if (errno == EEXIST) {
+      if (IsDirectory(path)) return absl::OkStatus();  // made meanwhile
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " exists and is not a directory"));
+    }
     return ErrnoError(errno, "cannot create directory", path);
   }
   return FsyncDirectory(parent);

@@ -2,9 +2,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -223,6 +229,8 @@ TEST(TrainingJobTest, PublishFailureFailsTheJob) {
   ASSERT_TRUE(result.started.ok());
   EXPECT_EQ(result.job.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(result.job.error(), ::testing::HasSubstr("publishing version 5"));
+  EXPECT_THAT(result.job.error(),
+              ::testing::HasSubstr(root + " exists and is not a directory"));
   EXPECT_FALSE(result.status.ok());
   EXPECT_EQ(result.job.latest_version(), 0);
 }
@@ -272,6 +280,49 @@ TEST(TrainingJobTest, OrphanedTemporaryDirectoriesAreRemovedAtStart) {
   ASSERT_TRUE(RunJob(request, &store).status.ok());
   EXPECT_FALSE(std::filesystem::exists(orphan));
   EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(5, 10));
+}
+
+TEST(TrainingJobTest, DiskFullFailsTheJobWithThePathAndTheReason) {
+  TempDir dir;
+  const std::string root = dir.Sub("root");
+  ASSERT_EQ(::mkdir(root.c_str(), 0755), 0);
+  // A 256 KiB tmpfs of our own, in a private mount namespace that goes away
+  // with the process.
+  if (::unshare(CLONE_NEWNS) != 0 ||
+      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      ::mount("tmpfs", root.c_str(), "tmpfs", 0, "size=256k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs (" << std::strerror(errno)
+                 << "); needs CAP_SYS_ADMIN";
+  }
+  CheckpointStore store(root);
+  ASSERT_TRUE(RunJob(SmallRequest("m", 5), &store).status.ok());
+  {  // Fill the rest of the file system.
+    std::ofstream filler(root + "/filler", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (filler.write(block.data(), block.size()) && filler.flush()) {
+    }
+  }
+  v1::StartTrainingRequest request = SmallRequest("m", 10);
+  request.set_resume(true);
+  JobResult result = RunJob(request, &store);
+  ASSERT_TRUE(result.started.ok()) << result.started;
+  EXPECT_EQ(result.job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(result.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(
+      result.job.error(),
+      ::testing::AllOf(::testing::HasSubstr("publishing version 10"),
+                       ::testing::HasSubstr(root + "/m/.tmp-10-"),
+                       ::testing::HasSubstr("No space left on device")));
+  ASSERT_FALSE(result.events.empty());
+  EXPECT_EQ(result.events.back().finished().error(), result.job.error());
+  EXPECT_THAT(VersionsOnDisk(root, "m"), ElementsAre(5));
+  EXPECT_TRUE(store.LoadModel("m", 5).ok());
+  std::vector<std::string> entries;
+  for (const auto& entry : std::filesystem::directory_iterator(root + "/m")) {
+    entries.push_back(entry.path().filename().string());
+  }
+  EXPECT_THAT(entries, ElementsAre("5"));  // no temporary directory left
+  ::umount2(root.c_str(), MNT_DETACH);
 }
 
 TEST(TrainingJobTest, MissingDatasetFileIsNotFound) {
