@@ -78,6 +78,18 @@ class GeneratorServiceTest : public ::testing::Test {
     ASSERT_TRUE(server_->models().Get(name, version).ok());
   }
 
+  // A client whose streams take 1 KiB before it reads (a fixed HTTP/2
+  // window): with every alternative reported (about 1 KiB a token), the
+  // tokens of a call it stops reading wait in the scheduler's buffers.
+  std::unique_ptr<v1::Generator::Stub> SlowReaderStub() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+    return v1::Generator::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(server_->port()),
+        grpc::InsecureChannelCredentials(), args));
+  }
+
   int64_t WaitForQuiescence() {
     return testing::WaitForQuiescence(
         [&] { return server_->scheduler().stats().tokens_generated; });
@@ -467,32 +479,35 @@ TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
   SchedulerOptions scheduler;
   scheduler.buffer_tokens = 4;
   StartServer(scheduler, /*versions_to_keep=*/1);
-  // 94 printable ASCII characters: with every alternative reported, 16
-  // samples of 512 tokens are some 8 MB, more than gRPC buffers for a client
-  // that does not read.
+  // 94 printable ASCII characters, all reported as alternatives (see
+  // SlowReaderStub).
   std::string printable;
   for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
   const int bos = static_cast<int>(printable.size());
-  ModelCheckpoint v1 = MakeCheckpoint(SmallConfig(512), 31, 1, 3.0, printable);
+  constexpr int kSamples = 4;
+  constexpr int kTokens = 128;
+  ModelCheckpoint v1 =
+      MakeCheckpoint(SmallConfig(kTokens), 31, 1, 3.0, printable);
   SteerBos(v1, -10.0f);
   PublishAndLoad("names", 1, v1);
 
   v1::GenerateRequest request;
   request.set_seed(77);
   request.set_temperature(1.0f);
-  request.set_num_samples(16);
+  request.set_num_samples(kSamples);
   request.set_top_logprobs(bos + 1);
+  std::unique_ptr<v1::Generator::Stub> slow_reader = SlowReaderStub();
   grpc::ClientContext context;
-  auto reader = stub_->Generate(&context, request);
+  auto reader = slow_reader->Generate(&context, request);
   std::vector<v1::GenerateResponse> messages(1);
   ASSERT_TRUE(reader->Read(messages.data()));
   // The client stops reading; the sequences stall behind full buffers.
-  EXPECT_LT(WaitForQuiescence(), 16 * 512);
+  EXPECT_LT(WaitForQuiescence(), kSamples * kTokens);
   ASSERT_GT(server_->scheduler().stats().active, 0);
 
   // Version 2 replaces version 1, which is unloaded from the manager.
   PublishAndLoad("names", 2,
-                 MakeCheckpoint(SmallConfig(512), 32, 2, 3.0, printable));
+                 MakeCheckpoint(SmallConfig(kTokens), 32, 2, 3.0, printable));
   EXPECT_EQ(server_->models().Get("names", 1).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ((*server_->models().Get("names", 0))->version, 2);
@@ -500,13 +515,13 @@ TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
   v1::GenerateResponse response;
   while (reader->Read(&response)) messages.push_back(response);
   ASSERT_TRUE(reader->Finish().ok());
-  ASSERT_EQ(messages.size(), 16u * 512u);
+  ASSERT_EQ(messages.size(), static_cast<size_t>(kSamples * kTokens));
   SamplingParams params;
   params.temperature = 1.0f;
   const Model model_v1 = ToModel(v1);
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < kSamples; ++i) {
     std::vector<v1::GenerateResponse> sample = SampleMessages(messages, i);
-    ASSERT_EQ(sample.size(), 512u);
+    ASSERT_EQ(sample.size(), static_cast<size_t>(kTokens));
     EXPECT_EQ(sample.back().finish_reason(), v1::FINISH_REASON_BLOCK_SIZE);
     EXPECT_EQ(sample.back().model(), "names");
     EXPECT_EQ(sample.back().version(), 1);
@@ -652,15 +667,7 @@ TEST_F(GeneratorServiceTest, PackedMessagesCarryTheSameTokensInOrder) {
 
 TEST_F(GeneratorServiceTest, TokensBufferedBehindASlowReaderArePacked) {
   StartServer();
-  // A client whose streams take 1 KiB before it reads (a fixed HTTP/2
-  // window): with every alternative reported, a token is about 1 KiB, so the
-  // tokens of a client that stops reading wait in the scheduler's buffers.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
-  auto stub = v1::Generator::NewStub(
-      grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                grpc::InsecureChannelCredentials(), args));
+  std::unique_ptr<v1::Generator::Stub> stub = SlowReaderStub();
   std::string printable;
   for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
   const int bos = static_cast<int>(printable.size());
