@@ -237,14 +237,159 @@ void AttentionBackward(float* dqkv, float* datt, const float* dout,
   }
 }
 
+// Narrow heads (2 heads of 4 or 8, the reference config's 4 heads of 4):
+// every head of a row at once. Per head, a row's work is a few scalar
+// operations with a branch and a division each (its dot products, softmax and
+// sums over s <= t run 4 columns wide); across the kNH heads the same steps
+// are kNH-wide, and q_t * k_s, weights times v_s over the row's kNH * kHD
+// columns are whole vectors. At 4 heads of 4 the forward takes ~0.55x the CPU
+// time of the per-head loops, the backward about the same (train_b: 146-153
+// -> 129-130 us per step). The attention weights of a document are kept as
+// [t][s][h] (h fastest) here.
+
+// Sum of the kHD products of one head, in column order.
+template <int kHD>
+inline float HeadSum(const float* p) {
+  float d = p[0];
+  for (int i = 1; i < kHD; ++i) d += p[i];
+  return d;
+}
+
+// acc[c] += w[head of c] * x[c] over the kNH * kHD columns of a row.
+template <int kNH, int kHD>
+inline void AddHeadWeighted(float* acc, const float* w, const float* x) {
+  float spread[kNH * kHD];
+  for (int h = 0; h < kNH; ++h) {
+    for (int i = 0; i < kHD; ++i) spread[h * kHD + i] = w[h];
+  }
+  for (int c = 0; c < kNH * kHD; ++c) acc[c] += spread[c] * x[c];
+}
+
+template <int kNH, int kHD>
+void AttentionForwardAllHeads(float* out, float* att, const float* qkv,
+                              const int* offsets, int B) {
+  constexpr int C = kNH * kHD, C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHD));
+  float* a = att;
+  for (int b = 0; b < B; ++b) {
+    const int n = offsets[b + 1] - offsets[b];
+    const float* base = qkv + static_cast<size_t>(offsets[b]) * C3;
+    float* out_b = out + static_cast<size_t>(offsets[b]) * C;
+    for (int t = 0; t < n; ++t) {
+      const float* q = base + static_cast<size_t>(t) * C3;
+      float* at = a + static_cast<size_t>(t) * n * kNH;  // [s][h]
+      // at[s][h] = scale * q_t . k_s over head h's columns, s <= t
+      for (int s = 0; s <= t; ++s) {
+        const float* k = base + static_cast<size_t>(s) * C3 + C;
+        float p[C];
+        for (int c = 0; c < C; ++c) p[c] = q[c] * k[c];
+        for (int h = 0; h < kNH; ++h) {
+          at[s * kNH + h] = scale * HeadSum<kHD>(p + h * kHD);
+        }
+      }
+      // softmax over s, every head at once (what softmax_inplace computes)
+      float m[kNH], sum[kNH] = {}, inv[kNH];
+      for (int h = 0; h < kNH; ++h) m[h] = at[h];
+      for (int s = 1; s <= t; ++s) {
+        for (int h = 0; h < kNH; ++h) {
+          m[h] = at[s * kNH + h] > m[h] ? at[s * kNH + h] : m[h];
+        }
+      }
+      for (int s = 0; s <= t; ++s) {
+        for (int h = 0; h < kNH; ++h) {
+          at[s * kNH + h] = FastExp(at[s * kNH + h] - m[h]);
+          sum[h] += at[s * kNH + h];
+        }
+      }
+      for (int h = 0; h < kNH; ++h) inv[h] = 1.0f / sum[h];
+      for (int s = 0; s <= t; ++s) {
+        for (int h = 0; h < kNH; ++h) at[s * kNH + h] *= inv[h];
+      }
+      // out_t = sum_{s <= t} att[t, s] v_s, head by head
+      float acc[C] = {};
+      for (int s = 0; s <= t; ++s) {
+        AddHeadWeighted<kNH, kHD>(acc, at + s * kNH,
+                                  base + static_cast<size_t>(s) * C3 + 2 * C);
+      }
+      std::memcpy(out_b + static_cast<size_t>(t) * C, acc, sizeof(acc));
+    }
+    a += static_cast<size_t>(n) * n * kNH;
+  }
+}
+
+template <int kNH, int kHD>
+void AttentionBackwardAllHeads(float* dqkv, float* datt, const float* dout,
+                               const float* att, const float* qkv,
+                               const int* offsets, int B) {
+  constexpr int C = kNH * kHD, C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHD));
+  const float* a = att;
+  for (int b = 0; b < B; ++b) {
+    const int n = offsets[b + 1] - offsets[b];
+    const size_t row0 = offsets[b];
+    const float* base = qkv + row0 * C3;
+    float* dbase = dqkv + row0 * C3;
+    const float* dout_b = dout + row0 * C;
+    // By query t: d(att)[t, s] = dout_t . v_s per head, the softmax backward
+    // dscores = scale * att (d(att) - sum_s(att d(att))) into datt ([t][s][h]
+    // like att), and dq_t = sum_{s <= t} dscores[t, s] k_s.
+    for (int t = 0; t < n; ++t) {
+      const float* d = dout_b + static_cast<size_t>(t) * C;
+      const float* at = a + static_cast<size_t>(t) * n * kNH;
+      float* dt = datt + static_cast<size_t>(t) * n * kNH;
+      float dot[kNH] = {};
+      for (int s = 0; s <= t; ++s) {
+        const float* v = base + static_cast<size_t>(s) * C3 + 2 * C;
+        float p[C];
+        for (int c = 0; c < C; ++c) p[c] = d[c] * v[c];
+        for (int h = 0; h < kNH; ++h) {
+          dt[s * kNH + h] = HeadSum<kHD>(p + h * kHD);
+          dot[h] += at[s * kNH + h] * dt[s * kNH + h];
+        }
+      }
+      float acc[C] = {};
+      for (int s = 0; s <= t; ++s) {
+        for (int h = 0; h < kNH; ++h) {
+          dt[s * kNH + h] =
+              scale * at[s * kNH + h] * (dt[s * kNH + h] - dot[h]);
+        }
+        AddHeadWeighted<kNH, kHD>(acc, dt + s * kNH,
+                                  base + static_cast<size_t>(s) * C3 + C);
+      }
+      std::memcpy(dbase + static_cast<size_t>(t) * C3, acc, sizeof(acc));
+    }
+    // By key s, over the queries t >= s: dk_s = sum_t dscores[t, s] q_t and
+    // dv_s = sum_t att[t, s] dout_t. Every element of dqkv is written once.
+    for (int s = 0; s < n; ++s) {
+      float dk[C] = {}, dv[C] = {};
+      for (int t = s; t < n; ++t) {
+        const size_t ts = (static_cast<size_t>(t) * n + s) * kNH;
+        AddHeadWeighted<kNH, kHD>(dk, datt + ts,
+                                  base + static_cast<size_t>(t) * C3);
+        AddHeadWeighted<kNH, kHD>(dv, a + ts,
+                                  dout_b + static_cast<size_t>(t) * C);
+      }
+      std::memcpy(dbase + static_cast<size_t>(s) * C3 + C, dk, sizeof(dk));
+      std::memcpy(dbase + static_cast<size_t>(s) * C3 + 2 * C, dv, sizeof(dv));
+    }
+    a += static_cast<size_t>(n) * n * kNH;
+  }
+}
+
 }  // namespace
 
 void attention_forward(float* out, float* att, const float* qkv,
                        const int* offsets, int B, int C, int NH) {
   switch (C / NH) {
     case 4:
+      if (NH == 2)
+        return AttentionForwardAllHeads<2, 4>(out, att, qkv, offsets, B);
+      if (NH == 4)
+        return AttentionForwardAllHeads<4, 4>(out, att, qkv, offsets, B);
       return AttentionForward<4>(out, att, qkv, offsets, B, C, NH);
     case 8:
+      if (NH == 2)
+        return AttentionForwardAllHeads<2, 8>(out, att, qkv, offsets, B);
       return AttentionForward<8>(out, att, qkv, offsets, B, C, NH);
     case 16:
       return AttentionForward<16>(out, att, qkv, offsets, B, C, NH);
@@ -260,9 +405,21 @@ void attention_backward(float* dqkv, float* datt, const float* dout,
                         int B, int C, int NH) {
   switch (C / NH) {
     case 4:
+      if (NH == 2) {
+        return AttentionBackwardAllHeads<2, 4>(dqkv, datt, dout, att, qkv,
+                                               offsets, B);
+      }
+      if (NH == 4) {
+        return AttentionBackwardAllHeads<4, 4>(dqkv, datt, dout, att, qkv,
+                                               offsets, B);
+      }
       return AttentionBackward<4>(dqkv, datt, dout, att, qkv, offsets, B, C,
                                   NH);
     case 8:
+      if (NH == 2) {
+        return AttentionBackwardAllHeads<2, 8>(dqkv, datt, dout, att, qkv,
+                                               offsets, B);
+      }
       return AttentionBackward<8>(dqkv, datt, dout, att, qkv, offsets, B, C,
                                   NH);
     case 16:

@@ -69,11 +69,12 @@ void matmul_backward(float* dinp, float* dweight, const float* dout,
 // Per document and head, with q, k, v its [n, HD] slices:
 //   att = softmax(q k^T / sqrt(HD)) with the causal mask         [n, n]
 //   out[offsets[b] + t, h*HD + d] = (att v)[t, d]                out [N, C]
-// att holds the documents' [NH, n, n] blocks back to back (at most
-// B * NH * T * T floats); entries above the diagonal are not written.
+// att holds NH * n * n floats per document, back to back (at most
+// B * NH * T * T): the weights of each head, [NH, n, n], or [n, n, NH] for
+// the narrow heads done all at once; entries with s > t are not written.
 void attention_forward(float* out, float* att, const float* qkv,
                        const int* offsets, int B, int C, int NH);
-// dqkv[N, 3C] is overwritten. datt is [T, T] scratch (T >= every n).
+// dqkv[N, 3C] is overwritten. datt is [NH, T, T] scratch (T >= every n).
 //   d(att) = dout v^T, dv = att^T dout,
 //   dscores = att * (d(att) - rowsum(d(att) * att)) / sqrt(HD)  (softmax)
 //   dq = dscores k, dk = dscores^T q.

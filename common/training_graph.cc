@@ -147,7 +147,7 @@ TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
   dlogits_.resize(N * V);
   shards_.resize(threads);
   for (int i = 0; i < threads; ++i) {
-    shards_[i].datt.resize(T * T);
+    shards_[i].datt.resize(NH * T * T);
     if (i > 0) shards_[i].own_grads.resize(layout_.total_size());
   }
   if (threads > 1) workers_ = std::make_unique<Workers>(threads);

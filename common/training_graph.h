@@ -60,7 +60,7 @@ class TrainingGraph {
     float* grads = nullptr;  // its weight gradients: Backward's output for
                              // shard 0, own_grads for the others
     std::vector<float> own_grads;
-    std::vector<float> datt;  // [T, T]: scratch of attention_backward
+    std::vector<float> datt;  // [NH, T, T]: scratch of attention_backward
   };
   void ForwardShard(const float* params, Shard& shard);
   void BackwardShard(const float* params, Shard& shard);

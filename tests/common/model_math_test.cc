@@ -421,7 +421,13 @@ INSTANTIATE_TEST_SUITE_P(
                       {4, 3, 3, 1, 2, 0, 4}},
                      true,
                      3},
-        // Head width 16 (one head), and 6: no compiled width, run-time loops.
+        // Attention's other loops: the default 2 heads of 4 and 2 heads of 8
+        // run all heads at once, as do the reference config's 4 heads of 4;
+        // three heads of 4 and one of 16 run per head, heads of 6 at run-time
+        // width.
+        GradientCase{"FourHeadsOf4", TinyDocs(), true, 1, 16, 4},
+        GradientCase{"TwoHeadsOf8", TinyDocs(), true, 2, 16, 2},
+        GradientCase{"ThreeHeadsOf4", TinyDocs(), true, 1, 12, 3},
         GradientCase{"HeadWidth16", TinyDocs(), true, 1, 16, 1},
         GradientCase{"HeadWidth6", TinyDocs(), true, 2, 12, 2},
         // A document of exactly block_size positions.
