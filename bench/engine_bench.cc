@@ -103,8 +103,8 @@ void BM_Train(benchmark::State& state, const Reference& r) {
   // The wide models' batches are split over two threads (TrainingGraph's
   // shards), each running single-threaded sgemm: faster than OpenBLAS's own
   // threads, which hand off once per product. The narrow ones stay on one
-  // thread: a step of (b) is ~150 us, too short to pay for the hand-offs on
-  // a machine whose other core is often busy.
+  // thread: a step of (b) is ~130 us of CPU, too short to pay for the hand-offs
+  // on a machine whose other core is often busy.
   options.threads = r.n_embd >= 64 ? 2 : 1;
   auto run = TrainingRun::Start(options, Documents().documents);
   if (!run.ok()) {
