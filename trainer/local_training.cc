@@ -34,7 +34,7 @@ void PrintProgress(const v1::TrainingProgress& p) {
 absl::Status TrainLocally(const v1::StartTrainingRequest& request,
                           const LocalTrainingOptions& options) {
   absl::StatusOr<TrainingJobOptions> job_options =
-      JobOptionsFromRequest(request);
+      JobOptionsFromRequest(request, options.limits);
   if (!job_options.ok()) return job_options.status();
 
   CheckpointStore store(options.checkpoint_root, options.retention);

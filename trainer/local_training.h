@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "trainer/job_options.h"
 
 namespace microgpt {
 
@@ -25,6 +26,8 @@ struct LocalTrainingOptions {
   int64_t print_every = 0;
   // Old versions deleted after each publish (default: none).
   RetentionPolicy retention;
+  // What the job may use (dataset, memory).
+  TrainingLimits limits;
 };
 
 // Trains as `request` says (its dataset_path is a local file, used as given)

@@ -46,6 +46,15 @@ ABSL_FLAG(int64_t, keep_versions, 0,
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Minutes(1),
           "A generator's lease not renewed for this long stops protecting its "
           "versions from --keep_versions (generators renew every 10 s).");
+ABSL_FLAG(int64_t, max_dataset_bytes,
+          microgpt::TrainingLimits().max_dataset_bytes,
+          "Largest dataset, in bytes (the file, or a StartTraining request's "
+          "inline documents together).");
+ABSL_FLAG(int64_t, max_training_bytes,
+          microgpt::TrainingLimits().max_training_bytes,
+          "A job whose estimated memory (parameters, gradients, Adam state, "
+          "activations of a full batch) is larger fails with "
+          "RESOURCE_EXHAUSTED.");
 // train
 ABSL_FLAG(std::string, data, "", "train: dataset file, one document per line.");
 ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
@@ -79,15 +88,6 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(int32_t, max_message_bytes, 64 << 20,
           "serve: largest request accepted, in bytes (inline datasets, up to "
           "--max_dataset_bytes); larger ones fail with RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int64_t, max_dataset_bytes,
-          microgpt::TrainingLimits().max_dataset_bytes,
-          "serve: largest StartTraining dataset, in bytes (a file under "
-          "--data_root, or the inline documents together).");
-ABSL_FLAG(int64_t, max_training_bytes,
-          microgpt::TrainingLimits().max_training_bytes,
-          "serve: StartTraining fails with RESOURCE_EXHAUSTED when the run's "
-          "estimated memory (parameters, gradients, Adam state, activations "
-          "of a full batch) is larger.");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "serve: run the Trainer API without a bearer token, so anyone who "
           "can reach the port may start and cancel training and download "
@@ -107,10 +107,11 @@ constexpr char kUsage[] =
     "  microgpt-trainer serve --checkpoint_root DIR\n"
     "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
     "--insecure_no_auth)\n"
-    "      [--data_root DIR --port P --host H --shutdown_grace 10s\n"
-    "       --max_dataset_bytes N --max_training_bytes N]\n"
+    "      [--data_root DIR --port P --host H --shutdown_grace 10s]\n"
     "\n"
     "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
+    "      --max_dataset_bytes N, --max_training_bytes N (what a job may "
+    "use),\n"
     "      --keep_versions K (delete all but the newest K versions of a model\n"
     "       after each publish, never one a generator holds a lease on).\n";
 
@@ -147,6 +148,17 @@ absl::StatusOr<RetentionPolicy> RetentionFromFlags() {
   return retention;
 }
 
+absl::StatusOr<TrainingLimits> LimitsFromFlags() {
+  TrainingLimits limits;
+  limits.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  limits.max_training_bytes = absl::GetFlag(FLAGS_max_training_bytes);
+  if (limits.max_dataset_bytes < 1 || limits.max_training_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "--max_dataset_bytes and --max_training_bytes must be positive");
+  }
+  return limits;
+}
+
 absl::Status Train() {
   if (absl::GetFlag(FLAGS_data).empty()) {
     return absl::InvalidArgumentError("--data is required");
@@ -158,6 +170,7 @@ absl::Status Train() {
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.print_every = absl::GetFlag(FLAGS_print_every);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
+  MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
   ModelConfig config;  // only n_embd decides
   config.n_embd = absl::GetFlag(FLAGS_n_embd);
   ConfigureBlasThreads(EngineWork::kTraining, config, /*engine_threads=*/1);
@@ -184,13 +197,7 @@ absl::Status Serve() {
   options.checkpoint_root = absl::GetFlag(FLAGS_checkpoint_root);
   options.data_root = absl::GetFlag(FLAGS_data_root);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
-  options.limits.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
-  options.limits.max_training_bytes = absl::GetFlag(FLAGS_max_training_bytes);
-  if (options.limits.max_dataset_bytes < 1 ||
-      options.limits.max_training_bytes < 1) {
-    return absl::InvalidArgumentError(
-        "--max_dataset_bytes and --max_training_bytes must be positive");
-  }
+  MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
   MICROGPT_RETURN_IF_ERROR(
       SecurityFromFlags(/*require_token=*/false, &options.server.security));
   // Whoever reaches the Trainer API can train on the machine and read every

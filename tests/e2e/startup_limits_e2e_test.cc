@@ -148,6 +148,36 @@ TEST_F(StartupTest, TrainerRefusesAnOversizedRequestAndServesTheNext) {
   EXPECT_EQ(client.Get(*job)->state(), v1::JOB_STATE_SUCCEEDED);
 }
 
+TEST_F(StartupTest, TrainCommandAppliesTheLimitFlags) {
+  std::ofstream(Path("words.txt")) << "emma\nava\nmia\n";
+  const std::vector<std::string> train = {MICROGPT_TRAINER_BIN,
+                                          "train",
+                                          "--data",
+                                          Path("words.txt"),
+                                          "--model",
+                                          "words",
+                                          "--steps",
+                                          "2",
+                                          "--checkpoint_root",
+                                          Path("checkpoints")};
+  std::vector<std::string> argv = train;
+  // The default model on this 5-letter vocabulary needs 85312 bytes.
+  argv.push_back("--max_training_bytes=80000");
+  ChildProcess refused(argv, Path("server.log"));
+  EXPECT_EQ(refused.Wait(absl::Seconds(30)), 1);
+  EXPECT_THAT(Log(), HasSubstr("RESOURCE_EXHAUSTED"));
+  EXPECT_THAT(Log(), HasSubstr("limit of 80000 bytes"));
+  argv = train;
+  argv.push_back("--max_dataset_bytes=10");  // the file has 13
+  ChildProcess too_large(argv, Path("server.log"));
+  EXPECT_EQ(too_large.Wait(absl::Seconds(30)), 1);
+  EXPECT_THAT(Log(), HasSubstr("larger than the limit of 10 bytes"));
+  EXPECT_FALSE(fs::exists(dir_ / "checkpoints" / "words"));
+  ChildProcess fits(train, Path("server.log"));
+  EXPECT_EQ(fits.Wait(absl::Seconds(30)), 0) << Log();
+  EXPECT_TRUE(fs::exists(dir_ / "checkpoints" / "words" / "2"));
+}
+
 TEST_F(StartupTest, GeneratorRefusesAnOversizedRequestAndServesTheNext) {
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{MICROGPT_GENERATOR_BIN, "--host=127.0.0.1",
