@@ -165,20 +165,27 @@ float TrainingGraph::Forward(const float* params,
         "need 1..max_batch documents");
   B_ = static_cast<int>(docs.size());
   const int B = B_;
+  // Two passes: the documents lie scattered in memory (a shuffled order),
+  // and reading each one's tokens right after its size made every document
+  // two cache misses in a row; sizes first, with the tokens prefetched, lets
+  // the misses overlap.
   for (int b = 0; b < B; ++b) {
     const std::vector<int>& doc = *docs[b];
     Check(doc.size() >= 2, "a document needs at least 2 tokens");
-    const int n =
-        std::min(config_.block_size, static_cast<int>(doc.size()) - 1);
+    __builtin_prefetch(doc.data());
+    offsets_[b + 1] = offsets_[b] + std::min(config_.block_size,
+                                             static_cast<int>(doc.size()) - 1);
+  }
+  for (int b = 0; b < B; ++b) {
+    const int* doc = docs[b]->data();
     int* tok = tokens_.data() + offsets_[b];
     int* tgt = targets_.data() + offsets_[b];
-    for (int t = 0; t < n; ++t) {
+    for (int t = 0; t < offsets_[b + 1] - offsets_[b]; ++t) {
       Check(doc[t] >= 0 && doc[t] < V && doc[t + 1] >= 0 && doc[t + 1] < V,
             "token out of range");
       tok[t] = doc[t];
       tgt[t] = doc[t + 1];
     }
-    offsets_[b + 1] = offsets_[b] + n;
   }
   const int N = offsets_[B];
 
