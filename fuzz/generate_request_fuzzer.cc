@@ -1,6 +1,7 @@
-// libFuzzer target: Generate request validation (MakeSequenceSpecs). The
-// input is a serialised microgpt.v1.GenerateRequest, validated against a
-// tiny model; every accepted request must satisfy the documented limits.
+// libFuzzer target: Generate request validation (ValidateGenerateRequest,
+// then MakeSequenceSpecs). The input is a serialised
+// microgpt.v1.GenerateRequest, validated against a tiny model; every accepted
+// request must satisfy the documented limits.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -42,6 +43,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       new std::shared_ptr<const ServableModel>(TinyServable());
   v1::GenerateRequest request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
+  // The checks before the model lookup, as the service runs them.
+  if (absl::Status status = ValidateGenerateRequest(request); !status.ok()) {
+    if (status.code() != absl::StatusCode::kInvalidArgument) __builtin_trap();
+    return 0;
+  }
+  if (request.prompt().size() > static_cast<size_t>(kMaxPromptBytes))
+    __builtin_trap();
   absl::StatusOr<std::vector<SequenceSpec>> specs =
       MakeSequenceSpecs(request, *servable, /*random_seed=*/42);
   if (!specs.ok()) {

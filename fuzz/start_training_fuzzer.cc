@@ -26,7 +26,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ValidateModelName(request.model());
   absl::StatusOr<TrainingJobOptions> options = JobOptionsFromRequest(request);
   if (!options.ok()) {
-    if (options.status().code() != absl::StatusCode::kInvalidArgument) {
+    // A bad field, or a model over the default memory budget.
+    const absl::StatusCode code = options.status().code();
+    if (code != absl::StatusCode::kInvalidArgument &&
+        code != absl::StatusCode::kResourceExhausted) {
       __builtin_trap();
     }
     return 0;
