@@ -15,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -380,6 +381,24 @@ TEST_F(FaultsTest, RetentionNeverDeletesAServedVersion) {
   EXPECT_THAT(VersionsOnDisk(), ElementsAre(400));
   for (const auto& entry : fs::directory_iterator(dir_ / "checkpoints/words")) {
     EXPECT_EQ(entry.path().filename().string(), "400") << "left behind";
+  }
+}
+
+TEST_F(FaultsTest, BadRetentionFlagsAreRejectedAtStart) {
+  for (const auto& [flag, message] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"--keep_versions=-1", "--keep_versions must be >= 0"},
+           {"--lease_ttl=5s", "--lease_ttl must be at least 15s"}}) {
+    for (const char* command : {"train", "serve"}) {
+      const std::string log = Path(absl::StrCat(command, ".log"));
+      ChildProcess trainer(
+          {MICROGPT_TRAINER_BIN, command, "--data", Path("data/words.txt"),
+           "--model", "words", "--checkpoint_root", Path("checkpoints"),
+           "--port=0", flag},
+          log);
+      EXPECT_EQ(trainer.Wait(absl::Seconds(20)), 1) << command << " " << flag;
+      EXPECT_THAT(ReadAll(log), HasSubstr(message)) << command;
+    }
   }
 }
 
