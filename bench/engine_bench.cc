@@ -7,10 +7,10 @@
 // Training reads names.txt ($MICROGPT_BENCH_DATA, default
 // ../shared/data/names.txt) and falls back to generated names when it is
 // absent. Batches are packed (no padding); tokens/s counts target tokens.
-// Training runs (c) and (d) on two TrainingGraph threads (counter `threads`);
-// OpenBLAS's threads follow common/blas_threads.h as in the services
-// (counter `blas_threads`): one for training and for decoding (a), every
-// core for decoding (d), whose 64-row products are wide enough to split.
+// Training runs (c) and (d) on two TrainingGraph threads (counter `threads`),
+// decoding (d) x64 on two compute workers as the generator's scheduler
+// splits a batch (counter `workers`); OpenBLAS's threads follow
+// common/blas_threads.h as in the services (counter `blas_threads`: one).
 //
 // The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
 // and decode_<cfg>_x<streams>. Rates are over wall-clock time (UseRealTime),
@@ -21,9 +21,13 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/blas_threads.h"
@@ -132,43 +136,127 @@ void BM_Train(benchmark::State& state, const Reference& r) {
       benchmark::Counter(tokens, benchmark::Counter::kIsRate);
 }
 
-// Decoding the way the generator's scheduler does it (Scheduler::RunTask):
-// one Decoder::StepBatch over every stream (a single stream is a batch of
-// one), then each stream's own seeded Sampler (temperature 0.5) on its row
-// of logits. A stream restarts from BOS when its cache is full. An iteration
-// is one step: `streams` tokens.
-void BM_Decode(benchmark::State& state, const Reference& r, int streams) {
-  const Model model = Model::Initialize(ConfigOf(r, 27), 1);
-  const int V = model.config().vocab_size;
-  Decoder decoder(model, streams);
-  std::vector<KVCache> caches(streams, KVCache(model.config()));
-  std::vector<KVCache*> cache_ptrs;
-  std::vector<Sampler> samplers;
-  for (int s = 0; s < streams; ++s) {
-    cache_ptrs.push_back(&caches[s]);
-    samplers.emplace_back(SamplingParams{}, /*seed=*/1 + s);
-  }
-  std::vector<int> tokens(streams, V - 1);
-  std::vector<float> logits(static_cast<size_t>(streams) * V);
-  // As the generator runs it by default: one compute worker.
-  const int default_blas_threads = openblas_get_num_threads();
-  const int blas_threads = ConfigureBlasThreads(
-      EngineWork::kDecoding, model.config(), /*engine_threads=*/1);
-  for (auto _ : state) {
-    decoder.StepBatch(tokens, cache_ptrs, logits.data());
+// One compute worker's share of the streams, as in Scheduler::RunTask: its
+// own Decoder, one Decoder::StepBatch over its streams (a single stream is a
+// batch of one), then each stream's own seeded Sampler (temperature 0.5) on
+// its row of logits. A stream restarts from BOS when its cache is full.
+class DecodeSlice {
+ public:
+  DecodeSlice(const Model& model, int streams, int first_seed)
+      : vocab_(model.config().vocab_size),
+        decoder_(model, streams),
+        caches_(streams, KVCache(model.config())),
+        tokens_(streams, vocab_ - 1),
+        logits_(static_cast<size_t>(streams) * vocab_) {
     for (int s = 0; s < streams; ++s) {
-      tokens[s] = samplers[s]
-                      .Sample({logits.data() + static_cast<size_t>(s) * V,
-                               static_cast<size_t>(V)})
-                      .id;
-      if (caches[s].full()) {
-        caches[s].Clear();
-        tokens[s] = V - 1;
+      cache_ptrs_.push_back(&caches_[s]);
+      samplers_.emplace_back(SamplingParams{}, first_seed + s);
+    }
+  }
+
+  void Step() {
+    decoder_.StepBatch(tokens_, cache_ptrs_, logits_.data());
+    for (size_t s = 0; s < tokens_.size(); ++s) {
+      tokens_[s] = samplers_[s]
+                       .Sample({logits_.data() + s * vocab_,
+                                static_cast<size_t>(vocab_)})
+                       .id;
+      if (caches_[s].full()) {
+        caches_[s].Clear();
+        tokens_[s] = vocab_ - 1;
       }
     }
   }
+
+ private:
+  const int vocab_;
+  Decoder decoder_;
+  std::vector<KVCache> caches_;
+  std::vector<KVCache*> cache_ptrs_;
+  std::vector<Sampler> samplers_;
+  std::vector<int> tokens_;
+  std::vector<float> logits_;
+};
+
+// Runs every slice once per Step: slice 0 on the calling thread, the others
+// on helper threads that block between steps (no spinning), like the
+// scheduler's worker pool.
+class SlicePool {
+ public:
+  explicit SlicePool(std::vector<std::unique_ptr<DecodeSlice>>* slices)
+      : slices_(*slices) {
+    for (size_t k = 1; k < slices_.size(); ++k) {
+      helpers_.emplace_back([this, k] { HelperLoop(k); });
+    }
+  }
+  ~SlicePool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& helper : helpers_) helper.join();
+  }
+
+  void Step() {
+    if (!helpers_.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_ = static_cast<int>(helpers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    slices_[0]->Step();
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void HelperLoop(size_t k) {
+    int64_t seen = 0;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+      }
+      slices_[k]->Step();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::unique_ptr<DecodeSlice>>& slices_;
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  int64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> helpers_;
+};
+
+// Decoding the way the generator's scheduler does it: `streams` sequences
+// advanced one token per step, split over `workers` compute workers
+// (Scheduler::RunStep's slices). An iteration is one step: `streams` tokens.
+void BM_Decode(benchmark::State& state, const Reference& r, int streams,
+               int workers) {
+  const Model model = Model::Initialize(ConfigOf(r, 27), 1);
+  std::vector<std::unique_ptr<DecodeSlice>> slices;
+  const int per_slice = (streams + workers - 1) / workers;
+  for (int begin = 0; begin < streams; begin += per_slice) {
+    slices.push_back(std::make_unique<DecodeSlice>(
+        model, std::min(per_slice, streams - begin), /*first_seed=*/1 + begin));
+  }
+  const int default_blas_threads = openblas_get_num_threads();
+  const int blas_threads = ConfigureBlasThreads(
+      EngineWork::kDecoding, model.config(), static_cast<int>(slices.size()));
+  {
+    SlicePool pool(&slices);
+    for (auto _ : state) pool.Step();
+  }
   openblas_set_num_threads(default_blas_threads);
   state.counters["streams"] = streams;
+  state.counters["workers"] = static_cast<double>(slices.size());
   state.counters["blas_threads"] = blas_threads;
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * streams,
@@ -185,10 +273,14 @@ void RegisterAll() {
   for (const auto& row : kDecodeRows) {
     const Reference& r = kConfigs[row[0]];
     const int streams = row[1];
+    // The workers the generator should run (its --threads): two for the
+    // wide model's batches, one for (a), whose ~25 us steps are too short
+    // for a fork and join to pay.
+    const int workers = r.n_embd >= 64 && streams > 1 ? 2 : 1;
     benchmark::RegisterBenchmark(
         (std::string("decode_") + r.name + "_x" + std::to_string(streams))
             .c_str(),
-        BM_Decode, r, streams)
+        BM_Decode, r, streams, workers)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
   }

@@ -15,10 +15,13 @@ enum class EngineWork { kTraining, kDecoding };
 
 // The thread count for `work` on models of `config` when the engine runs
 // `engine_threads` threads of its own for it (TrainingOptions::threads, the
-// generator's compute workers): one, unless the engine runs a single thread
-// and the model is wide enough for OpenBLAS to split its products (n_embd >=
-// 64 in training, whose products have a row per position of the batch;
-// >= 128 in decoding, one row per stream), then every core OpenBLAS sees.
+// generator's compute workers): every core OpenBLAS sees only for training a
+// wide model (n_embd >= 64, products of a row per position of the batch) on
+// a single engine thread; otherwise one. Decoding is always one: its 64-row
+// products are done before OpenBLAS's hand-off pays, and the helper thread's
+// spinning costs the rest of the step its core (decode (d) x64 at load ~5:
+// 8-14k tokens/s with one thread, 4-9k with two); the generator's own
+// workers split the batch instead.
 int BlasThreadsFor(EngineWork work, const ModelConfig& config,
                    int engine_threads);
 

@@ -13,11 +13,10 @@ ModelConfig Width(int n_embd) {
   return config;
 }
 
-TEST(BlasThreadsTest, OneThreadForNarrowModelsAndWhenTheEngineHasThreads) {
+TEST(BlasThreadsTest, EveryCoreOnlyForWideTrainingOnOneEngineThread) {
   const int cores = openblas_get_num_procs();
   EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(16), 1), 1);
-  EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(64), 1), 1);
-  EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(128), 1), cores);
+  EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(128), 1), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(128), 2), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(16), 1), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(64), 1), cores);
@@ -28,7 +27,7 @@ TEST(BlasThreadsTest, ConfigureSetsOpenBlas) {
   const int before = openblas_get_num_threads();
   EXPECT_EQ(ConfigureBlasThreads(EngineWork::kDecoding, Width(16), 1), 1);
   EXPECT_EQ(openblas_get_num_threads(), 1);
-  const int wide = ConfigureBlasThreads(EngineWork::kDecoding, Width(128), 1);
+  const int wide = ConfigureBlasThreads(EngineWork::kTraining, Width(128), 1);
   EXPECT_EQ(wide, openblas_get_num_procs());
   EXPECT_EQ(openblas_get_num_threads(), wide);
   openblas_set_num_threads(before);
