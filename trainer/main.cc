@@ -1,8 +1,13 @@
 // microgpt-trainer: trains microgpt models and publishes versioned checkpoints.
 //
-//   microgpt-trainer train --data names.txt --model names --checkpoint_root
-//   ckpt microgpt-trainer serve --port 50052 --checkpoint_root ckpt --data_root
-//   data
+//   microgpt-trainer train --data names.txt --model names \
+//       --checkpoint_root ckpt
+//   microgpt-trainer serve --port 50052 --checkpoint_root ckpt \
+//       --data_root data --auth_token_file token
+//
+// serve refuses to start without a bearer token (--auth_token_file or
+// $MICROGPT_AUTH_TOKEN) unless --insecure_no_auth is given: whoever reaches
+// the Trainer API can run jobs on the machine and read every checkpoint.
 //
 // Both commands build a StartTrainingRequest (from flags, or from the wire),
 // and JobOptionsFromRequest turns either into a job.
