@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/checkpoint_store.h"
 #include "common/dataset.h"
@@ -115,7 +116,9 @@ absl::Status CheckTrainingFits(const TrainingOptions& training,
       EstimateTrainingBytes(c, training.batch_size, training.threads);
   if (bytes <= limits.max_training_bytes) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
-      "training would need about ", bytes >> 20, " MiB (", bytes,
+      "training would need about ",
+      absl::StrFormat("%.1f", static_cast<double>(bytes) / (1 << 20)), " MiB (",
+      bytes,
       " bytes: parameters, gradients, Adam state and activations for n_embd ",
       c.n_embd, ", n_head ", c.n_head, ", n_layer ", c.n_layer, ", block_size ",
       c.block_size, ", vocab_size ", c.vocab_size, ", batch_size ",
