@@ -28,6 +28,7 @@ namespace {
 
 using ::microgpt::testing::GenerateAll;
 using ::microgpt::testing::Ids;
+using ::microgpt::testing::kSanitizerSlowdown;
 using ::microgpt::testing::MakeCheckpoint;
 using ::microgpt::testing::Publish;
 using ::microgpt::testing::ReferenceLogprobs;
@@ -465,11 +466,12 @@ TEST_F(GeneratorServiceTest, DeadlineStopsGeneration) {
   request.set_num_samples(8);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(300));
+                       std::chrono::milliseconds(300 * kSanitizerSlowdown));
   auto reader = stub_->Generate(&context, request);
   v1::GenerateResponse response;
   ASSERT_TRUE(reader->Read(&response));  // then stop reading
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(400 * kSanitizerSlowdown));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(
       WaitFor([&] { return server_->scheduler().stats().active == 0; }));

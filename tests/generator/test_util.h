@@ -40,6 +40,15 @@ namespace testing {
 
 inline constexpr absl::string_view kLetters = "abcdefghijklmnopqrstuvwxyz";
 
+// How much slower the code runs under ThreadSanitizer (scripts/tsan.sh);
+// tests whose point is a short deadline scale it by this, so that the
+// deadline still falls in the middle of the stream and not before its start.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr int kSanitizerSlowdown = 10;
+#else
+inline constexpr int kSanitizerSlowdown = 1;
+#endif
+
 // A fresh directory, removed with everything in it at destruction.
 class TempDir {
  public:
