@@ -1,32 +1,29 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage on the whole
-# tree) in build-fuzz and runs each for SECONDS (default 30) from the seed
+# tree; the build scripts/sanitize.sh uses too, see
+# scripts/lib/sanitizer_build.sh) and runs each for SECONDS (default 30) from the seed
 # corpus in fuzz/corpus/<target>. Fails on any crash, leak or timeout.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# New interesting inputs go to build-fuzz/corpus/<target> (not the repo);
-# crash reproducers to build-fuzz/artifacts/<target>/. Reproduce one with
-#   build-fuzz/fuzz/<target> build-fuzz/artifacts/<target>/crash-...
+# New interesting inputs go to build-asan/corpus/<target> (not the repo);
+# crash reproducers to build-asan/artifacts/<target>/. Reproduce one with
+#   build-asan/fuzz/<target> build-asan/artifacts/<target>/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/lib/sanitizer_build.sh
 SECONDS_PER_TARGET=${1:-30}
 shift || true
 ALL_TARGETS=(safetensors manifest dataset generate_request start_training)
 TARGETS=("${@:-${ALL_TARGETS[@]}}")
-BUILD=${MICROGPT_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
+BUILD=$SANITIZER_BUILD
 JOBS=${JOBS:-$(nproc)}
 
-CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMICROGPT_BUILD_FUZZERS=ON -DMICROGPT_SANITIZE_ADDRESS=ON \
-  -DMICROGPT_BUILD_TESTS=OFF -DMICROGPT_BUILD_BENCH=OFF \
-  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
+configure_sanitizer_build
 cmake --build "$BUILD" -j"$JOBS" --target \
   $(printf '%s_fuzzer ' "${TARGETS[@]}")
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=()
 for target in "${TARGETS[@]}"; do
   corpus=$BUILD/corpus/$target

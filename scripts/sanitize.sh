@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
-# Builds the test suite with AddressSanitizer + UndefinedBehaviorSanitizer in
-# build-asan and runs ctest (the deploy.* checks excluded: they test the
-# release image, not the code). Any ASan/UBSan report fails the test.
+# Builds the test suites with AddressSanitizer + UndefinedBehaviorSanitizer
+# (clang; the build fuzz.sh uses too, see scripts/lib/sanitizer_build.sh) and
+# runs them with ctest. Any ASan/UBSan report fails its test.
 #
-#   scripts/sanitize.sh [extra ctest args]
+#   scripts/sanitize.sh            every suite (the deploy.* checks excluded:
+#                                  they test the release image, not the code)
+#   scripts/sanitize.sh --quick    the engine and generator suites only
+#                                  (tests/common, tests/generator): what CI runs
+#   scripts/sanitize.sh [--quick] -R regex ...   extra ctest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${MICROGPT_ASAN_BUILD_DIR:-$PWD/build-asan}
+source scripts/lib/sanitizer_build.sh
 JOBS=${JOBS:-$(nproc)}
+quick=0
+if [[ ${1:-} == --quick ]]; then quick=1; shift; fi
+
 start=$(date +%s)
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMICROGPT_SANITIZE_ADDRESS=ON -DMICROGPT_BUILD_BENCH=OFF >/dev/null
-cmake --build "$BUILD" -j"$JOBS"
+configure_sanitizer_build
+if ((quick)); then
+  # One GoogleTest binary per tests/<area>/<name>_test.cc; its ctest names
+  # start with "<name>.".
+  names=$(ls tests/common/*_test.cc tests/generator/*_test.cc | xargs -n1 basename | sed 's/\.cc$//')
+  targets=() ; for name in $names; do targets+=(--target "$name"); done
+  cmake --build "$SANITIZER_BUILD" -j"$JOBS" "${targets[@]}"
+  filter=(-R "^($(tr '\n' '|' <<<"$names" | sed 's/|$//'))\\.")
+else
+  cmake --build "$SANITIZER_BUILD" -j"$JOBS"
+  filter=(-E '^deploy\.')
+fi
 built=$(date +%s)
-# gRPC/protobuf/abseil are not instrumented: container-overflow checks would
-# misfire across that boundary.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:detect_container_overflow=0:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
-ctest --test-dir "$BUILD" -j"$JOBS" --output-on-failure --timeout 600 \
-  -E '^deploy\.' "$@" || status=$?
+ctest --test-dir "$SANITIZER_BUILD" -j"$JOBS" --output-on-failure --timeout 600 \
+  "${filter[@]}" "$@" || status=$?
 end=$(date +%s)
 echo "sanitize: build $((built - start))s, tests $((end - built))s, status $status"
 exit $status
