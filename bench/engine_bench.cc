@@ -104,12 +104,12 @@ void BM_Train(benchmark::State& state, const Reference& r) {
   options.config = ConfigOf(r, 2);  // vocab_size comes from the documents
   options.batch_size = r.batch;
   options.steps = 1 << 30;  // never done within a benchmark
-  // The wide models' batches are split over two threads (TrainingGraph's
-  // shards), each running single-threaded sgemm: faster than OpenBLAS's own
-  // threads, which hand off once per product. The narrow ones stay on one
-  // thread: a step of (b) is ~130 us of CPU, too short to pay for the hand-offs
-  // on a machine whose other core is often busy.
-  options.threads = r.n_embd >= 64 ? 2 : 1;
+  // As the trainer runs it (common/blas_threads.h): the wide models' batches
+  // split over two threads (TrainingGraph's shards), each running
+  // single-threaded sgemm, faster than OpenBLAS's own threads, which hand off
+  // once per product; the narrow ones on one thread (a step of (b) is ~130 us
+  // of CPU, too short to pay for the hand-offs).
+  options.threads = TrainingThreadsFor(options.config);
   auto run = TrainingRun::Start(options, Documents().documents);
   if (!run.ok()) {
     state.SkipWithError(std::string(run.status().message()).c_str());

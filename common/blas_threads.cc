@@ -10,6 +10,10 @@ int BlasThreadsFor(EngineWork work, const ModelConfig& config,
   return config.n_embd >= 64 ? openblas_get_num_procs() : 1;
 }
 
+int TrainingThreadsFor(const ModelConfig& config) {
+  return config.n_embd >= 64 ? 2 : 1;
+}
+
 int ConfigureBlasThreads(EngineWork work, const ModelConfig& config,
                          int engine_threads) {
   const int threads = BlasThreadsFor(work, config, engine_threads);

@@ -25,6 +25,15 @@ enum class EngineWork { kTraining, kDecoding };
 int BlasThreadsFor(EngineWork work, const ModelConfig& config,
                    int engine_threads);
 
+// The threads a training step of `config` runs on (TrainingOptions::threads):
+// two for wide models (n_embd >= 64), whose batches TrainingGraph splits into
+// shards of whole documents, one otherwise (a narrow model's step is done in
+// microseconds, less than a hand-off costs). A fixed number, not the core
+// count: the shards' gradients are summed in shard order, so the thread count
+// decides the last bits of the weights, and a run resumed on another machine
+// must compute what the uninterrupted run would have.
+int TrainingThreadsFor(const ModelConfig& config);
+
 // Sets OpenBLAS's thread count (process-wide) to BlasThreadsFor(...) and
 // returns it.
 int ConfigureBlasThreads(EngineWork work, const ModelConfig& config,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/blas_threads.h"
 #include "common/checkpoint_store.h"
 #include "common/dataset.h"
 #include "common/tokenizer.h"
@@ -102,9 +103,9 @@ int64_t EstimateTrainingBytes(const ModelConfig& config, int batch_size,
   const int64_t layer_floats = N * (10 * C + 2) + B * NH * T * T;
   // Shared: encoded, x, dx, dln, datty ([N, C] x 5), dfch ([N, 4C]), dqkv
   // ([N, 3C]), logits, probs, dlogits ([N, V] x 3), encoded_rstd, and each
-  // thread's attention scratch ([T, T]).
+  // thread's attention scratch ([NH, T, T]).
   const int64_t shared_floats =
-      N * (12 * C + 3 * V + 1) + int64_t{threads} * T * T;
+      N * (12 * C + 3 * V + 1) + int64_t{threads} * NH * T * T;
   return static_cast<int64_t>(sizeof(float)) *
          (parameter_floats + L * layer_floats + shared_floats);
 }
@@ -215,6 +216,7 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
         request.checkpoint_every()));
   }
   options.checkpoint_every = request.checkpoint_every();
+  training.threads = TrainingThreadsFor(training.config);
   if (absl::Status status = training.Validate(); !status.ok()) return status;
   if (!options.resume) {
     // The vocabulary of a dataset file is known once it is read (the job

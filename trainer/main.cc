@@ -1,8 +1,8 @@
 // microgpt-trainer: trains microgpt models and publishes versioned checkpoints.
 //
-//   microgpt-trainer train --data names.txt --model names \
+//   microgpt-trainer train --data names.txt --model names
 //       --checkpoint_root ckpt
-//   microgpt-trainer serve --port 50052 --checkpoint_root ckpt \
+//   microgpt-trainer serve --port 50052 --checkpoint_root ckpt
 //       --data_root data --auth_token_file token
 //
 // serve refuses to start without a bearer token (--auth_token_file or
@@ -26,7 +26,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "common/blas_threads.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 #include "microgpt/v1/microgpt.pb.h"
@@ -176,9 +175,6 @@ absl::Status Train() {
   options.print_every = absl::GetFlag(FLAGS_print_every);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
-  ModelConfig config;  // only n_embd decides
-  config.n_embd = absl::GetFlag(FLAGS_n_embd);
-  ConfigureBlasThreads(EngineWork::kTraining, config, /*engine_threads=*/1);
   MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
@@ -190,10 +186,6 @@ absl::Status Train() {
 }
 
 absl::Status Serve() {
-  // Jobs of any size may run side by side, each on a thread of its own, and
-  // would share OpenBLAS's threads: single-threaded products.
-  ConfigureBlasThreads(EngineWork::kTraining, ModelConfig(),
-                       /*engine_threads=*/2);
   TrainerServerOptions options;
   options.server.host = absl::GetFlag(FLAGS_host);
   options.server.port = absl::GetFlag(FLAGS_port);

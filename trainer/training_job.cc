@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/blas_threads.h"
 #include "common/dataset.h"
 #include "common/log.h"
 #include "common/loss_curve.h"
@@ -93,6 +94,8 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
         !status.ok()) {
       return status;
     }
+    ConfigureBlasThreads(EngineWork::kTraining, training.config,
+                         training.threads);
     return TrainingRun::Start(training, std::move(documents));
   }
 
@@ -129,11 +132,14 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
     }
   }
   training.config = model->config;
+  training.threads = TrainingThreadsFor(training.config);
   // The request's batch_size may be larger than the version's.
   if (absl::Status status = CheckTrainingFits(training, options_.limits);
       !status.ok()) {
     return status;
   }
+  ConfigureBlasThreads(EngineWork::kTraining, training.config,
+                       training.threads);
   auto run = TrainingRun::Resume(training, std::move(documents),
                                  *std::move(model), *std::move(optimizer));
   if (!run.ok()) return Annotated(run.status(), context);

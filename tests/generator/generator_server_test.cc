@@ -164,7 +164,10 @@ TEST(GeneratorServerTest, ShutdownLetsStreamsInFlightFinish) {
 
 TEST(GeneratorServerTest, StreamsStillRunningAtTheEndOfGraceEndCancelled) {
   TempDir root;
-  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(2048), 2);
+  // n_embd 64: 64 samples of 2048 tokens take several seconds even on an
+  // idle machine (a 16-wide model now finishes them in about 2 s).
+  ModelCheckpoint checkpoint =
+      MakeCheckpoint(SmallConfig(/*block_size=*/2048, /*n_embd=*/64), 2);
   SteerBos(checkpoint, -10.0f);
   Publish(root.path(), "long", 1, checkpoint);
   GeneratorServerOptions options = Options(root.path());
