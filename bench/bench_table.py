@@ -105,7 +105,9 @@ def main():
     print()
     print(f"microgpt: OpenBLAS {context.get('openblas_corename', '?')} kernels "
           f"(OPENBLAS_CORETYPE={context.get('openblas_coretype', '') or 'unset'}), "
-          f"{context.get('openblas_threads', '?')} OpenBLAS threads, "
+          "threads as the services set them (common/blas_threads.h: OpenBLAS single-threaded, "
+          "two engine threads for the (c) and (d) training and (d) x64 decoding rows; "
+          "the JSON counters threads, workers and blas_threads give each row's), "
           f"data {context.get('data', '?')}")
     if skipped:
         print(f"PyTorch: skipped: {skipped}")

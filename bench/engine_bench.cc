@@ -273,10 +273,13 @@ void RegisterAll() {
   for (const auto& row : kDecodeRows) {
     const Reference& r = kConfigs[row[0]];
     const int streams = row[1];
-    // The workers the generator should run (its --threads): two for the
-    // wide model's batches, one for (a), whose ~25 us steps are too short
-    // for a fork and join to pay.
-    const int workers = r.n_embd >= 64 && streams > 1 ? 2 : 1;
+    // The workers the generator runs by default (--threads 0: one per core)
+    // share a step as its scheduler shares it (common/blas_threads.h): a
+    // wide model's batch is split, a narrow one's stays on one worker.
+    const int cores =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int workers =
+        streams > 1 ? DecodingWorkersFor(ConfigOf(r, 2), cores) : 1;
     benchmark::RegisterBenchmark(
         (std::string("decode_") + r.name + "_x" + std::to_string(streams))
             .c_str(),

@@ -14,6 +14,10 @@ int TrainingThreadsFor(const ModelConfig& config) {
   return config.n_embd >= 64 ? 2 : 1;
 }
 
+int DecodingWorkersFor(const ModelConfig& config, int workers) {
+  return config.n_embd >= 64 ? workers : 1;
+}
+
 int ConfigureBlasThreads(EngineWork work, const ModelConfig& config,
                          int engine_threads) {
   const int threads = BlasThreadsFor(work, config, engine_threads);

@@ -34,6 +34,13 @@ int BlasThreadsFor(EngineWork work, const ModelConfig& config,
 // must compute what the uninterrupted run would have.
 int TrainingThreadsFor(const ModelConfig& config);
 
+// How many of the generator's `workers` compute threads share a decoding
+// step of a model of `config`: all of them for wide models (n_embd >= 64; a
+// 64-stream step of config (d) is ~1.9 ms of CPU, split in two halves), one
+// for narrow ones, whose steps (~25 us for n_embd 16 x 64 streams) are
+// shorter than a fork and join.
+int DecodingWorkersFor(const ModelConfig& config, int workers);
+
 // Sets OpenBLAS's thread count (process-wide) to BlasThreadsFor(...) and
 // returns it.
 int ConfigureBlasThreads(EngineWork work, const ModelConfig& config,

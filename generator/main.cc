@@ -3,8 +3,10 @@
 //
 //   microgpt-generator --checkpoint_root=/var/lib/microgpt/checkpoints
 //   --port=50052
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -43,7 +45,9 @@ ABSL_FLAG(int, max_queued, 1024,
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM, how long streams in flight may take to finish.");
-ABSL_FLAG(int, threads, 1, "Compute worker threads.");
+ABSL_FLAG(int, threads, 0,
+          "Compute worker threads; 0: one per core. A wide model's (n_embd >= "
+          "64) batch is split across them; a narrow model's runs on one.");
 ABSL_FLAG(int, metrics_port, 0,
           "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
 ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
@@ -91,7 +95,11 @@ int main(int argc, char** argv) {
   options.versions_to_keep = absl::GetFlag(FLAGS_versions_to_keep);
   options.scheduler.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.scheduler.max_queued = absl::GetFlag(FLAGS_max_queued);
-  options.scheduler.num_threads = absl::GetFlag(FLAGS_threads);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  options.scheduler.num_threads =
+      threads > 0
+          ? threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   if (absl::GetFlag(FLAGS_metrics_port) > 0) {
     options.metrics_address =
         microgpt::MetricsAddress(absl::GetFlag(FLAGS_metrics_port));

@@ -325,9 +325,11 @@ void Scheduler::RunStep(
       ++decoders_;
       UpdateBlasThreads();
     }
-    // Worker k takes the k-th slice of every version's batch.
+    // Worker k takes the k-th slice of every version's batch (a wide model's;
+    // a narrow one's batch stays on the loop's own worker).
     const size_t n = sequences.size();
-    const size_t slices = std::min<size_t>(workers, n);
+    const size_t slices = std::min<size_t>(
+        DecodingWorkersFor(servable->model.config(), workers), n);
     const size_t per_slice = (n + slices - 1) / slices;
     for (size_t k = 0, begin = 0; begin < n; ++k, begin += per_slice) {
       const size_t end = std::min(n, begin + per_slice);

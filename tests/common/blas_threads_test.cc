@@ -23,6 +23,21 @@ TEST(BlasThreadsTest, EveryCoreOnlyForWideTrainingOnOneEngineThread) {
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(128), 2), 1);
 }
 
+TEST(BlasThreadsTest, WideModelsSplitTheirWorkNarrowOnesDoNot) {
+  EXPECT_EQ(TrainingThreadsFor(Width(16)), 1);
+  EXPECT_EQ(TrainingThreadsFor(Width(63)), 1);
+  EXPECT_EQ(TrainingThreadsFor(Width(64)), 2);
+  EXPECT_EQ(TrainingThreadsFor(Width(128)), 2);
+  EXPECT_EQ(DecodingWorkersFor(Width(16), 4), 1);
+  EXPECT_EQ(DecodingWorkersFor(Width(64), 4), 4);
+  EXPECT_EQ(DecodingWorkersFor(Width(128), 1), 1);
+  // Together: the trainer's and the generator's wide-model work runs on its
+  // own threads, so OpenBLAS stays single-threaded.
+  EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(128),
+                           TrainingThreadsFor(Width(128))),
+            1);
+}
+
 TEST(BlasThreadsTest, ConfigureSetsOpenBlas) {
   const int before = openblas_get_num_threads();
   EXPECT_EQ(ConfigureBlasThreads(EngineWork::kDecoding, Width(16), 1), 1);

@@ -319,8 +319,9 @@ TEST(SchedulerTest, StopEndsUnfinishedSequencesAsCancelled) {
 }
 
 TEST(SchedulerTest, ManyWorkersAndVersionsGiveTheSameTokens) {
-  auto v1 = MakeServable(MakeCheckpoint(SmallConfig(32), 21), 1);
-  auto v2 = MakeServable(MakeCheckpoint(SmallConfig(32), 22), 2);
+  // 64 wide: the scheduler splits only wide models' batches across workers.
+  auto v1 = MakeServable(MakeCheckpoint(SmallConfig(32, 64), 21), 1);
+  auto v2 = MakeServable(MakeCheckpoint(SmallConfig(32, 64), 22), 2);
   SchedulerOptions options;
   options.num_threads = 3;
   options.max_batch = 16;
