@@ -2,8 +2,8 @@
 # Soak test of the generator (not in the default test run; ~3 min):
 #   ROUNDS (default 2) rounds of 500 concurrent Generate streams for DURATION
 #   (default 60 s) on loopback, of which SHORT_STREAMS have a short deadline
-#   (DEADLINE_EXCEEDED mid-stream), plus clients killed at random moments (the
-#   server sees CANCELLED); then SIGTERM under load.
+#   (DEADLINE_EXCEEDED mid-stream), plus CLI clients of 64 samples killed
+#   after 0-300 ms (the server sees CANCELLED); then SIGTERM under load.
 # Reports RSS after warm-up and after each round (memory is flat when later
 # rounds do not grow it) and errors by code; fails when an unexpected code
 # shows up (only CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED are allowed),
@@ -54,7 +54,8 @@ rss_before=$(rss_kb "$GEN_PID")
 echo "soak: generator pid $GEN_PID on $TARGET, RSS before ${rss_before} kB"
 
 # One round: long streams (normal deadline) and short-deadline streams side by
-# side, and CLI clients killed after 0-300 ms.
+# side, and CLI clients killed after 0-300 ms (the kills that land while the
+# client still runs are counted).
 round() {
   local r=$1
   "$BENCH" --target "$TARGET" --streams $((STREAMS - SHORT_STREAMS)) \
@@ -68,9 +69,9 @@ round() {
   local end=$((SECONDS + DURATION)) pid
   while ((SECONDS < end)); do
     "$BUILD/cli/microgpt" generate --generator "$TARGET" --model soak \
-      --num_samples 8 --prompt "" >/dev/null 2>&1 &
+      --num_samples 64 --prompt "" >/dev/null 2>&1 &
     pid=$!
-    sleep "0.$((RANDOM % 300))"
+    sleep "$(printf '0.%03d' $((RANDOM % 300)))"
     kill -9 "$pid" 2>/dev/null && cancelled=$((cancelled + 1)) || true
     wait "$pid" 2>/dev/null || true
   done
