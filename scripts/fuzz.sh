@@ -11,6 +11,7 @@
 #   build-asan/fuzz/<target> build-asan/artifacts/<target>/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh --with-sanitizers
 ROOT=$PWD
 source scripts/lib/sanitizer_build.sh
 SECONDS_PER_TARGET=${1:-30}

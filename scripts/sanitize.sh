@@ -12,6 +12,7 @@
 #   scripts/sanitize.sh [--quick] -R regex ...   extra ctest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh --with-sanitizers
 source scripts/lib/sanitizer_build.sh
 JOBS=${JOBS:-$(nproc)}
 quick=0

@@ -11,12 +11,16 @@ packages=(
   wamerican         # the default training dataset: /usr/share/dict/american-english
   python3-yaml python3-jsonschema  # tests/deploy: strict manifest validation
   python3-grpcio python3-protobuf  # tests/clients: the Python SDK against live servers
+  gdb               # tests/e2e/crash_e2e_test: kill -9 at chosen points of the trainer
 )
 # Extra groups: `setup.sh --with-python` adds what the Python client and benchmarks need.
 for arg in "$@"; do
   case "$arg" in
     --with-python) packages+=(python3-numpy) ;;
     --with-torch) packages+=(python3-torch) ;;
+    # scripts/sanitize.sh, fuzz.sh, tsan.sh: clang with its sanitizer and
+    # libFuzzer runtimes, llvm-symbolizer for the reports.
+    --with-sanitizers) packages+=(clang libclang-rt-14-dev llvm) ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -11,6 +11,7 @@
 #   scripts/tsan.sh [extra ctest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh --with-sanitizers
 BUILD=${MICROGPT_TSAN_BUILD_DIR:-$PWD/build-tsan}
 JOBS=${JOBS:-$(nproc)}
 start=$(date +%s)

@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/child_process.h"
+#include "tests/e2e/words_job.h"
 
 namespace microgpt {
 namespace {
@@ -61,12 +62,7 @@ class CrashTest : public ::testing::Test {
                ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    std::ofstream data(dir_ / "words.txt");
-    const char* syllables[] = {"ka", "mi", "lo", "ne", "ra", "su", "ti", "vo"};
-    for (int i = 0; i < 400; ++i) {
-      data << syllables[i % 8] << syllables[(i / 8) % 8]
-           << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
-    }
+    WriteWordsDataset(dir_ / "words.txt");
   }
 
   void TearDown() override {

@@ -30,6 +30,7 @@
 #include "microgpt/client.h"
 #include "tests/e2e/child_process.h"
 #include "tests/e2e/wait_for_version.h"
+#include "tests/e2e/words_job.h"
 #include "tests/generator/test_util.h"
 
 namespace microgpt {
@@ -75,12 +76,7 @@ class FaultsTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "data");
     fs::create_directories(dir_ / "checkpoints");
-    std::ofstream data(dir_ / "data" / "words.txt");
-    const char* syllables[] = {"ka", "mi", "lo", "ne", "ra", "su", "ti", "vo"};
-    for (int i = 0; i < 400; ++i) {
-      data << syllables[i % 8] << syllables[(i / 8) % 8]
-           << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
-    }
+    WriteWordsDataset(dir_ / "data" / "words.txt");
     WriteAll(dir_ / "token", kToken);
   }
 
@@ -139,25 +135,10 @@ class FaultsTest : public ::testing::Test {
   // Trains "words" to `steps` (publishing every 100) and returns the events.
   std::vector<v1::TrainingEvent> Train(int64_t steps, bool resume,
                                        std::string* job_id = nullptr) {
-    v1::StartTrainingRequest request;
-    request.set_model("words");
-    request.set_dataset_path("words.txt");
-    request.set_steps(steps);
-    request.set_batch_size(8);
-    request.set_checkpoint_every(100);
-    request.set_resume(resume);
-    absl::StatusOr<std::string> job = trainer_client_->Start(request);
-    EXPECT_TRUE(job.ok()) << job.status();
-    std::vector<v1::TrainingEvent> events;
-    if (!job.ok()) return events;
-    if (job_id != nullptr) *job_id = *job;
-    const absl::Status watched =
-        trainer_client_->Watch(*job, [&](const v1::TrainingEvent& event) {
-          events.push_back(event);
-          return true;
-        });
-    EXPECT_TRUE(watched.ok()) << watched;
-    return events;
+    WordsJob job = TrainWords(*trainer_client_, steps, resume);
+    EXPECT_TRUE(job.status.ok()) << job.status;
+    if (job_id != nullptr) *job_id = job.job_id;
+    return job.events;
   }
 
   std::vector<int64_t> VersionsOnDisk() {

@@ -21,6 +21,7 @@
 #include "microgpt/client.h"
 #include "tests/e2e/child_process.h"
 #include "tests/e2e/wait_for_version.h"
+#include "tests/e2e/words_job.h"
 
 namespace microgpt {
 namespace {
@@ -56,13 +57,7 @@ class FollowTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "data");
     fs::create_directories(dir_ / "checkpoints");
-    std::ofstream data(dir_ / "data" / "words.txt");
-    const char* syllables[] = {"ka", "mi", "lo", "ne", "ra", "su", "ti", "vo"};
-    for (int i = 0; i < 400; ++i) {
-      data << syllables[i % 8] << syllables[(i / 8) % 8]
-           << (i % 3 ? syllables[(i / 64) % 8] : "") << "\n";
-    }
-    data.close();
+    WriteWordsDataset(dir_ / "data" / "words.txt");
     std::ofstream(dir_ / "token") << kToken << "\n";
     trainer_port_ = FreePort();
     ASSERT_GT(trainer_port_, 0);
@@ -96,18 +91,8 @@ class FollowTest : public ::testing::Test {
   }
 
   void Train(int64_t steps, bool resume) {
-    v1::StartTrainingRequest request;
-    request.set_model("words");
-    request.set_dataset_path("words.txt");
-    request.set_steps(steps);
-    request.set_batch_size(8);
-    request.set_checkpoint_every(100);
-    request.set_resume(resume);
-    absl::StatusOr<std::string> job = trainer_client_->Start(request);
-    ASSERT_TRUE(job.ok()) << job.status();
-    const absl::Status watched = trainer_client_->Watch(
-        *job, [](const v1::TrainingEvent&) { return true; });
-    ASSERT_TRUE(watched.ok()) << watched;
+    const WordsJob job = TrainWords(*trainer_client_, steps, resume);
+    ASSERT_TRUE(job.status.ok()) << job.status;
   }
 
   // Waits until the generator serves `version` of "words".
