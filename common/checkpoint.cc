@@ -203,6 +203,31 @@ std::string SerializeModel(const ModelCheckpoint& checkpoint) {
   return writer.Serialize();
 }
 
+namespace {
+
+// The step and loss a model file's metadata records.
+absl::StatusOr<ModelStepAndLoss> StepAndLoss(const SafetensorsFile& file,
+                                             absl::string_view file_name) {
+  ModelStepAndLoss recorded;
+  MICROGPT_ASSIGN_OR_RETURN(recorded.step,
+                            ParseCount(file, file_name, kStepKey));
+  MICROGPT_ASSIGN_OR_RETURN(const std::string* loss_text,
+                            Metadata(file, file_name, kLossKey));
+  if (!ParseDouble(*loss_text, &recorded.loss)) {
+    return Invalid(file_name,
+                   absl::StrCat("metadata \"", kLossKey, "\" is not a number"));
+  }
+  return recorded;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelStepAndLoss> ReadModelStepAndLoss(const std::string& path) {
+  SafetensorsFile header;  // the metadata alone
+  MICROGPT_ASSIGN_OR_RETURN(header.metadata, ReadSafetensorsMetadata(path));
+  return StepAndLoss(header, path);
+}
+
 absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes) {
   constexpr absl::string_view kFile = "model checkpoint";
   absl::StatusOr<SafetensorsFile> parsed = ParseSafetensors(bytes);
@@ -233,15 +258,8 @@ absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes) {
                             config->vocab_size, " (expected ",
                             config->vocab_size - 1, " characters and BOS)"));
   }
-  MICROGPT_ASSIGN_OR_RETURN(const int64_t step,
-                            ParseCount(file, kFile, kStepKey));
-  MICROGPT_ASSIGN_OR_RETURN(const std::string* loss_text,
-                            Metadata(file, kFile, kLossKey));
-  double loss;
-  if (!ParseDouble(*loss_text, &loss)) {
-    return Invalid(kFile,
-                   absl::StrCat("metadata \"", kLossKey, "\" is not a number"));
-  }
+  MICROGPT_ASSIGN_OR_RETURN(const ModelStepAndLoss recorded,
+                            StepAndLoss(file, kFile));
 
   const ParameterLayout layout(*config);
   MICROGPT_RETURN_IF_ERROR(CheckParameterTensors(file, kFile, "", layout));
@@ -249,7 +267,8 @@ absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes) {
   for (const TensorSpec& spec : layout.tensors()) expected.push_back(spec.name);
   MICROGPT_RETURN_IF_ERROR(CheckNoOtherTensors(file, kFile, expected));
   return ModelCheckpoint{*config, *std::move(tokenizer),
-                         ReadParameterTensors(file, "", layout), step, loss};
+                         ReadParameterTensors(file, "", layout), recorded.step,
+                         recorded.loss};
 }
 
 std::string SerializeOptimizer(const OptimizerCheckpoint& state,

@@ -2,10 +2,10 @@
 //
 // model.safetensors holds the tensors of MODEL.md by their names (wte, wpe,
 // lm_head, layer{i}.attn_wq, ...), F32, shapes [out, in], and __metadata__:
-//   microgpt.config  {"n_embd":16,"n_head":4,"n_layer":1,"block_size":16,"vocab_size":27}
-//   microgpt.vocab   ["a","b",...]  (id order, BOS not included; BOS id = length)
-//   microgpt.step    "1000"
-//   microgpt.loss    "2.31"
+//   microgpt.config
+//   {"n_embd":16,"n_head":4,"n_layer":1,"block_size":16,"vocab_size":27}
+//   microgpt.vocab   ["a","b",...]  (id order, BOS not included; BOS id =
+//   length) microgpt.step    "1000" microgpt.loss    "2.31"
 // Any safetensors reader loads it.
 //
 // optimizer.safetensors holds what a resumed run needs to continue exactly:
@@ -36,24 +36,34 @@ struct ModelCheckpoint {
   double loss = 0.0;
 };
 
+// What a model file records of its training, read from its header alone
+// (listing versions without loading their weights).
+struct ModelStepAndLoss {
+  int64_t step = 0;
+  double loss = 0.0;
+};
+absl::StatusOr<ModelStepAndLoss> ReadModelStepAndLoss(const std::string& path);
+
 struct OptimizerCheckpoint {
   int64_t adam_step = 0;
   std::vector<float> m, v;          // ParameterLayout order
   std::vector<int32_t> data_order;  // document indices of the current epoch
   int64_t data_epoch = 0;
-  int64_t data_cursor = 0;          // next position in data_order
+  int64_t data_cursor = 0;  // next position in data_order
   Rng::State rng_state{};
-  std::string dataset_sha256;       // hex of the documents, to refuse another dataset
+  std::string
+      dataset_sha256;  // hex of the documents, to refuse another dataset
 };
 
 // Serialised bytes of each file; Parse* accept only what Serialize* produce
-// for a consistent model (INVALID_ARGUMENT / DATA_LOSS otherwise, never a crash).
+// for a consistent model (INVALID_ARGUMENT / DATA_LOSS otherwise, never a
+// crash).
 std::string SerializeModel(const ModelCheckpoint& checkpoint);
 absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes);
 std::string SerializeOptimizer(const OptimizerCheckpoint& state,
                                const ParameterLayout& layout);
-absl::StatusOr<OptimizerCheckpoint> ParseOptimizer(absl::string_view bytes,
-                                                   const ParameterLayout& layout);
+absl::StatusOr<OptimizerCheckpoint> ParseOptimizer(
+    absl::string_view bytes, const ParameterLayout& layout);
 
 }  // namespace microgpt
 

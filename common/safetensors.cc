@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <tuple>
 #include <utility>
@@ -172,61 +173,29 @@ absl::StatusOr<SafetensorsTensor> ParseTensorInfo(const std::string& name,
   return tensor;
 }
 
-}  // namespace
-
-absl::string_view DtypeName(Dtype dtype) { return Info(dtype).name; }
-
-size_t DtypeSize(Dtype dtype) { return Info(dtype).size; }
-
-bool ParseDtype(absl::string_view name, Dtype* dtype) {
-  for (const DtypeInfo& info : kDtypes) {
-    if (info.name == name) {
-      *dtype = info.dtype;
-      return true;
-    }
-  }
-  return false;
-}
-
-const SafetensorsTensor* SafetensorsFile::Find(absl::string_view name) const {
-  const auto it =
-      std::lower_bound(tensors.begin(), tensors.end(), name,
-                       [](const SafetensorsTensor& t, absl::string_view n) {
-                         return t.name < n;
-                       });
-  if (it == tensors.end() || it->name != name) return nullptr;
-  return &*it;
-}
-
-const std::string* SafetensorsFile::FindMetadata(absl::string_view key) const {
-  const auto it = metadata.find(std::string(key));
-  return it == metadata.end() ? nullptr : &it->second;
-}
-
-absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
-                                                 uint64_t max_header_bytes) {
-  if (bytes.size() < 8) {
-    return Corrupt(absl::StrCat("the file has ", bytes.size(),
-                                " bytes, fewer than the 8 of its header "
-                                "length"));
-  }
+// The header length in the first 8 bytes of a file of `file_size` bytes,
+// checked against the limit and the file's size.
+absl::StatusOr<uint64_t> HeaderSize(const char* first8, uint64_t file_size,
+                                    uint64_t max_header_bytes) {
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) {
-    header_size = (header_size << 8) | static_cast<uint8_t>(bytes[i]);
+    header_size = (header_size << 8) | static_cast<uint8_t>(first8[i]);
   }
   if (header_size > max_header_bytes) {
     return Corrupt(absl::StrCat("the header length ", header_size,
                                 " is above the limit of ", max_header_bytes,
                                 " bytes"));
   }
-  if (header_size > bytes.size() - 8) {
+  if (header_size > file_size - 8) {
     return Corrupt(absl::StrCat("the header length ", header_size,
-                                " runs past the end of the file (",
-                                bytes.size(), " bytes)"));
+                                " runs past the end of the file (", file_size,
+                                " bytes)"));
   }
-  const absl::string_view header_text = bytes.substr(8, header_size);
-  const absl::string_view buffer = bytes.substr(8 + header_size);
+  return header_size;
+}
 
+// The header's JSON object: not too deep, no key twice.
+absl::StatusOr<nlohmann::json> ParseHeaderJson(absl::string_view header_text) {
   if (JsonDepth(header_text) > kMaxHeaderDepth) {
     return Corrupt("the header nests deeper than a safetensors header can");
   }
@@ -268,6 +237,74 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
         absl::StrCat("the header has the key ", Quote(duplicate), " twice"));
   }
   if (!header.is_object()) return Corrupt("the header is not a JSON object");
+  return header;
+}
+
+// The "__metadata__" entry's strings into `metadata`.
+absl::Status ParseMetadata(const nlohmann::json& value,
+                           std::map<std::string, std::string>* metadata) {
+  if (!value.is_object()) {
+    return Corrupt("\"__metadata__\" is not a JSON object");
+  }
+  for (const auto& entry : value.items()) {
+    if (!entry.value().is_string()) {
+      return Corrupt(absl::StrCat("metadata entry ", Quote(entry.key()),
+                                  " is not a string"));
+    }
+    metadata->emplace(entry.key(),
+                      *entry.value().get_ptr<const std::string*>());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view DtypeName(Dtype dtype) { return Info(dtype).name; }
+
+size_t DtypeSize(Dtype dtype) { return Info(dtype).size; }
+
+bool ParseDtype(absl::string_view name, Dtype* dtype) {
+  for (const DtypeInfo& info : kDtypes) {
+    if (info.name == name) {
+      *dtype = info.dtype;
+      return true;
+    }
+  }
+  return false;
+}
+
+const SafetensorsTensor* SafetensorsFile::Find(absl::string_view name) const {
+  const auto it =
+      std::lower_bound(tensors.begin(), tensors.end(), name,
+                       [](const SafetensorsTensor& t, absl::string_view n) {
+                         return t.name < n;
+                       });
+  if (it == tensors.end() || it->name != name) return nullptr;
+  return &*it;
+}
+
+const std::string* SafetensorsFile::FindMetadata(absl::string_view key) const {
+  const auto it = metadata.find(std::string(key));
+  return it == metadata.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
+                                                 uint64_t max_header_bytes) {
+  if (bytes.size() < 8) {
+    return Corrupt(absl::StrCat("the file has ", bytes.size(),
+                                " bytes, fewer than the 8 of its header "
+                                "length"));
+  }
+  absl::StatusOr<uint64_t> size =
+      HeaderSize(bytes.data(), bytes.size(), max_header_bytes);
+  if (!size.ok()) return size.status();
+  const uint64_t header_size = *size;
+  const absl::string_view header_text = bytes.substr(8, header_size);
+  const absl::string_view buffer = bytes.substr(8 + header_size);
+
+  absl::StatusOr<nlohmann::json> parsed = ParseHeaderJson(header_text);
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& header = *parsed;
 
   SafetensorsFile file;
   struct Extent {
@@ -277,16 +314,9 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
   std::vector<Extent> extents;
   for (const auto& item : header.items()) {
     if (item.key() == "__metadata__") {
-      if (!item.value().is_object()) {
-        return Corrupt("\"__metadata__\" is not a JSON object");
-      }
-      for (const auto& entry : item.value().items()) {
-        if (!entry.value().is_string()) {
-          return Corrupt(absl::StrCat("metadata entry ", Quote(entry.key()),
-                                      " is not a string"));
-        }
-        file.metadata.emplace(entry.key(),
-                              *entry.value().get_ptr<const std::string*>());
+      if (absl::Status status = ParseMetadata(item.value(), &file.metadata);
+          !status.ok()) {
+        return status;
       }
       continue;
     }
@@ -323,6 +353,41 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes,
   }
   // header.items() iterates in key order, so file.tensors is sorted by name.
   return file;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ReadSafetensorsMetadata(
+    const std::string& path, uint64_t max_header_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  const auto file_size = static_cast<uint64_t>(in.tellg());
+  const auto in_file = [&](const absl::Status& status) {
+    return absl::Status(status.code(),
+                        absl::StrCat(path, ": ", status.message()));
+  };
+  char first8[8];
+  in.seekg(0);
+  if (file_size < 8 || !in.read(first8, sizeof(first8))) {
+    return in_file(Corrupt(absl::StrCat("the file has ", file_size,
+                                        " bytes, fewer than the 8 of its "
+                                        "header length")));
+  }
+  absl::StatusOr<uint64_t> size =
+      HeaderSize(first8, file_size, max_header_bytes);
+  if (!size.ok()) return in_file(size.status());
+  std::string header_text(*size, '\0');
+  if (!in.read(header_text.data(), static_cast<std::streamsize>(*size))) {
+    return in_file(Corrupt("the header cannot be read"));
+  }
+  absl::StatusOr<nlohmann::json> header = ParseHeaderJson(header_text);
+  if (!header.ok()) return in_file(header.status());
+  std::map<std::string, std::string> metadata;
+  const auto entry = header->find("__metadata__");
+  if (entry != header->end()) {
+    if (absl::Status status = ParseMetadata(*entry, &metadata); !status.ok()) {
+      return in_file(status);
+    }
+  }
+  return metadata;
 }
 
 void DecodeF32(absl::string_view bytes, float* out) {

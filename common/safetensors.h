@@ -93,6 +93,14 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(
     absl::string_view bytes,
     uint64_t max_header_bytes = kMaxSafetensorsHeaderBytes);
 
+// The "__metadata__" of the safetensors file at `path`, reading only its
+// header (what listing versions needs; the tensors are neither read nor
+// checked). NOT_FOUND when the file cannot be opened, DATA_LOSS naming the
+// file for a malformed header.
+absl::StatusOr<std::map<std::string, std::string>> ReadSafetensorsMetadata(
+    const std::string& path,
+    uint64_t max_header_bytes = kMaxSafetensorsHeaderBytes);
+
 // Host values from little-endian tensor data: out[i] for i < bytes.size() / 4.
 void DecodeF32(absl::string_view bytes, float* out);
 void DecodeI32(absl::string_view bytes, int32_t* out);

@@ -112,7 +112,7 @@ void CheckpointFeed::PollOnce() {
         absl::MutexLock lock(&mu_);
         if (known_set_.count(key) > 0) continue;
       }
-      absl::StatusOr<VersionMetadata> metadata =
+      absl::StatusOr<ModelStepAndLoss> metadata =
           ReadVersionMetadata(*store_, model, version);
       if (!metadata.ok()) {
         LogWarning(absl::StrCat("checkpoint feed: skipping ", model, "/",

@@ -13,21 +13,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/checkpoint.h"
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.pb.h"
 
 namespace microgpt {
 
-struct VersionMetadata {
-  int64_t step = 0;
-  double loss = 0.0;
-};
-
 // Step and loss of a published version, read from the header of its
 // model.safetensors alone (a few KiB, whatever the model's size). Falls back
 // to a full, verified CheckpointStore::LoadModel when the header does not
 // hold them.
-absl::StatusOr<VersionMetadata> ReadVersionMetadata(
+absl::StatusOr<ModelStepAndLoss> ReadVersionMetadata(
     const CheckpointStore& store, absl::string_view model, int64_t version);
 
 // Checkpoints of `model` (every model when empty), by model name, then version

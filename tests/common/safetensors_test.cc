@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Pair;
 
 std::string LittleEndian64(uint64_t n) {
   std::string bytes;
@@ -317,6 +319,46 @@ TEST(SafetensorsTest, SurvivesEveryByteFlipAndRandomGarbage) {
     garbage.replace(0, 8, LittleEndian64(i % 56));
     (void)ParseSafetensors(garbage);
   }
+}
+
+TEST(SafetensorsTest, MetadataIsReadFromTheHeaderAlone) {
+  const std::string dir = ::testing::TempDir();
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    return path;
+  };
+  SafetensorsWriter writer;
+  const std::vector<float> weights(1000, 0.5f);
+  ASSERT_TRUE(writer.AddF32("w", {1000}, weights).ok());
+  ASSERT_TRUE(writer.AddMetadata("microgpt.step", "300").ok());
+  const std::string file = writer.Serialize();
+  auto whole = ReadSafetensorsMetadata(write("whole.safetensors", file));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_THAT(*whole, ElementsAre(Pair("microgpt.step", "300")));
+  // The tensors' bytes are neither read nor checked: a file cut inside its
+  // data still gives its metadata (ParseSafetensors refuses it).
+  auto cut =
+      ReadSafetensorsMetadata(write("cut.safetensors", file.substr(0, 200)));
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_THAT(*cut, ElementsAre(Pair("microgpt.step", "300")));
+  EXPECT_THAT(ParseSafetensors(file.substr(0, 200)),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("outside the data buffer")));
+  // A malformed header is DATA_LOSS naming the file; no file is NOT_FOUND.
+  EXPECT_THAT(
+      ReadSafetensorsMetadata(write("short.safetensors", "\x05\0\0")),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("short.safetensors")));
+  EXPECT_THAT(ReadSafetensorsMetadata(
+                  write("long.safetensors", LittleEndian64(1000) + "{}")),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("runs past the end of the file")));
+  EXPECT_THAT(ReadSafetensorsMetadata(write(
+                  "meta.safetensors", MakeFile(R"({"__metadata__":[1]})", ""))),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("\"__metadata__\" is not a JSON object")));
+  EXPECT_THAT(ReadSafetensorsMetadata(dir + "/missing.safetensors"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
 }
 
 TEST(SafetensorsTest, WriterRejectsBadTensorsAndMetadata) {
