@@ -74,7 +74,7 @@ cli="$bin/cli/microgpt"
 # The generator polls the checkpoint root; wait for the final version.
 latest=$(ls "$work/checkpoints/$model" | grep -E '^[0-9]+$' | sort -n | tail -1)
 for _ in $(seq 100); do
-  "$cli" models 2>/dev/null | grep -q "$model.*\b$latest\b" && break
+  grep -q "$model.*\b$latest\b" <<<"$("$cli" models 2>/dev/null)" && break
   sleep 0.1
 done
 echo "generator serves $model version $latest; 10 samples at temperature 0.5:"

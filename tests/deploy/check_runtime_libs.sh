@@ -115,7 +115,9 @@ for b in "${binaries[@]}"; do
       fail "$lib ($path): no Debian package owns it (built locally? the image would lack it)"
       continue
     fi
-    if printf '%s\n' "${packages[@]}" | grep -qx "$pkg"; then
+    # A here-string, not a pipe: with pipefail, grep -q quitting at its first
+    # match can fail the printf feeding it (SIGPIPE) and the test with it.
+    if grep -qxF -- "$pkg" <<<"$(printf '%s\n' "${packages[@]}")"; then
       pass "$lib: $pkg"
     else
       fail "$lib ($path): package $pkg is not installed by the runtime stage of $dockerfile"
