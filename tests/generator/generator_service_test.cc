@@ -91,6 +91,31 @@ class GeneratorServiceTest : public ::testing::Test {
         grpc::InsecureChannelCredentials(), args));
   }
 
+  // For SlowReaderStub: 94 printable ASCII characters, so that reporting
+  // every alternative makes each token about 1 KiB; samples of kSlowTokens
+  // tokens (BOS steered away).
+  static constexpr int kSlowTokens = 128;
+  static std::string Printable() {
+    std::string printable;
+    for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
+    return printable;
+  }
+  static ModelCheckpoint SlowReaderModel(uint64_t seed, int64_t step) {
+    ModelCheckpoint checkpoint =
+        MakeCheckpoint(SmallConfig(kSlowTokens), seed, step, 3.0, Printable());
+    SteerBos(checkpoint, -10.0f);
+    return checkpoint;
+  }
+  // `samples` samples of SlowReaderModel reporting every alternative.
+  static v1::GenerateRequest SlowReaderRequest(int samples) {
+    v1::GenerateRequest request;
+    request.set_seed(77);
+    request.set_temperature(1.0f);
+    request.set_num_samples(samples);
+    request.set_top_logprobs(static_cast<int>(Printable().size()) + 1);
+    return request;
+  }
+
   int64_t WaitForQuiescence() {
     return testing::WaitForQuiescence(
         [&] { return server_->scheduler().stats().tokens_generated; });
@@ -481,23 +506,13 @@ TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
   SchedulerOptions scheduler;
   scheduler.buffer_tokens = 4;
   StartServer(scheduler, /*versions_to_keep=*/1);
-  // 94 printable ASCII characters, all reported as alternatives (see
-  // SlowReaderStub).
-  std::string printable;
-  for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
-  const int bos = static_cast<int>(printable.size());
+  const int bos = static_cast<int>(Printable().size());
   constexpr int kSamples = 4;
-  constexpr int kTokens = 128;
-  ModelCheckpoint v1 =
-      MakeCheckpoint(SmallConfig(kTokens), 31, 1, 3.0, printable);
-  SteerBos(v1, -10.0f);
+  constexpr int kTokens = kSlowTokens;
+  const ModelCheckpoint v1 = SlowReaderModel(31, 1);
   PublishAndLoad("names", 1, v1);
 
-  v1::GenerateRequest request;
-  request.set_seed(77);
-  request.set_temperature(1.0f);
-  request.set_num_samples(kSamples);
-  request.set_top_logprobs(bos + 1);
+  v1::GenerateRequest request = SlowReaderRequest(kSamples);
   std::unique_ptr<v1::Generator::Stub> slow_reader = SlowReaderStub();
   grpc::ClientContext context;
   auto reader = slow_reader->Generate(&context, request);
@@ -509,7 +524,7 @@ TEST_F(GeneratorServiceTest, StreamStartedOnVersion1FinishesOnVersion1) {
 
   // Version 2 replaces version 1, which is unloaded from the manager.
   PublishAndLoad("names", 2,
-                 MakeCheckpoint(SmallConfig(kTokens), 32, 2, 3.0, printable));
+                 MakeCheckpoint(SmallConfig(kTokens), 32, 2, 3.0, Printable()));
   EXPECT_EQ(server_->models().Get("names", 1).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ((*server_->models().Get("names", 0))->version, 2);
@@ -670,20 +685,12 @@ TEST_F(GeneratorServiceTest, PackedMessagesCarryTheSameTokensInOrder) {
 TEST_F(GeneratorServiceTest, TokensBufferedBehindASlowReaderArePacked) {
   StartServer();
   std::unique_ptr<v1::Generator::Stub> stub = SlowReaderStub();
-  std::string printable;
-  for (char c = '!'; c <= '~'; ++c) printable.push_back(c);
-  const int bos = static_cast<int>(printable.size());
+  const int bos = static_cast<int>(Printable().size());
   constexpr int kSamples = 4;
-  constexpr int kTokens = 128;
-  ModelCheckpoint checkpoint =
-      MakeCheckpoint(SmallConfig(kTokens), 31, 1, 3.0, printable);
-  SteerBos(checkpoint, -10.0f);
+  constexpr int kTokens = kSlowTokens;
+  const ModelCheckpoint checkpoint = SlowReaderModel(31, 1);
   PublishAndLoad("names", 1, checkpoint);
-  v1::GenerateRequest request;
-  request.set_seed(77);
-  request.set_temperature(1.0f);
-  request.set_num_samples(kSamples);
-  request.set_top_logprobs(bos + 1);
+  v1::GenerateRequest request = SlowReaderRequest(kSamples);
   request.set_pack_tokens(true);
   grpc::ClientContext context;
   auto reader = stub->Generate(&context, request);
