@@ -43,27 +43,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a server with --port 0 and echoes the port it printed.
-start() {
+# Starts a server in the background (in this shell, so that cleanup knows
+# its pid).
+launch() {
   local name=$1; shift
   "$@" > "$work/$name.out" 2> "$work/$name.log" &
   pids+=($!)
+}
+# The port a launched server printed (it listens on --port 0).
+port_of() {
+  local name=$1 port
   for _ in $(seq 100); do
     port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/$name.out")
     [ -n "$port" ] && { echo "$port"; return; }
     sleep 0.1
   done
   echo "demo: $name did not start; see $work/$name.log" >&2
-  exit 1
+  return 1
 }
 # The Trainer API requires a bearer token: a random one for this run, which
 # the CLI sends from the environment.
 (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$work/token")
 export MICROGPT_AUTH_TOKEN=$(cat "$work/token")
-trainer_port=$(start trainer "$bin/trainer/microgpt-trainer" serve --host 127.0.0.1 --port 0 \
-  --checkpoint_root "$work/checkpoints" --data_root "$work/data" --auth_token_file "$work/token")
-generator_port=$(start generator "$bin/generator/microgpt-generator" --host 127.0.0.1 --port 0 \
-  --checkpoint_root "$work/checkpoints" --poll_interval 0.2s)
+launch trainer "$bin/trainer/microgpt-trainer" serve --host 127.0.0.1 --port 0 \
+  --checkpoint_root "$work/checkpoints" --data_root "$work/data" --auth_token_file "$work/token"
+launch generator "$bin/generator/microgpt-generator" --host 127.0.0.1 --port 0 \
+  --checkpoint_root "$work/checkpoints" --poll_interval 0.2s
+trainer_port=$(port_of trainer)
+generator_port=$(port_of generator)
 echo "trainer on 127.0.0.1:$trainer_port, generator on 127.0.0.1:$generator_port"
 export MICROGPT_TRAINER=127.0.0.1:$trainer_port MICROGPT_GENERATOR=127.0.0.1:$generator_port
 
