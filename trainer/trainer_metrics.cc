@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/log.h"
 #include "server/metrics_endpoint.h"
+#include "trainer/job_state.h"
 
 namespace microgpt {
 namespace {
@@ -20,21 +21,6 @@ namespace {
 constexpr v1::JobState kStates[] = {
     v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
     v1::JOB_STATE_CANCELLED};
-
-const char* StateLabel(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unspecified";
-  }
-}
 
 }  // namespace
 
@@ -64,8 +50,8 @@ struct TrainerMetrics::Impl {
                  .Help("Jobs that ended, by final state.")
                  .Register(*registry)) {
     for (v1::JobState s : kStates) {
-      state.Add({{"state", StateLabel(s)}}).Set(0);
-      if (s != v1::JOB_STATE_RUNNING) jobs.Add({{"state", StateLabel(s)}});
+      state.Add({{"state", JobStateName(s)}}).Set(0);
+      if (s != v1::JOB_STATE_RUNNING) jobs.Add({{"state", JobStateName(s)}});
     }
   }
 
@@ -151,10 +137,10 @@ void TrainerMetrics::RecordState(v1::JobState state) {
   absl::MutexLock lock(&installed_mu);
   if (installed == nullptr) return;
   for (v1::JobState s : kStates) {
-    installed->state.Add({{"state", StateLabel(s)}}).Set(s == state ? 1 : 0);
+    installed->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
   }
   if (state != v1::JOB_STATE_RUNNING) {
-    installed->jobs.Add({{"state", StateLabel(state)}}).Increment();
+    installed->jobs.Add({{"state", JobStateName(state)}}).Increment();
   }
 }
 

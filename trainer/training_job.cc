@@ -15,6 +15,7 @@
 #include "common/loss_curve.h"
 #include "common/parameters.h"
 #include "common/tokenizer.h"
+#include "trainer/job_state.h"
 #include "trainer/trainer_metrics.h"
 
 namespace microgpt {
@@ -37,21 +38,6 @@ v1::StartTrainingRequest WithoutInlineDocuments(
 absl::Status Annotated(const absl::Status& status, absl::string_view context) {
   return absl::Status(status.code(),
                       absl::StrCat(context, ": ", status.message()));
-}
-
-const char* StateName(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unspecified";
-  }
 }
 
 }  // namespace
@@ -313,7 +299,7 @@ void TrainingJob::End(const absl::Status& status) {
     callbacks.swap(on_ended_);
   }
   std::string message = absl::StrFormat("job %s (\"%s\") %s", id_,
-                                        options_.model, StateName(state));
+                                        options_.model, JobStateName(state));
   if (final_job.has_progress()) {
     absl::StrAppendFormat(&message, " at step %d/%d",
                           final_job.progress().step(),
