@@ -7,13 +7,15 @@
 #                                  clients.cpp_find_package excluded: they
 #                                  test the release image and the installed
 #                                  package, not the code)
-#   scripts/sanitize.sh --quick    the engine and generator suites only
-#                                  (tests/common, tests/generator): what CI runs
+#   scripts/sanitize.sh --quick    the engine, server and generator suites
+#                                  only (tests/common, tests/server,
+#                                  tests/generator): what CI runs
 #   scripts/sanitize.sh [--quick] -R regex ...   extra ctest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-sanitizers
 source scripts/lib/sanitizer_build.sh
+source scripts/lib/test_suites.sh
 JOBS=${JOBS:-$(nproc)}
 quick=0
 if [[ ${1:-} == --quick ]]; then quick=1; shift; fi
@@ -21,12 +23,9 @@ if [[ ${1:-} == --quick ]]; then quick=1; shift; fi
 start=$(date +%s)
 configure_sanitizer_build
 if ((quick)); then
-  # One GoogleTest binary per tests/<area>/<name>_test.cc; its ctest names
-  # start with "<name>.".
-  names=$(ls tests/common/*_test.cc tests/generator/*_test.cc | xargs -n1 basename | sed 's/\.cc$//')
-  targets=() ; for name in $names; do targets+=(--target "$name"); done
-  cmake --build "$SANITIZER_BUILD" -j"$JOBS" "${targets[@]}"
-  filter=(-R "^($(tr '\n' '|' <<<"$names" | sed 's/|$//'))\\.")
+  suites common server generator
+  cmake --build "$SANITIZER_BUILD" -j"$JOBS" "${suite_targets[@]}"
+  filter=("${suite_filter[@]}")
 else
   cmake --build "$SANITIZER_BUILD" -j"$JOBS"
   filter=(-E '^(deploy\.|clients\.cpp_find_package$)')

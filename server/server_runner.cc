@@ -1,6 +1,5 @@
 #include "server/server_runner.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "server/shutdown_signals.h"
 
 namespace microgpt {
@@ -36,7 +36,16 @@ absl::Status ServerRunner::Start(absl::string_view name) {
                      options_.max_message_bytes));
   }
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // gRPC's default health service serialises its messages without the C++
+  // generated code; naming its descriptor here links health.pb.cc in, which
+  // puts grpc/health/v1/health.proto into the pool that reflection serves.
+  std::vector<std::string> reflected = health_names_;
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  reflected.push_back(grpc::health::v1::Health::service_full_name());
+  reflection_ = std::make_unique<ReflectionServices>(std::move(reflected));
+  if (absl::Status status = reflection_->CheckDescriptors(); !status.ok()) {
+    return status;
+  }
   grpc::ServerBuilder builder;
   const std::string address =
       absl::StrCat(options_.host.find(':') != std::string::npos
@@ -64,6 +73,8 @@ absl::Status ServerRunner::Start(absl::string_view name) {
             INT32_MAX)));
   }
   for (grpc::Service* service : services_) builder.RegisterService(service);
+  builder.RegisterService(reflection_->v1());
+  builder.RegisterService(reflection_->v1alpha());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     server_.reset();

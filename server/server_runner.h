@@ -1,5 +1,6 @@
 // ServerRunner: what every microgpt server shares. It serves the given
-// services plus grpc.health.v1 and server reflection, listens on host:port
+// services plus grpc.health.v1 and server reflection (v1 and v1alpha, which
+// resolve every listed service, health included), listens on host:port
 // (port 0 picks a free one, which it prints), and on SIGTERM or SIGINT drains:
 // health turns NOT_SERVING, new calls are refused, calls in flight get a grace
 // period to finish.
@@ -23,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/reflection_service.h"
 #include "server/security.h"
 
 namespace microgpt {
@@ -76,6 +78,7 @@ class ServerRunner {
   ServerOptions options_;
   std::vector<grpc::Service*> services_;
   std::vector<std::string> health_names_;
+  std::unique_ptr<ReflectionServices> reflection_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> shutdown_requested_{false};

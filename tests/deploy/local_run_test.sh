@@ -25,10 +25,10 @@ BUILD_DIR=$(cd "${1:-$ROOT/build}" 2>/dev/null && pwd) || { echo "FAIL: no build
 OVERLAY=${LOCAL_RUN_OVERLAY:-deploy/k8s/overlays/dev}
 PY=/usr/bin/python3
 CLI=$BUILD_DIR/cli/microgpt
-REFLECT=$BUILD_DIR/tools/grpc_reflect/grpc-reflect
+BUF=$ROOT/tools/buf/node_modules/.bin/buf  # scripts/setup.sh --with-buf
 MODEL=names
 
-for b in "$BUILD_DIR/trainer/microgpt-trainer" "$BUILD_DIR/generator/microgpt-generator" "$CLI" "$REFLECT"; do
+for b in "$BUILD_DIR/trainer/microgpt-trainer" "$BUILD_DIR/generator/microgpt-generator" "$CLI" "$BUF"; do
   [[ -x $b ]] || { echo "FAIL: $b not built"; echo "0 passed, 1 failed"; exit 1; }
 done
 
@@ -113,8 +113,9 @@ probe() {
   local kind=${1}_PROBE_KIND port=${1}_PROBE_PORT svc=${1}_PROBE_SERVICE
   case ${!kind} in
     grpc)
-      "$REFLECT" -plaintext -max-time 3 -d "{\"service\":\"${!svc}\"}" \
-        "127.0.0.1:${!port}" grpc.health.v1.Health/Check 2>/dev/null |
+      "$BUF" curl --protocol grpc --http2-prior-knowledge --connect-timeout 3 \
+        -d "{\"service\":\"${!svc}\"}" \
+        "http://127.0.0.1:${!port}/grpc.health.v1.Health/Check" 2>/dev/null |
         $PY -c 'import json,sys; print(json.load(sys.stdin).get("status","UNKNOWN"))' 2>/dev/null ||
         echo UNREACHABLE ;;
     tcp) (exec 3<>"/dev/tcp/127.0.0.1/${!port}") 2>/dev/null && echo SERVING || echo UNREACHABLE ;;
@@ -195,7 +196,8 @@ fi
 # (pipe and HTTP/2 flow control) while the next training run publishes.
 echo "--- long stream (64 samples) held open; training run 2 (--resume, to step 400)"
 STREAM_REQ='{"model":"'$MODEL'","num_samples":64,"seed":3,"top_logprobs":20}'
-( "$REFLECT" -plaintext -d "$STREAM_REQ" "$GENERATOR" microgpt.v1.Generator/Generate 2> "$WORK/stream.err"
+( "$BUF" curl --protocol grpc --http2-prior-knowledge -d "$STREAM_REQ" \
+    "http://$GENERATOR/microgpt.v1.Generator/Generate" 2> "$WORK/stream.err"
   echo $? > "$WORK/stream.rc" ) |
   $PY -c '
 import os, sys, time
