@@ -1,14 +1,11 @@
 #include "cli/commands.h"
 
 #include <cstdio>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "cli/progress_reporter.h"
 
 namespace microgpt {
@@ -107,17 +104,6 @@ void PrintLogprobs(const Sample& sample) {
 }
 
 }  // namespace
-
-absl::StatusOr<std::vector<std::string>> ReadDocuments(
-    const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream contents;
-  contents << file.rdbuf();
-  if (file.bad())
-    return absl::DataLossError(absl::StrCat("error reading ", path));
-  return std::vector<std::string>(absl::StrSplit(contents.str(), '\n'));
-}
 
 absl::Status TrainCommand(TrainerClient& trainer,
                           const v1::StartTrainingRequest& request, bool detach,

@@ -3,20 +3,12 @@
 #ifndef MICROGPT_CLI_COMMANDS_H_
 #define MICROGPT_CLI_COMMANDS_H_
 
-#include <string>
-#include <vector>
-
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "microgpt/client.h"
 #include "microgpt/v1/microgpt.pb.h"
 
 namespace microgpt {
-
-// The lines of a local file, to send as an inline dataset (the trainer strips
-// them and drops empty ones).
-absl::StatusOr<std::vector<std::string>> ReadDocuments(const std::string& path);
 
 // Starts a job and, unless `detach`, watches it to its end (see WatchJob).
 absl::Status TrainCommand(TrainerClient& trainer,

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/plot_command.h"
+#include "common/dataset.h"
 #include "microgpt/client.h"
 
 ABSL_FLAG(
@@ -180,9 +181,16 @@ absl::StatusOr<v1::StartTrainingRequest> TrainRequestFromFlags() {
   if (!data.empty()) {
     request.set_dataset_path(data);
   } else {
+    // The trainer's own parsing (strict UTF-8, stripped lines, no empty
+    // ones): a file it would refuse is refused here, naming the line and
+    // byte, before anything is sent.
     absl::StatusOr<std::vector<std::string>> documents =
-        ReadDocuments(data_file);
-    if (!documents.ok()) return documents.status();
+        LoadDocuments(data_file);
+    if (!documents.ok()) {
+      return absl::Status(
+          documents.status().code(),
+          absl::StrCat("--data_file ", documents.status().message()));
+    }
     for (std::string& d : *documents) {
       request.mutable_inline_dataset()->add_documents(std::move(d));
     }

@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +30,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The trainer's bearer token (it refuses to serve without one).
 constexpr char kToken[] = "services-e2e-token";
@@ -217,6 +220,64 @@ TEST_F(ServicesTest, CliGeneratesAndListsModels) {
                     generator_address_, "--top_p", "1.5"},
                    Path("cli.log"));
   EXPECT_EQ(bad.Wait(absl::Seconds(20)), 1);
+}
+
+// The CLI names the cause: a dataset file that is not UTF-8 is refused before
+// anything is sent (which line, which byte), a string flag that is not UTF-8
+// names its field, and a server that does not serve the service asked for
+// is named as such (gRPC's bare UNIMPLEMENTED said none of this).
+TEST_F(ServicesTest, CliNamesTheCauseOfBadFilesAndWrongAddresses) {
+  std::ofstream(dir_ / "latin1.txt") << "anna\nb\xe9la\n";
+  std::ofstream(dir_ / "binary.dat") << std::string("\x00\xff\xfe\x80", 4);
+  const auto run = [&](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), MICROGPT_CLI_BIN);
+    ChildProcess cli(argv, Path("cli.log"));
+    const int code = cli.Wait(absl::Seconds(20)).value_or(-1);
+    std::ifstream log(Path("cli.log"));
+    return std::make_pair(
+        code, std::string(std::istreambuf_iterator<char>(log), {}));
+  };
+  const std::string token_file = Path("token");
+  for (const auto& [file, where] :
+       {std::pair<std::string, std::string>{"latin1.txt", "line 2"},
+        {"binary.dat", "line 1"}}) {
+    const auto [code, log] =
+        run({"train", "--trainer", trainer_address_, "--auth_token_file",
+             token_file, "--model", "m", "--data_file", Path(file)});
+    EXPECT_EQ(code, 1);
+    EXPECT_THAT(log, HasSubstr(absl::StrCat(
+                         "error: INVALID_ARGUMENT: --data_file ", Path(file),
+                         ": ", where, " is not valid UTF-8 (byte ")));
+    EXPECT_THAT(log, Not(HasSubstr("libprotobuf")));
+  }
+  absl::StatusOr<std::vector<v1::TrainingJob>> jobs = trainer_client_->List();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_TRUE(jobs->empty()) << "a refused file started a job";
+
+  const auto [prompt_code, prompt_log] =
+      run({"generate", "--generator", generator_address_, "--prompt", "k\xe9"});
+  EXPECT_EQ(prompt_code, 1);
+  EXPECT_THAT(prompt_log,
+              HasSubstr("error: INVALID_ARGUMENT: microgpt.v1.GenerateRequest."
+                        "prompt is not valid UTF-8 (byte 2)"));
+
+  const auto [jobs_code, jobs_log] =
+      run({"jobs", "--trainer", generator_address_});
+  EXPECT_EQ(jobs_code, 1);
+  EXPECT_THAT(jobs_log,
+              HasSubstr(absl::StrCat(
+                  "error: UNIMPLEMENTED: ", generator_address_,
+                  " does not serve microgpt.v1.Trainer/ListTrainings: is it a "
+                  "microgpt trainer?")));
+  const auto [models_code, models_log] =
+      run({"models", "--generator", trainer_address_, "--auth_token_file",
+           token_file});
+  EXPECT_EQ(models_code, 1);
+  EXPECT_THAT(models_log,
+              HasSubstr(absl::StrCat(
+                  "error: UNIMPLEMENTED: ", trainer_address_,
+                  " does not serve microgpt.v1.Generator/ListModels: is it a "
+                  "microgpt generator?")));
 }
 
 TEST_F(ServicesTest, SigtermDuringTrainingPublishesNothingPartialAndExitsZero) {
