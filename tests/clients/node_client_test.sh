@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Node client's tests (clients/node/test/client.test.mjs, `node --test`) against a
-# real microgpt-generator and microgpt-trainer.
+# Runs the Node client's tests (clients/node/test/client.test.mjs, `node --test`, which also
+# run every js block of clients/node/README.md) against a real microgpt-generator and
+# microgpt-trainer serving two models and requiring a bearer token (servers.sh).
 #   usage: node_client_test.sh [BUILD_DIR]        (default: build, at the repository root)
 # Installs the client's dependencies with `npm ci` (from package-lock.json) when
 # clients/node/node_modules is missing or older than the lock file. Prints "SKIP: ..." and
@@ -27,7 +28,7 @@ fi
 start_servers "$build"
 cd "$client"
 
-# The README's snippet, while the generator serves a single model.
+# The example as its README shows it run: the servers and the token from the environment.
 echo "examples/stream.mjs:"
 node examples/stream.mjs | tee "$servers_tmp/example.out"
 grep -q '  <- ' "$servers_tmp/example.out" || { echo "FAIL: no finished sample" >&2; exit 1; }

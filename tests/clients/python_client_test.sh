@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Python client's tests (clients/python/tests/test_client.py) against a real
-# microgpt-generator and microgpt-trainer.
+# Runs the Python client's tests (clients/python/tests/test_client.py, which also run every
+# python block of clients/python/README.md) against a real microgpt-generator and
+# microgpt-trainer serving two models and requiring a bearer token (servers.sh).
 #   usage: python_client_test.sh [BUILD_DIR]      (default: build, at the repository root)
 # Uses Debian's /usr/bin/python3 with python3-grpcio and python3-protobuf, and protoc with
 # grpc_python_plugin (protobuf-compiler, protobuf-compiler-grpc) to generate the stubs.
@@ -23,7 +24,7 @@ start_servers "$build"
 cd "$repo/clients/python"
 export PYTHONPATH="$repo/clients/python${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 
-# The README's snippet, while the generator serves a single model.
+# The example as its README shows it run: the servers and the token from the environment.
 echo "examples/stream.py:"
 "$python" examples/stream.py | tee "$servers_tmp/example.out"
 grep -q '  <- ' "$servers_tmp/example.out" || { echo "FAIL: no finished sample" >&2; exit 1; }

@@ -1,11 +1,18 @@
-# Sourced by the client tests: trains a tiny model and starts the real servers.
+# Sourced by the client tests: trains two tiny models and starts the real servers, locked
+# with a bearer token, as a deployment runs them.
 #
 #   source servers.sh; start_servers BUILD_DIR
 #
-# Trains MODEL ("tiny") with `microgpt-trainer train` into a temporary checkpoint root, then
-# starts microgpt-generator and `microgpt-trainer serve` on it, each on a free port, and
-# exports MICROGPT_GENERATOR, MICROGPT_TRAINER (host:port) and MICROGPT_MODEL. The servers
-# are killed and the temporary directory removed on exit (trap). Needs bash.
+# Trains "names" and "words" with `microgpt-trainer train` into a temporary checkpoint root,
+# then starts on it, each on a free port of 127.0.0.1 and all with one random bearer token:
+#   microgpt-generator --require_auth                 MICROGPT_GENERATOR (host:port)
+#   microgpt-trainer serve                            MICROGPT_TRAINER
+#   microgpt-generator --require_auth over TLS        MICROGPT_TLS_GENERATOR (localhost:port),
+#     with a self-signed certificate for localhost    MICROGPT_TLS_CA_FILE (its PEM file)
+# and exports those, MICROGPT_AUTH_TOKEN (the token, which the SDKs read like the CLI) and
+# MICROGPT_MODEL=names. Two models, so that a request without a model fails ("model must be
+# set") and every example has to name one. The servers are killed and the temporary
+# directory removed on exit (trap). Needs bash and openssl.
 
 skip() {  # skip MESSAGE: the test cannot run on this machine; ctest counts it as passed.
   echo "SKIP: $*"
@@ -53,33 +60,64 @@ start_servers() {
       exit 1
     fi
   done
+  command -v openssl >/dev/null \
+    || { echo "FAIL: openssl not found (apt-get install openssl): it makes the TLS certificate" >&2; exit 1; }
   servers_tmp="$(mktemp -d "${TMPDIR:-/tmp}/microgpt-clients.XXXXXX")"
   server_pids=""
   trap servers_cleanup EXIT
   trap 'exit 130' INT TERM
   export OPENBLAS_NUM_THREADS=1
-  mkdir -p "$servers_tmp/checkpoints" "$servers_tmp/data"
+  mkdir -p "$servers_tmp/checkpoints" "$servers_tmp/data" "$servers_tmp/tls"
   printf '%s\n' anna bob carla dave emma fred gina hank ida jack kate leo mia ned olga paul \
-    quinn rosa sam tina uma vera walt xena yara zack > "$servers_tmp/data/words.txt"
+    quinn rosa sam tina uma vera walt xena yara zack > "$servers_tmp/data/names.txt"
+  printf '%s\n' apple bread chair dream earth flame grape house input juice knife lemon \
+    music night ocean paper queen river stone table > "$servers_tmp/data/words.txt"
 
-  export MICROGPT_MODEL=tiny
-  "$trainer" train --data "$servers_tmp/data/words.txt" --model "$MICROGPT_MODEL" \
-    --checkpoint_root "$servers_tmp/checkpoints" --steps 200 > "$servers_tmp/train.log" 2>&1 \
-    || { echo "FAIL: microgpt-trainer train failed" >&2; exit 1; }
+  export MICROGPT_MODEL=names
+  for model in names words; do
+    "$trainer" train --data "$servers_tmp/data/$model.txt" --model "$model" \
+      --checkpoint_root "$servers_tmp/checkpoints" --steps 200 > "$servers_tmp/train-$model.log" 2>&1 \
+      || { echo "FAIL: microgpt-trainer train --model $model failed" >&2; exit 1; }
+  done
+
+  # One token for all servers, given to them in a file (so that only the clients read it
+  # from the environment) and exported for the SDKs, which send it on every call.
+  MICROGPT_AUTH_TOKEN="clients-test-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  export MICROGPT_AUTH_TOKEN
+  printf '%s\n' "$MICROGPT_AUTH_TOKEN" > "$servers_tmp/token"
 
   "$generator" --host 127.0.0.1 --port 0 --checkpoint_root "$servers_tmp/checkpoints" \
-    --poll_interval 0.2s > "$servers_tmp/generator.log" 2>&1 &
+    --poll_interval 0.2s --require_auth --auth_token_file "$servers_tmp/token" \
+    > "$servers_tmp/generator.log" 2>&1 &
   server_pids="$server_pids $!"
   MICROGPT_GENERATOR="$(wait_listening microgpt-generator "$servers_tmp/generator.log" $!)"
   export MICROGPT_GENERATOR
 
-  # The SDK tests exercise the API, not authentication (the C++ e2e tests and
-  # tests/tools/grpc_reflect_test.sh do), and send no token: an open trainer,
-  # on loopback only.
   "$trainer" serve --host 127.0.0.1 --port 0 --checkpoint_root "$servers_tmp/checkpoints" \
-    --data_root "$servers_tmp/data" --insecure_no_auth > "$servers_tmp/trainer.log" 2>&1 &
+    --data_root "$servers_tmp/data" --auth_token_file "$servers_tmp/token" \
+    > "$servers_tmp/trainer.log" 2>&1 &
   server_pids="$server_pids $!"
   MICROGPT_TRAINER="$(wait_listening microgpt-trainer "$servers_tmp/trainer.log" $!)"
   export MICROGPT_TRAINER
-  echo "servers: generator $MICROGPT_GENERATOR, trainer $MICROGPT_TRAINER, model $MICROGPT_MODEL"
+
+  # A second generator on the same checkpoint root, over TLS, for the examples that
+  # connect with a CA file. The clients verify the name they dial, so the certificate is
+  # for localhost and they dial localhost.
+  MICROGPT_TLS_CA_FILE="$servers_tmp/tls/ca.pem"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$servers_tmp/tls/key.pem" \
+    -out "$MICROGPT_TLS_CA_FILE" > "$servers_tmp/openssl.out" 2>&1 \
+    || { cat "$servers_tmp/openssl.out" >&2; echo "FAIL: openssl could not make a certificate" >&2; exit 1; }
+  export MICROGPT_TLS_CA_FILE
+  "$generator" --host 127.0.0.1 --port 0 --checkpoint_root "$servers_tmp/checkpoints" \
+    --poll_interval 0.2s --require_auth --auth_token_file "$servers_tmp/token" \
+    --tls_cert_file "$MICROGPT_TLS_CA_FILE" --tls_key_file "$servers_tmp/tls/key.pem" \
+    > "$servers_tmp/generator-tls.log" 2>&1 &
+  server_pids="$server_pids $!"
+  local tls_address
+  tls_address="$(wait_listening microgpt-generator "$servers_tmp/generator-tls.log" $!)"
+  MICROGPT_TLS_GENERATOR="localhost:${tls_address##*:}"
+  export MICROGPT_TLS_GENERATOR
+  echo "servers: generator $MICROGPT_GENERATOR, trainer $MICROGPT_TRAINER," \
+    "TLS generator $MICROGPT_TLS_GENERATOR, models names and words, bearer token required"
 }

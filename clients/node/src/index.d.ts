@@ -23,15 +23,23 @@ export declare class MicrogptError extends Error {
 }
 
 export interface ClientOptions {
-  /** Default: insecure. */
+  /** Default: insecure. TLS: grpc.credentials.createSsl(caPem). */
   credentials?: grpc.ChannelCredentials;
   channelOptions?: grpc.ChannelOptions;
   /** Folder holding microgpt/v1/microgpt.proto (default DEFAULT_PROTO_DIR). */
   protoDir?: string;
   /** Default deadline of every call, in milliseconds from its start. */
   timeout?: number;
-  /** Metadata sent with every call. */
+  /**
+   * Metadata sent with every call. An "authorization" entry replaces the token from
+   * $MICROGPT_AUTH_TOKEN (giving it and authToken throws a TypeError).
+   */
   metadata?: Record<string, string>;
+  /**
+   * Bearer token sent as "authorization: Bearer <token>" on every call (trimmed).
+   * Unset: $MICROGPT_AUTH_TOKEN, like the microgpt CLI; "": no token.
+   */
+  authToken?: string;
 }
 
 export interface CallOptions {
@@ -47,7 +55,10 @@ type Uint64 = number | bigint | string;
 
 /** GenerateRequest, camelCase. Unset fields take the server's defaults. */
 export interface GenerateRequest {
-  /** "" or unset: the only model served. */
+  /**
+   * "" or unset: the only model served (a generator serving several rejects the
+   * request with INVALID_ARGUMENT "model must be set").
+   */
   model?: string;
   /** 0 or unset: the latest loaded version. */
   version?: number;
@@ -121,7 +132,8 @@ declare class BaseClient {
   /**
    * address: host:port. Without it (undefined or ""), like the microgpt CLI:
    * $MICROGPT_GENERATOR else localhost:50051 (Generator), $MICROGPT_TRAINER else
-   * localhost:50052 (Trainer).
+   * localhost:50052 (Trainer). The bearer token: options.authToken, else
+   * $MICROGPT_AUTH_TOKEN.
    */
   constructor(address?: string, options?: ClientOptions);
   readonly address: string;

@@ -258,19 +258,38 @@ async function* stream(client, stub, method, request, convert, options = {}) {
   }
 }
 
+// Like the microgpt CLI: the bearer token of every call, when none is given.
+const AUTH_TOKEN_ENV = 'MICROGPT_AUTH_TOKEN';
+
+// METADATA plus "authorization: Bearer <token>": the token is AUTH_TOKEN, or when that
+// is undefined (or null) $MICROGPT_AUTH_TOKEN; '' sends none. An authorization entry in METADATA
+// is an explicit choice too, so the environment does not add a second one.
+function callMetadata(metadata, authToken) {
+  const out = new grpc.Metadata();
+  for (const [key, value] of Object.entries(metadata ?? {})) out.set(key, value);
+  const hasAuthorization = out.get('authorization').length > 0;
+  if (authToken != null && hasAuthorization) {
+    throw new TypeError('give authToken or an authorization entry in metadata, not both');
+  }
+  // Trimmed like the CLI does: a token file or variable often ends with a newline.
+  const token = (authToken ?? (hasAuthorization ? '' : process.env[AUTH_TOKEN_ENV] ?? '')).trim();
+  if (token) out.set('authorization', `Bearer ${token}`);
+  return out;
+}
+
 class BaseClient {
   /**
    * @param {string | undefined} address host:port; without it, like the microgpt CLI,
    *     $MICROGPT_GENERATOR or $MICROGPT_TRAINER, else localhost:50051 or localhost:50052
-   * @param {object} [options]
+   * @param {object} [options] options.authToken, else $MICROGPT_AUTH_TOKEN, is sent as
+   *     "authorization: Bearer <token>" on every call
    */
   constructor(address, options = {}, env = '', fallback = '') {
-    const { credentials, channelOptions, protoDir, timeout, metadata } = options;
+    const { credentials, channelOptions, protoDir, timeout, metadata, authToken } = options;
     address ||= process.env[env] || fallback;
     this.proto = loadProto(protoDir);
     this.timeout = timeout;
-    this.metadata = new grpc.Metadata();
-    for (const [key, value] of Object.entries(metadata ?? {})) this.metadata.set(key, value);
+    this.metadata = callMetadata(metadata, authToken);
     this.address = address;
     this._credentials = credentials ?? grpc.credentials.createInsecure();
     this._channelOptions = channelOptions ?? {};

@@ -1,20 +1,32 @@
 // Tests of @microgpt/client against real servers (no mocks).
 //
-// tests/clients/node_client_test.sh trains a model, starts microgpt-generator and
-// microgpt-trainer on one checkpoint root and runs `node --test` with:
-//   MICROGPT_GENERATOR  address of the generator (host:port)
-//   MICROGPT_TRAINER    address of the trainer (host:port)
-//   MICROGPT_MODEL      name of the model the generator serves from the start
+// tests/clients/node_client_test.sh trains two models, starts microgpt-generator,
+// microgpt-trainer and a TLS microgpt-generator on one checkpoint root, all requiring one
+// bearer token, and runs `node --test` with:
+//   MICROGPT_GENERATOR      address of the generator (host:port)
+//   MICROGPT_TRAINER        address of the trainer (host:port)
+//   MICROGPT_MODEL          name of one of the two models the generator serves from the start
+//   MICROGPT_AUTH_TOKEN     the servers' bearer token
+//   MICROGPT_TLS_GENERATOR  address of the TLS generator (localhost:port)
+//   MICROGPT_TLS_CA_FILE    its certificate (PEM)
 // The tests skip when these are not set.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
-import { GeneratorClient, MicrogptError, TrainerClient, status } from '../src/index.js';
+import { GeneratorClient, MicrogptError, TrainerClient, grpc, status } from '../src/index.js';
 
-const { MICROGPT_GENERATOR: GENERATOR, MICROGPT_TRAINER: TRAINER } = process.env;
+const {
+  MICROGPT_GENERATOR: GENERATOR, MICROGPT_TRAINER: TRAINER, MICROGPT_AUTH_TOKEN: TOKEN,
+  MICROGPT_TLS_GENERATOR: TLS_GENERATOR, MICROGPT_TLS_CA_FILE: TLS_CA_FILE,
+} = process.env;
 const MODEL = process.env.MICROGPT_MODEL ?? '';
+const SERVERS = Boolean(GENERATOR && TRAINER && MODEL && TOKEN && TLS_GENERATOR && TLS_CA_FILE);
 const DOCUMENTS = ['anna', 'bob', 'carla', 'dave', 'emma', 'fred', 'gina', 'hank', 'ida',
   'jack', 'kate', 'leo', 'mia', 'ned', 'olga', 'paul'];
 
@@ -50,11 +62,138 @@ const within = (ms, promise, what) => Promise.race([
   new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} hung for ${ms} ms`)), ms).unref()),
 ]);
 
+/** Runs FN with the environment variables of VALUES set (a string) or unset (undefined). */
+async function withEnv(values, fn) {
+  const saved = Object.fromEntries(Object.keys(values).map((name) => [name, process.env[name]]));
+  const apply = (changes) => {
+    for (const [name, value] of Object.entries(changes)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+  apply(values);
+  try {
+    return await fn();
+  } finally {
+    apply(saved);
+  }
+}
+
+/** Calls FN(...clients) and closes the clients afterwards. */
+async function using(clients, fn) {
+  try {
+    return await fn(...clients);
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const README_BLOCKS = [...README.matchAll(/^```js\n(.*?)^```$/gms)].map((m) => m[1]);
+// `console.log(...); // TEXT` in a README block: running the block prints TEXT.
+const EXPECTED_OUTPUT = /console\.log\(.*\);?\s*\/\/\s*(.+?)\s*$/gm;
+
 test('the README shows the example verbatim', () => {
   // The test script runs examples/stream.mjs against the generator.
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
   const example = readFileSync(new URL('../examples/stream.mjs', import.meta.url), 'utf8');
-  assert.ok(readme.includes('```js\n' + example + '```'), 'README.md has examples/stream.mjs');
+  assert.ok(README_BLOCKS.includes(example), 'README.md has examples/stream.mjs');
+});
+
+describe('the environment, like the CLI', { skip: !SERVERS && "the servers' environment is not set" }, () => {
+  const unauthenticated = (promise) => rejectsWithCode(promise, status.UNAUTHENTICATED);
+
+  test('a call without a token is UNAUTHENTICATED', async () => {
+    await withEnv({ MICROGPT_AUTH_TOKEN: undefined }, () => using(
+      [new GeneratorClient(GENERATOR), new TrainerClient(TRAINER)], async (generator, trainer) => {
+        await unauthenticated(generator.listModels());
+        await unauthenticated(collect(generator.generate({ model: MODEL })));
+        await unauthenticated(trainer.listTrainings());
+      }));
+    // authToken '' sends none, whatever the environment holds.
+    await using([new GeneratorClient(GENERATOR, { authToken: '' }), new TrainerClient(TRAINER, { authToken: '' })],
+      async (generator, trainer) => {
+        await unauthenticated(generator.listModels());
+        await unauthenticated(collect(trainer.watchTraining('no-such-job')));
+      });
+    // The token alone makes the difference: the same calls with it pass.
+    await using([new GeneratorClient(GENERATOR), new TrainerClient(TRAINER)], async (generator, trainer) => {
+      await generator.listModels();
+      await trainer.listTrainings();
+    });
+  });
+
+  test('the token comes from the environment', async () => {
+    await using([new GeneratorClient(GENERATOR), new TrainerClient(TRAINER)], async (generator, trainer) => {
+      assert.ok((await generator.listModels()).some((m) => m.name === MODEL));
+      assert.equal((await generator.complete({ model: MODEL, seed: 1 })).length, 1);
+      assert.ok(Array.isArray(await trainer.listTrainings()));
+      // Past authentication, the stream reaches the service: NOT_FOUND.
+      await rejectsWithCode(collect(trainer.watchTraining('no-such-job')), status.NOT_FOUND);
+    });
+    // Trimmed like the CLI's, so a token with its file's newline works.
+    await withEnv({ MICROGPT_AUTH_TOKEN: ` ${TOKEN}\n` }, () => using([new GeneratorClient(GENERATOR)],
+      async (generator) => assert.ok((await generator.listModels()).length > 0)));
+  });
+
+  test('an explicit token wins over the environment', async () => {
+    await withEnv({ MICROGPT_AUTH_TOKEN: 'not-the-token' }, async () => {
+      await using([new GeneratorClient(GENERATOR)], (generator) => unauthenticated(generator.listModels()));
+      await using([new GeneratorClient(GENERATOR, { authToken: TOKEN }), new TrainerClient(TRAINER, { authToken: TOKEN })],
+        async (generator, trainer) => {
+          assert.ok((await generator.listModels()).length > 0);
+          assert.equal((await generator.complete({ model: MODEL, seed: 1 })).length, 1);
+          await trainer.listTrainings();
+        });
+    });
+    await using([
+      new GeneratorClient(GENERATOR, { authToken: 'not-the-token' }),
+      new TrainerClient(TRAINER, { authToken: 'not-the-token' }),
+    ], async (generator, trainer) => {
+      await unauthenticated(generator.listModels());
+      await unauthenticated(trainer.listTrainings());
+    });
+  });
+
+  test('authorization metadata is explicit too', async () => {
+    const metadata = { authorization: `Bearer ${TOKEN}` };
+    await withEnv({ MICROGPT_AUTH_TOKEN: 'not-the-token' }, () => using(
+      [new GeneratorClient(GENERATOR, { metadata })],
+      async (generator) => assert.ok((await generator.listModels()).length > 0)));
+    // Other metadata goes along with the environment's token.
+    await using([new TrainerClient(TRAINER, { metadata: { 'x-request-id': 'node-test' } })],
+      (trainer) => trainer.listTrainings());
+    assert.throws(() => new GeneratorClient(GENERATOR, { metadata, authToken: TOKEN }), TypeError);
+  });
+
+  test('TLS with the CA certificate', async () => {
+    const credentials = grpc.credentials.createSsl(readFileSync(TLS_CA_FILE));
+    await using([new GeneratorClient(TLS_GENERATOR, { credentials })],
+      async (generator) => assert.equal((await generator.complete({ model: MODEL, seed: 1 })).length, 1));
+    await using([new GeneratorClient(TLS_GENERATOR, { credentials, authToken: '' })],
+      (generator) => unauthenticated(generator.listModels()));
+  });
+
+  test('the addresses come from the environment', async () => {
+    await using([new GeneratorClient(), new TrainerClient()], async (generator, trainer) => {
+      assert.deepEqual([generator.address, trainer.address], [GENERATOR, TRAINER]);
+      assert.ok((await generator.listModels()).some((m) => m.name === MODEL));
+      await trainer.listTrainings();
+    });
+    await withEnv({ MICROGPT_GENERATOR: undefined, MICROGPT_TRAINER: undefined }, () => using(
+      [new GeneratorClient(), new TrainerClient()], (generator, trainer) => {
+        assert.equal(generator.address, 'localhost:50051');
+        assert.equal(trainer.address, 'localhost:50052');
+      }));
+  });
+
+  test('explicit addresses win over the environment', async () => {
+    await withEnv({ MICROGPT_GENERATOR: '127.0.0.1:1', MICROGPT_TRAINER: '127.0.0.1:1' }, () => using(
+      [new GeneratorClient(GENERATOR), new TrainerClient(TRAINER)], async (generator, trainer) => {
+        assert.deepEqual([generator.address, trainer.address], [GENERATOR, TRAINER]);
+        assert.ok((await generator.listModels()).length > 0);
+        await trainer.listTrainings();
+      }));
+  });
 });
 
 describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICROGPT_MODEL not set' }, () => {
@@ -64,29 +203,6 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     await generator.waitForReady(30000);
   });
   after(() => generator?.close());
-
-  test('the address defaults to the environment, like the CLI', async () => {
-    const fromEnv = new GeneratorClient();
-    try {
-      assert.equal(fromEnv.address, GENERATOR);
-      assert.ok((await fromEnv.listModels()).some((m) => m.name === MODEL));
-    } finally {
-      fromEnv.close();
-    }
-    const saved = { ...process.env };
-    delete process.env.MICROGPT_GENERATOR;
-    delete process.env.MICROGPT_TRAINER;
-    try {
-      const generatorDefault = new GeneratorClient();
-      const trainerDefault = new TrainerClient();
-      assert.equal(generatorDefault.address, 'localhost:50051');
-      assert.equal(trainerDefault.address, 'localhost:50052');
-      generatorDefault.close();
-      trainerDefault.close();
-    } finally {
-      Object.assign(process.env, saved);
-    }
-  });
 
   test('listModels', async () => {
     const models = await generator.listModels();
@@ -183,6 +299,11 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     assert.throws(() => generator.generate({ model: MODEL, top_p: 0.5 }), TypeError);
   });
 
+  test('a generator of two models needs the model named', async () => {
+    const error = await rejectsWithCode(collect(generator.generate({ seed: 1 })), status.INVALID_ARGUMENT);
+    assert.match(error.details, /model must be set/);
+  });
+
   test('unknown model is NOT_FOUND', async () => {
     const error = await rejectsWithCode(collect(generator.generate({ model: 'no-such-model' })),
       status.NOT_FOUND);
@@ -242,6 +363,40 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     const signal = AbortSignal.abort();
     await assert.rejects(collect(generator.generate({ model: MODEL }, { signal })), { name: 'AbortError' });
     await assert.rejects(generator.listModels({ signal }), { name: 'AbortError' });
+  });
+});
+
+// Before the Trainer tests, so that the generator serves just the two models the blocks show.
+describe('README', { skip: !SERVERS && "the servers' environment is not set" }, () => {
+  // As a reader would paste them: each block a module of its own in a scratch project
+  // that has this package installed (npm links a local package the same way) and holds the
+  // token file and CA certificate the blocks name; the clients find the servers and the
+  // token in the environment. Blocks that read ca.pem dial the TLS generator.
+  let scratch;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'microgpt-node-readme-'));
+    mkdirSync(join(scratch, 'node_modules', '@microgpt'), { recursive: true });
+    symlinkSync(fileURLToPath(new URL('..', import.meta.url)), join(scratch, 'node_modules', '@microgpt', 'client'), 'dir');
+    writeFileSync(join(scratch, 'token'), `${TOKEN}\n`);
+    copyFileSync(TLS_CA_FILE, join(scratch, 'ca.pem'));
+  });
+  after(() => scratch && rmSync(scratch, { recursive: true, force: true }));
+
+  test('has the blocks', () => assert.ok(README_BLOCKS.length >= 5, `${README_BLOCKS.length} js blocks`));
+
+  README_BLOCKS.forEach((block, index) => {
+    test(`block ${index + 1} runs: ${block.split('\n').find((line) => line && !/^(import|\/\/)/.test(line))}`, () => {
+      const file = join(scratch, `block-${index + 1}.mjs`);
+      writeFileSync(file, block);
+      const env = { ...process.env };
+      if (block.includes('ca.pem')) env.MICROGPT_GENERATOR = TLS_GENERATOR;
+      const run = spawnSync(process.execPath, [file], { cwd: scratch, env, encoding: 'utf8', timeout: 120000 });
+      assert.equal(run.status, 0, run.stderr);
+      assert.ok(run.stdout, 'the block printed nothing');
+      for (const [, expected] of block.matchAll(EXPECTED_OUTPUT)) {
+        assert.ok(run.stdout.includes(expected), `prints ${JSON.stringify(expected)}:\n${run.stdout}`);
+      }
+    });
   });
 });
 

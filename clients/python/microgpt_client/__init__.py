@@ -2,8 +2,9 @@
 
     from microgpt_client import Generator
 
+    # The bearer token: auth_token=..., else $MICROGPT_AUTH_TOKEN, like the microgpt CLI.
     with Generator("127.0.0.1:50051") as generator:
-        for token in generator.generate(prompt="a", seed=7, num_samples=2):
+        for token in generator.generate(prompt="a", model="names", seed=7, num_samples=2):
             print(token.sample_index, repr(token.text), token.finish_reason or "")
 
 The protobuf and gRPC stubs are generated from proto/microgpt/v1/microgpt.proto when the

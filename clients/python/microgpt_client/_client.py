@@ -87,6 +87,27 @@ class Stream(Generic[T]):
                 pass
 
 
+# Like the microgpt CLI: the bearer token of every call, when none is given.
+AUTH_TOKEN_ENV = "MICROGPT_AUTH_TOKEN"
+
+
+def _call_metadata(metadata: Metadata, auth_token: Optional[str]) -> Metadata:
+    """METADATA plus "authorization: Bearer <token>": the token is AUTH_TOKEN, or when that
+    is None $MICROGPT_AUTH_TOKEN; "" sends none. An authorization entry in METADATA is an explicit
+    choice too, so the environment does not add a second one."""
+    metadata = tuple(metadata) if metadata else ()
+    has_authorization = any(key.lower() == "authorization" for key, _ in metadata)
+    if auth_token is not None and has_authorization:
+        raise ValueError("give auth_token or an authorization entry in metadata, not both")
+    if auth_token is None and not has_authorization:
+        auth_token = os.environ.get(AUTH_TOKEN_ENV, "")
+    # Stripped like the CLI does: a token file or variable often ends with a newline.
+    auth_token = (auth_token or "").strip()
+    if auth_token:
+        metadata += (("authorization", f"Bearer {auth_token}"),)
+    return metadata or None
+
+
 class _Client:
     # Like the microgpt CLI: without an address, $<_ADDRESS_ENV>, else _DEFAULT_ADDRESS.
     _ADDRESS_ENV = ""
@@ -95,7 +116,8 @@ class _Client:
     def __init__(self, address: Optional[str] = None, *, channel: Optional[grpc.Channel] = None,
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  options: Optional[Sequence[Tuple[str, Any]]] = None,
-                 metadata: Metadata = None, timeout: Optional[float] = None):
+                 metadata: Metadata = None, auth_token: Optional[str] = None,
+                 timeout: Optional[float] = None):
         if channel is None:
             address = address or os.environ.get(self._ADDRESS_ENV) or self._DEFAULT_ADDRESS
             if credentials is not None:
@@ -107,7 +129,7 @@ class _Client:
             self._owns_channel = False
         self._channel = channel
         self.address = address
-        self._metadata = tuple(metadata) if metadata else None
+        self._metadata = _call_metadata(metadata, auth_token)
         self._timeout = timeout
 
     @property
@@ -149,9 +171,13 @@ class Generator(_Client):
     """Client of microgpt.v1.Generator.
 
     ``Generator("127.0.0.1:50051")`` opens an insecure channel (``credentials=`` for TLS,
-    ``channel=`` to share one); without an address, $MICROGPT_GENERATOR, else
-    localhost:50051, as the microgpt CLI. ``timeout`` is the default deadline of unary calls
-    in seconds; use the client as a context manager, or ``close()`` it, to close the channel.
+    e.g. ``grpc.ssl_channel_credentials(ca_pem)``; ``channel=`` to share one); without an
+    address, $MICROGPT_GENERATOR, else localhost:50051, as the microgpt CLI. Every call
+    carries "authorization: Bearer <token>" with ``auth_token``, else (None)
+    $MICROGPT_AUTH_TOKEN, as the CLI; ``auth_token=""`` sends none, and neither is added when
+    ``metadata`` (pairs sent with every call) has an authorization entry. ``timeout`` is the
+    default deadline of unary calls in seconds; use the client as a context manager, or
+    ``close()`` it, to close the channel.
     """
 
     _ADDRESS_ENV = "MICROGPT_GENERATOR"
@@ -168,7 +194,8 @@ class Generator(_Client):
                  timeout: Optional[float] = None) -> Stream[Token]:
         """Streams the tokens sampled after ``prompt``, one Token per generated token.
 
-        The fields are those of GenerateRequest: ``model`` "" is the only model served,
+        The fields are those of GenerateRequest: ``model`` "" is the only model served (a
+        generator serving several fails with INVALID_ARGUMENT "model must be set"),
         ``version`` 0 the latest; ``temperature`` None is 0.5 and 0 greedy; ``top_p`` None is
         1; ``seed`` None is random (the same seed, model version and request give the same
         tokens); with ``num_samples`` > 1 the tokens of the samples interleave (see
@@ -208,7 +235,8 @@ class Generator(_Client):
 class Trainer(_Client):
     """Client of microgpt.v1.Trainer; constructed like Generator.
 
-    Without an address: $MICROGPT_TRAINER, else localhost:50052.
+    Without an address: $MICROGPT_TRAINER, else localhost:50052. The token: ``auth_token``,
+    else $MICROGPT_AUTH_TOKEN (a trainer serves without one only with --insecure_no_auth).
     """
 
     _ADDRESS_ENV = "MICROGPT_TRAINER"

@@ -1,15 +1,25 @@
 """Tests of microgpt_client against real servers (no mocks).
 
-tests/clients/python_client_test.sh trains a model, starts microgpt-generator and
-microgpt-trainer on one checkpoint root and runs this file with:
-  MICROGPT_GENERATOR  address of the generator (host:port)
-  MICROGPT_TRAINER    address of the trainer (host:port)
-  MICROGPT_MODEL      name of the model the generator serves from the start
+tests/clients/python_client_test.sh trains two models, starts microgpt-generator,
+microgpt-trainer and a TLS microgpt-generator on one checkpoint root, all requiring one
+bearer token, and runs this file with:
+  MICROGPT_GENERATOR      address of the generator (host:port)
+  MICROGPT_TRAINER        address of the trainer (host:port)
+  MICROGPT_MODEL          name of one of the two models the generator serves from the start
+  MICROGPT_AUTH_TOKEN     the servers' bearer token
+  MICROGPT_TLS_GENERATOR  address of the TLS generator (localhost:port)
+  MICROGPT_TLS_CA_FILE    its certificate (PEM)
 The tests skip when these are not set.
 """
 
+import contextlib
 import os
 import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -23,6 +33,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 GENERATOR = os.environ.get("MICROGPT_GENERATOR")
 TRAINER = os.environ.get("MICROGPT_TRAINER")
 MODEL = os.environ.get("MICROGPT_MODEL", "")
+TOKEN = os.environ.get("MICROGPT_AUTH_TOKEN", "")
+TLS_GENERATOR = os.environ.get("MICROGPT_TLS_GENERATOR")
+TLS_CA_FILE = os.environ.get("MICROGPT_TLS_CA_FILE")
+SERVERS = bool(GENERATOR and TRAINER and MODEL and TOKEN and TLS_GENERATOR and TLS_CA_FILE)
 
 DOCUMENTS = ["anna", "bob", "carla", "dave", "emma", "fred", "gina", "hank", "ida", "jack",
              "kate", "leo", "mia", "ned", "olga", "paul"]
@@ -36,12 +50,146 @@ def _samples(tokens):
     return samples
 
 
+@contextlib.contextmanager
+def _environ(**values):
+    """Sets (a string) or unsets (None) environment variables for the block."""
+    saved = {name: os.environ.get(name) for name in values}
+
+    def apply(changes):
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+README = (HERE.parent / "README.md").read_text()
+README_BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, re.DOTALL | re.MULTILINE)
+# `print(...)  # TEXT` in a README block: running the block prints TEXT.
+EXPECTED_OUTPUT = re.compile(r"^\s*print\(.*\)\s+#\s*(.+?)\s*$", re.MULTILINE)
+
+
 class ReadmeTest(unittest.TestCase):
     def test_readme_shows_the_example_verbatim(self):
         # The test script runs examples/stream.py against the generator.
-        readme = (HERE.parent / "README.md").read_text()
         example = (HERE.parent / "examples" / "stream.py").read_text()
-        self.assertIn("```python\n" + example + "```", readme)
+        self.assertIn(example, README_BLOCKS)
+
+    @unittest.skipUnless(SERVERS, "the servers' environment is not set")
+    def test_every_python_block_runs(self):
+        # As a reader would paste them: each block on its own, in a directory holding the
+        # token file and CA certificate the blocks name; the clients find the servers and
+        # the token in the environment. Blocks that read ca.pem dial the TLS generator.
+        self.assertGreaterEqual(len(README_BLOCKS), 6)
+        with tempfile.TemporaryDirectory() as scratch:
+            pathlib.Path(scratch, "token").write_text(TOKEN + "\n")
+            shutil.copy(TLS_CA_FILE, pathlib.Path(scratch, "ca.pem"))
+            for number, block in enumerate(README_BLOCKS, 1):
+                with self.subTest(block=number, first_line=block.splitlines()[0]):
+                    env = dict(os.environ)
+                    if "ca.pem" in block:
+                        env["MICROGPT_GENERATOR"] = TLS_GENERATOR
+                    run = subprocess.run([sys.executable, "-c", block], cwd=scratch, env=env,
+                                         capture_output=True, text=True, timeout=120)
+                    self.assertEqual(run.returncode, 0, run.stderr)
+                    self.assertTrue(run.stdout, "the block printed nothing")
+                    for expected in EXPECTED_OUTPUT.findall(block):
+                        self.assertIn(expected, run.stdout)
+
+
+@unittest.skipUnless(SERVERS, "the servers' environment is not set")
+class EnvironmentTest(unittest.TestCase):
+    """Like the microgpt CLI, the clients take the addresses and the bearer token from the
+    environment; explicit arguments win."""
+
+    def assertUnauthenticated(self, call):
+        with self.assertRaises(MicrogptError) as caught:
+            call()
+        self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_a_call_without_a_token_is_unauthenticated(self):
+        with _environ(MICROGPT_AUTH_TOKEN=None):
+            with Generator(GENERATOR) as generator, Trainer(TRAINER) as trainer:
+                self.assertUnauthenticated(generator.list_models)
+                self.assertUnauthenticated(lambda: list(generator.generate(model=MODEL)))
+                self.assertUnauthenticated(trainer.list_trainings)
+        # auth_token="" sends none, whatever the environment holds.
+        with Generator(GENERATOR, auth_token="") as generator, \
+                Trainer(TRAINER, auth_token="") as trainer:
+            self.assertUnauthenticated(generator.list_models)
+            self.assertUnauthenticated(lambda: list(trainer.watch("no-such-job")))
+        # The token alone makes the difference: the same calls with it pass.
+        with Generator(GENERATOR) as generator, Trainer(TRAINER) as trainer:
+            generator.list_models()
+            trainer.list_trainings()
+
+    def test_the_token_comes_from_the_environment(self):
+        with Generator(GENERATOR) as generator, Trainer(TRAINER) as trainer:
+            self.assertIn(MODEL, [m.name for m in generator.list_models()])
+            self.assertTrue(generator.complete(model=MODEL, seed=1))
+            self.assertIsInstance(trainer.list_trainings(), list)
+            # Past authentication, the stream reaches the service: NOT_FOUND.
+            with self.assertRaises(MicrogptError) as caught:
+                list(trainer.watch("no-such-job"))
+            self.assertEqual(caught.exception.code, grpc.StatusCode.NOT_FOUND)
+        # Stripped like the CLI's, so a token with its file's newline works.
+        with _environ(MICROGPT_AUTH_TOKEN=f" {TOKEN}\n"), Generator(GENERATOR) as generator:
+            self.assertTrue(generator.list_models())
+
+    def test_an_explicit_token_wins_over_the_environment(self):
+        with _environ(MICROGPT_AUTH_TOKEN="not-the-token"):
+            with Generator(GENERATOR) as generator:
+                self.assertUnauthenticated(generator.list_models)
+            with Generator(GENERATOR, auth_token=TOKEN) as generator, \
+                    Trainer(TRAINER, auth_token=TOKEN) as trainer:
+                self.assertTrue(generator.list_models())
+                self.assertTrue(generator.complete(model=MODEL, seed=1))
+                trainer.list_trainings()
+        with Generator(GENERATOR, auth_token="not-the-token") as generator, \
+                Trainer(TRAINER, auth_token="not-the-token") as trainer:
+            self.assertUnauthenticated(generator.list_models)
+            self.assertUnauthenticated(trainer.list_trainings)
+
+    def test_authorization_metadata_is_explicit_too(self):
+        bearer = ("authorization", f"Bearer {TOKEN}")
+        with _environ(MICROGPT_AUTH_TOKEN="not-the-token"):
+            with Generator(GENERATOR, metadata=[bearer]) as generator:
+                self.assertTrue(generator.list_models())
+        # Other metadata goes along with the environment's token.
+        with Trainer(TRAINER, metadata=[("x-request-id", "py-test")]) as trainer:
+            trainer.list_trainings()
+        with self.assertRaises(ValueError):
+            Generator(GENERATOR, metadata=[bearer], auth_token=TOKEN)
+
+    def test_tls_with_the_ca_certificate(self):
+        credentials = grpc.ssl_channel_credentials(pathlib.Path(TLS_CA_FILE).read_bytes())
+        with Generator(TLS_GENERATOR, credentials=credentials) as generator:
+            self.assertTrue(generator.complete(model=MODEL, seed=1))
+        with Generator(TLS_GENERATOR, credentials=credentials, auth_token="") as generator:
+            self.assertUnauthenticated(generator.list_models)
+
+    def test_addresses_come_from_the_environment(self):
+        with Generator() as generator, Trainer() as trainer:
+            self.assertEqual((generator.address, trainer.address), (GENERATOR, TRAINER))
+            self.assertIn(MODEL, [m.name for m in generator.list_models()])
+            trainer.list_trainings()
+        with _environ(MICROGPT_GENERATOR=None, MICROGPT_TRAINER=None):
+            with Generator() as generator, Trainer() as trainer:
+                self.assertEqual(generator.address, "localhost:50051")
+                self.assertEqual(trainer.address, "localhost:50052")
+
+    def test_explicit_addresses_win_over_the_environment(self):
+        with _environ(MICROGPT_GENERATOR="127.0.0.1:1", MICROGPT_TRAINER="127.0.0.1:1"):
+            with Generator(GENERATOR) as generator, Trainer(TRAINER) as trainer:
+                self.assertEqual((generator.address, trainer.address), (GENERATOR, TRAINER))
+                self.assertTrue(generator.list_models())
+                trainer.list_trainings()
 
 
 @unittest.skipUnless(GENERATOR and MODEL, "MICROGPT_GENERATOR and MICROGPT_MODEL not set")
@@ -54,18 +202,6 @@ class GeneratorTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.generator.close()
-
-    def test_address_defaults_to_environment_like_the_cli(self):
-        with Generator() as generator:
-            self.assertEqual(generator.address, GENERATOR)
-            self.assertIn(MODEL, [m.name for m in generator.list_models()])
-        saved = {k: os.environ.pop(k, None) for k in ("MICROGPT_GENERATOR", "MICROGPT_TRAINER")}
-        try:
-            with Generator() as generator, Trainer() as trainer:
-                self.assertEqual(generator.address, "localhost:50051")
-                self.assertEqual(trainer.address, "localhost:50052")
-        finally:
-            os.environ.update({k: v for k, v in saved.items() if v is not None})
 
     def test_list_models(self):
         models = {m.name: m for m in self.generator.list_models()}
@@ -161,6 +297,12 @@ class GeneratorTest(unittest.TestCase):
         self.assertIn("top_p", caught.exception.message)
         self.assertIn("INVALID_ARGUMENT", str(caught.exception))
 
+    def test_a_generator_of_two_models_needs_the_model_named(self):
+        with self.assertRaises(MicrogptError) as caught:
+            list(self.generator.generate(seed=1))
+        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("model must be set", caught.exception.message)
+
     def test_unknown_model_is_not_found(self):
         with self.assertRaises(MicrogptError) as caught:
             list(self.generator.generate(model="no-such-model"))
@@ -200,19 +342,24 @@ class GeneratorTest(unittest.TestCase):
 
     def test_cancel_from_another_thread(self):
         stream = self.generator.generate(model=MODEL, num_samples=64)
-        received = []
+        first = threading.Event()
         done = threading.Event()
+        errors = []
 
         def consume():
-            for token in stream:
-                received.append(token)
-                time.sleep(0.001)  # slower than the server, so the stream is still open
+            try:
+                for _ in stream:
+                    first.set()
+                    time.sleep(0.001)  # slower than the server, so the stream is still open
+            except MicrogptError as error:  # reported below rather than waited on forever
+                errors.append(error)
+            first.set()
             done.set()
 
         thread = threading.Thread(target=consume)
         thread.start()
-        while not received:
-            time.sleep(0.001)
+        self.assertTrue(first.wait(30), "no token within 30 s")
+        self.assertEqual(errors, [])
         stream.cancel()
         self.assertTrue(done.wait(10), "iteration did not end after cancel()")
         thread.join()
