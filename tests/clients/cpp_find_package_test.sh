@@ -1,35 +1,20 @@
 #!/usr/bin/env bash
-# Installs the build (cmake --install) into a temporary prefix, builds the consumer project
-# tests/clients/cpp_consumer against it with find_package(microgpt CONFIG) and
-# microgpt::client, then runs the consumer against the INSTALLED microgpt-generator serving
-# a tiny model trained by the INSTALLED microgpt-trainer.
+# Installs the build (cmake --install) into a temporary prefix and builds, against it, the
+# example of clients/cpp/README.md as it stands there: its ```cmake block as CMakeLists.txt
+# (find_package(microgpt CONFIG), microgpt::client) and its ```cpp block as stream.cc. Then
+# runs the example against the INSTALLED microgpt-generator serving two models trained by
+# the INSTALLED microgpt-trainer, with a bearer token required (servers.sh): in plaintext and
+# over TLS, without the token and without a model.
 #   usage: cpp_find_package_test.sh [BUILD_DIR]   (default: build, at the repository root)
 # Prints "N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)" || exit 1
-
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/microgpt-cpp-pkg.XXXXXX")"
-generator_pid=""
-cleanup() {
-  local status=$?
-  if [ -n "$generator_pid" ]; then
-    kill "$generator_pid" 2>/dev/null; wait "$generator_pid" 2>/dev/null
-  fi
-  if [ "$status" -ne 0 ]; then
-    for log in "$tmp"/*.log; do
-      [ -s "$log" ] || continue
-      echo "---- $(basename "$log") (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-export OPENBLAS_NUM_THREADS=1
+readme="$repo/clients/cpp/README.md"
+source "$here/servers.sh"
+servers_init  # $servers_tmp, removed on exit; its *.log files are shown on failure
+tmp="$servers_tmp"
 
 passed=0 failed=0
 pass() { echo "PASS: $*"; passed=$((passed + 1)); }
@@ -53,54 +38,69 @@ for file in bin/microgpt bin/microgpt-trainer bin/microgpt-generator \
 done
 if [ -z "$missing" ]; then pass "installed files"; else fail "not installed:$missing"; fi
 
+# block LANGUAGE: the README's one fenced block of LANGUAGE ("" and status 1 when there is
+# not exactly one).
+block() {
+  awk -v fence="\`\`\`$1" '
+    $0 == fence { inside = 1; blocks++; next }
+    inside && $0 == "```" { inside = 0; next }
+    inside { print }
+    END { exit blocks == 1 ? 0 : 1 }' "$readme"
+}
 # The consumer is a separate project: only the install prefix tells it where microgpt is.
-consumer="$tmp/consumer-build"
-if cmake -S "$here/cpp_consumer" -B "$consumer" -DCMAKE_BUILD_TYPE=Release \
+source_dir="$tmp/consumer" consumer="$tmp/consumer-build"
+mkdir -p "$source_dir"
+if block cmake > "$source_dir/CMakeLists.txt" && block cpp > "$source_dir/stream.cc"; then
+  pass "README has one cmake and one cpp block"
+else
+  fail "README: not exactly one \`\`\`cmake and one \`\`\`cpp block"; finish
+fi
+if cmake -S "$source_dir" -B "$consumer" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_PREFIX_PATH="$prefix" > "$tmp/consumer-configure.log" 2>&1 \
     && cmake --build "$consumer" -j2 > "$tmp/consumer-build.log" 2>&1; then
-  pass "consumer builds with find_package(microgpt CONFIG) and microgpt::client"
+  pass "the README's example builds with find_package(microgpt CONFIG) and microgpt::client"
 else
-  fail "consumer configure/build"; finish
+  fail "the README's example: configure/build"; finish
 fi
 
-mkdir -p "$tmp/checkpoints" "$tmp/data"
-printf '%s\n' anna bob carla dave emma fred gina hank ida jack kate leo mia ned olga paul \
-  quinn rosa sam tina uma vera walt xena yara zack > "$tmp/data/words.txt"
-if "$prefix/bin/microgpt-trainer" train --data "$tmp/data/words.txt" --model tiny \
-    --checkpoint_root "$tmp/checkpoints" --steps 50 > "$tmp/train.log" 2>&1; then
-  pass "installed microgpt-trainer train"
-else
-  fail "installed microgpt-trainer train"; finish
-fi
+start_servers_of "$prefix/bin/microgpt-trainer" "$prefix/bin/microgpt-generator"
+pass "installed servers: generator $MICROGPT_GENERATOR, TLS generator $MICROGPT_TLS_GENERATOR"
 
-"$prefix/bin/microgpt-generator" --host 127.0.0.1 --port 0 --checkpoint_root "$tmp/checkpoints" \
-  > "$tmp/generator.log" 2>&1 &
-generator_pid=$!
-address=""
-for _ in $(seq 300); do
-  address="$(sed -n 's/^microgpt-generator listening on \([^ ]*:[0-9]*\).*/\1/p' "$tmp/generator.log" | head -n 1)"
-  [ -n "$address" ] && break
-  kill -0 "$generator_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -n "$address" ]; then
-  pass "installed microgpt-generator listens on $address"
-else
-  fail "installed microgpt-generator did not start"; finish
-fi
+# run NAME ARGS...: runs the example into $tmp/NAME.out (stdout and stderr); its status.
+run() {
+  local name=$1
+  shift
+  "$consumer/stream" "$@" > "$tmp/$name.out" 2>&1
+  local status=$?
+  sed "s/^/  $name| /" "$tmp/$name.out"
+  return "$status"
+}
+# streams NAME: the output lists both models and ends both samples of names.
+streams() {
+  grep -q '^model: names v' "$tmp/$1.out" && grep -q '^model: words v' "$tmp/$1.out" \
+    && [ "$(grep -c '^sample [01]: .* (names v[0-9]*)$' "$tmp/$1.out")" -eq 2 ]
+}
 
-"$consumer/consumer" "$address" > "$tmp/consumer.log" 2>&1
-consumer_status=$?
-cat "$tmp/consumer.log"
-if [ "$consumer_status" -eq 0 ] && grep -q '^ListModels: OK' "$tmp/consumer.log" \
-    && grep -q '^model: tiny ' "$tmp/consumer.log"; then
-  pass "consumer lists the model"
+if run plaintext "$MICROGPT_GENERATOR" names && streams plaintext; then
+  pass "lists the two models and streams two samples of names, the token from the environment"
 else
-  fail "consumer ListModels (exit $consumer_status)"
+  fail "plaintext run"
 fi
-if grep -q '^Generate: OK tokens: [1-9]' "$tmp/consumer.log"; then
-  pass "consumer streams tokens"
+if run tls "$MICROGPT_TLS_GENERATOR" names "$MICROGPT_TLS_CA_FILE" && streams tls; then
+  pass "the same over TLS, verified with the CA file"
 else
-  fail "consumer Generate"
+  fail "TLS run"
+fi
+if ! MICROGPT_AUTH_TOKEN= run no-token "$MICROGPT_GENERATOR" names \
+    && grep -q '^ListModels: UNAUTHENTICATED' "$tmp/no-token.out"; then
+  pass "without the token: UNAUTHENTICATED"
+else
+  fail "without the token"
+fi
+if ! run no-model "$MICROGPT_GENERATOR" "" \
+    && grep -q '^Generate: INVALID_ARGUMENT: model must be set' "$tmp/no-model.out"; then
+  pass "without a model: INVALID_ARGUMENT, model must be set"
+else
+  fail "without a model"
 fi
 finish

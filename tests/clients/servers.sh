@@ -1,7 +1,8 @@
 # Sourced by the client tests: trains two tiny models and starts the real servers, locked
 # with a bearer token, as a deployment runs them.
 #
-#   source servers.sh; start_servers BUILD_DIR
+#   source servers.sh; start_servers BUILD_DIR     (the binaries of a build tree)
+#   source servers.sh; start_servers_of TRAINER GENERATOR    (e.g. installed ones)
 #
 # Trains "names" and "words" with `microgpt-trainer train` into a temporary checkpoint root,
 # then starts on it, each on a free port of 127.0.0.1 and all with one random bearer token:
@@ -12,7 +13,8 @@
 # and exports those, MICROGPT_AUTH_TOKEN (the token, which the SDKs read like the CLI) and
 # MICROGPT_MODEL=names. Two models, so that a request without a model fails ("model must be
 # set") and every example has to name one. The servers are killed and the temporary
-# directory removed on exit (trap). Needs bash and openssl.
+# directory, $servers_tmp, removed on exit (trap; servers_init sets it up early for a test
+# that needs the directory before the servers). Needs bash and openssl.
 
 skip() {  # skip MESSAGE: the test cannot run on this machine; ctest counts it as passed.
   echo "SKIP: $*"
@@ -51,21 +53,32 @@ wait_listening() {
   return 1
 }
 
+# servers_init: makes $servers_tmp and sets the exit trap that stops the servers and
+# removes it (and prints its *.log files when the test fails). Once only.
+servers_init() {
+  [ -n "${servers_tmp:-}" ] && return 0
+  servers_tmp="$(mktemp -d "${TMPDIR:-/tmp}/microgpt-clients.XXXXXX")"
+  server_pids=""
+  trap servers_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
 start_servers() {
   local build=$1
-  local trainer="$build/trainer/microgpt-trainer" generator="$build/generator/microgpt-generator"
+  start_servers_of "$build/trainer/microgpt-trainer" "$build/generator/microgpt-generator"
+}
+
+start_servers_of() {
+  local trainer=$1 generator=$2
   for bin in "$trainer" "$generator"; do
     if [ ! -x "$bin" ]; then
-      echo "FAIL: $bin is not built (cmake --build $build --target microgpt-trainer microgpt-generator)" >&2
+      echo "FAIL: $bin is missing (cmake --build BUILD_DIR --target microgpt-trainer microgpt-generator)" >&2
       exit 1
     fi
   done
   command -v openssl >/dev/null \
     || { echo "FAIL: openssl not found (apt-get install openssl): it makes the TLS certificate" >&2; exit 1; }
-  servers_tmp="$(mktemp -d "${TMPDIR:-/tmp}/microgpt-clients.XXXXXX")"
-  server_pids=""
-  trap servers_cleanup EXIT
-  trap 'exit 130' INT TERM
+  servers_init
   export OPENBLAS_NUM_THREADS=1
   mkdir -p "$servers_tmp/checkpoints" "$servers_tmp/data" "$servers_tmp/tls"
   printf '%s\n' anna bob carla dave emma fred gina hank ida jack kate leo mia ned olga paul \
@@ -90,14 +103,14 @@ start_servers() {
     --poll_interval 0.2s --require_auth --auth_token_file "$servers_tmp/token" \
     > "$servers_tmp/generator.log" 2>&1 &
   server_pids="$server_pids $!"
-  MICROGPT_GENERATOR="$(wait_listening microgpt-generator "$servers_tmp/generator.log" $!)"
+  MICROGPT_GENERATOR="$(wait_listening microgpt-generator "$servers_tmp/generator.log" $!)" || exit 1
   export MICROGPT_GENERATOR
 
   "$trainer" serve --host 127.0.0.1 --port 0 --checkpoint_root "$servers_tmp/checkpoints" \
     --data_root "$servers_tmp/data" --auth_token_file "$servers_tmp/token" \
     > "$servers_tmp/trainer.log" 2>&1 &
   server_pids="$server_pids $!"
-  MICROGPT_TRAINER="$(wait_listening microgpt-trainer "$servers_tmp/trainer.log" $!)"
+  MICROGPT_TRAINER="$(wait_listening microgpt-trainer "$servers_tmp/trainer.log" $!)" || exit 1
   export MICROGPT_TRAINER
 
   # A second generator on the same checkpoint root, over TLS, for the examples that
@@ -115,7 +128,7 @@ start_servers() {
     > "$servers_tmp/generator-tls.log" 2>&1 &
   server_pids="$server_pids $!"
   local tls_address
-  tls_address="$(wait_listening microgpt-generator "$servers_tmp/generator-tls.log" $!)"
+  tls_address="$(wait_listening microgpt-generator "$servers_tmp/generator-tls.log" $!)" || exit 1
   MICROGPT_TLS_GENERATOR="localhost:${tls_address##*:}"
   export MICROGPT_TLS_GENERATOR
   echo "servers: generator $MICROGPT_GENERATOR, trainer $MICROGPT_TRAINER," \
