@@ -13,6 +13,7 @@ packages=(
   python3-yaml python3-jsonschema  # tests/deploy: strict manifest validation
   python3-grpcio python3-protobuf  # tests/clients: the Python SDK against live servers
   gdb               # tests/e2e/crash_e2e_test: kill -9 at chosen points of the trainer
+  openssl           # tests: self-signed certificates for the TLS tests
 )
 # Extra groups: `setup.sh --with-python` adds what the Python client and benchmarks need.
 with_buf=0
@@ -20,6 +21,9 @@ for arg in "$@"; do
   case "$arg" in
     # The buf CLI from npm, pinned by tools/buf/package-lock.json (scripts/test.sh).
     --with-buf) with_buf=1 ;;
+    # tests/deploy/image_test.py: the image built and run with podman (runc;
+    # netavark needs iptables), base images from debootstrap.
+    --with-containers) packages+=(podman runc netavark aardvark-dns iptables debootstrap) ;;
     --with-python) packages+=(python3-numpy) ;;
     --with-torch) packages+=(python3-torch) ;;
     # scripts/sanitize.sh, fuzz.sh, tsan.sh: clang with its sanitizer and

@@ -25,30 +25,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import check, finish, word_list  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
 BUF_BIN = os.path.join(ROOT, "tools", "buf", "node_modules", ".bin")
 TOKEN = "readme-examples-test-token"
-
-passed = failed = 0
-
-
-def check(description, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {description}")
-    else:
-        failed += 1
-        print(f"FAIL {description}")
-        if detail:
-            print("  " + detail.replace("\n", "\n  "))
-
-
-def finish():
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
 
 # ------------------------------------------------------------ the README ---
 
@@ -152,11 +135,8 @@ def main():
                PATH=BUF_BIN + os.pathsep + os.environ.get("PATH", ""))
     data_root, checkpoints = os.path.join(tmp, "data"), os.path.join(tmp, "ckpt")
     os.makedirs(data_root)
-    letters = "aeilmnorsy"
     with open(os.path.join(data_root, "names.txt"), "w") as f:
-        f.write("emma\nemily\nmia\n")
-        for i in range(300):  # a fixed word list: no ../shared needed
-            f.write("".join(letters[(i * 7 + j * j * 3 + i // 5) % 10] for j in range(3 + i % 5)) + "\n")
+        f.write("emma\nemily\nmia\n" + word_list())
     processes = []
     try:
         trainer, trainer_port = start("microgpt-trainer", [
