@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace microgpt {
 namespace {
@@ -42,6 +43,53 @@ void SetError(grpc::StatusCode code, std::string message, Response* response) {
   response->mutable_error_response()->set_error_message(std::move(message));
 }
 
+// The file (and its imports) that answers a request, or NOT_FOUND naming
+// what was asked for.
+template <typename Response>
+void AnswerWithFile(const FileDescriptor* file, absl::string_view what,
+                    Response* response) {
+  if (file == nullptr) {
+    SetError(grpc::StatusCode::NOT_FOUND, absl::StrCat(what, " not found"),
+             response);
+    return;
+  }
+  std::set<const FileDescriptor*> sent;
+  AddFileWithImports(file, sent, response->mutable_file_descriptor_response());
+}
+
+template <typename ExtensionRequest, typename Response>
+void AnswerFileContainingExtension(const ExtensionRequest& extension,
+                                   Response* response) {
+  const Descriptor* type =
+      Pool().FindMessageTypeByName(extension.containing_type());
+  const FieldDescriptor* field =
+      type == nullptr
+          ? nullptr
+          : Pool().FindExtensionByNumber(type, extension.extension_number());
+  AnswerWithFile(field == nullptr ? nullptr : field->file(),
+                 absl::StrCat("extension ", extension.extension_number(),
+                              " of ", extension.containing_type()),
+                 response);
+}
+
+template <typename Response>
+void AnswerAllExtensionNumbers(const std::string& type_name,
+                               Response* response) {
+  const Descriptor* type = Pool().FindMessageTypeByName(type_name);
+  if (type == nullptr) {
+    SetError(grpc::StatusCode::NOT_FOUND,
+             absl::StrCat("type ", type_name, " not found"), response);
+    return;
+  }
+  std::vector<const FieldDescriptor*> extensions;
+  Pool().FindAllExtensions(type, &extensions);
+  auto* numbers = response->mutable_all_extension_numbers_response();
+  numbers->set_base_type_name(type->full_name());
+  for (const FieldDescriptor* field : extensions) {
+    numbers->add_extension_number(field->number());
+  }
+}
+
 }  // namespace
 
 template <typename Request, typename Response>
@@ -50,73 +98,25 @@ Response AnswerReflectionRequest(const Request& request,
   Response response;
   response.set_valid_host(request.host());
   *response.mutable_original_request() = request;
-  std::set<const FileDescriptor*> sent;
   switch (request.message_request_case()) {
-    case Request::kFileByFilename: {
-      const FileDescriptor* file = Pool().FindFileByName(request.file_by_filename());
-      if (file == nullptr) {
-        SetError(grpc::StatusCode::NOT_FOUND,
-                 absl::StrCat("file not found: ", request.file_by_filename()),
-                 &response);
-      } else {
-        AddFileWithImports(file, sent,
-                           response.mutable_file_descriptor_response());
-      }
+    case Request::kFileByFilename:
+      AnswerWithFile(Pool().FindFileByName(request.file_by_filename()),
+                     absl::StrCat("file ", request.file_by_filename()),
+                     &response);
       break;
-    }
-    case Request::kFileContainingSymbol: {
-      const FileDescriptor* file =
-          Pool().FindFileContainingSymbol(request.file_containing_symbol());
-      if (file == nullptr) {
-        SetError(grpc::StatusCode::NOT_FOUND,
-                 absl::StrCat("symbol not found: ",
-                              request.file_containing_symbol()),
-                 &response);
-      } else {
-        AddFileWithImports(file, sent,
-                           response.mutable_file_descriptor_response());
-      }
+    case Request::kFileContainingSymbol:
+      AnswerWithFile(
+          Pool().FindFileContainingSymbol(request.file_containing_symbol()),
+          absl::StrCat("symbol ", request.file_containing_symbol()), &response);
       break;
-    }
-    case Request::kFileContainingExtension: {
-      const auto& extension = request.file_containing_extension();
-      const Descriptor* type =
-          Pool().FindMessageTypeByName(extension.containing_type());
-      const FieldDescriptor* field =
-          type == nullptr ? nullptr
-                          : Pool().FindExtensionByNumber(
-                                type, extension.extension_number());
-      if (field == nullptr) {
-        SetError(grpc::StatusCode::NOT_FOUND,
-                 absl::StrCat("extension not found: ",
-                              extension.containing_type(), " field ",
-                              extension.extension_number()),
-                 &response);
-      } else {
-        AddFileWithImports(field->file(), sent,
-                           response.mutable_file_descriptor_response());
-      }
+    case Request::kFileContainingExtension:
+      AnswerFileContainingExtension(request.file_containing_extension(),
+                                    &response);
       break;
-    }
-    case Request::kAllExtensionNumbersOfType: {
-      const Descriptor* type =
-          Pool().FindMessageTypeByName(request.all_extension_numbers_of_type());
-      if (type == nullptr) {
-        SetError(grpc::StatusCode::NOT_FOUND,
-                 absl::StrCat("type not found: ",
-                              request.all_extension_numbers_of_type()),
-                 &response);
-        break;
-      }
-      std::vector<const FieldDescriptor*> extensions;
-      Pool().FindAllExtensions(type, &extensions);
-      auto* numbers = response.mutable_all_extension_numbers_response();
-      numbers->set_base_type_name(type->full_name());
-      for (const FieldDescriptor* field : extensions) {
-        numbers->add_extension_number(field->number());
-      }
+    case Request::kAllExtensionNumbersOfType:
+      AnswerAllExtensionNumbers(request.all_extension_numbers_of_type(),
+                                &response);
       break;
-    }
     case Request::kListServices:
       for (const std::string& name : services) {
         response.mutable_list_services_response()->add_service()->set_name(
@@ -137,13 +137,15 @@ template grpc::reflection::v1::ServerReflectionResponse AnswerReflectionRequest(
     const grpc::reflection::v1::ServerReflectionRequest&,
     const std::vector<std::string>&);
 template grpc::reflection::v1alpha::ServerReflectionResponse
-AnswerReflectionRequest(const grpc::reflection::v1alpha::ServerReflectionRequest&,
-                        const std::vector<std::string>&);
+AnswerReflectionRequest(
+    const grpc::reflection::v1alpha::ServerReflectionRequest&,
+    const std::vector<std::string>&);
 
 namespace {
 
 std::vector<std::string> WithReflection(std::vector<std::string> services) {
-  services.push_back(grpc::reflection::v1::ServerReflection::service_full_name());
+  services.push_back(
+      grpc::reflection::v1::ServerReflection::service_full_name());
   services.push_back(
       grpc::reflection::v1alpha::ServerReflection::service_full_name());
   return services;

@@ -47,8 +47,8 @@ class ReflectionService final : public Service {
       grpc::ServerReaderWriter<Response, Request>* stream) override {
     Request request;
     while (stream->Read(&request)) {
-      if (!stream->Write(AnswerReflectionRequest<Request, Response>(
-              request, services_))) {
+      if (!stream->Write(
+              AnswerReflectionRequest<Request, Response>(request, services_))) {
         break;
       }
     }

@@ -39,10 +39,10 @@ absl::Status CheckUtf8(const google::protobuf::Message& message) {
               " is not valid UTF-8 (byte ", bad + 1, ")"));
         }
       } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-        const absl::Status status = CheckUtf8(
-            field->is_repeated()
-                ? reflection.GetRepeatedMessage(message, field, i)
-                : reflection.GetMessage(message, field));
+        const absl::Status status =
+            CheckUtf8(field->is_repeated()
+                          ? reflection.GetRepeatedMessage(message, field, i)
+                          : reflection.GetMessage(message, field));
         if (!status.ok()) return status;
       }
     }

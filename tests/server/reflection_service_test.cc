@@ -106,10 +106,10 @@ struct V1Alpha {
 
 TEST_F(ReflectionTest, BothVersionsListTheSameServices) {
   const std::vector<std::string> v1 = ListServices<V1>();
-  EXPECT_THAT(v1, UnorderedElementsAre(
-                      "microgpt.v1.Generator", "grpc.health.v1.Health",
-                      "grpc.reflection.v1.ServerReflection",
-                      "grpc.reflection.v1alpha.ServerReflection"));
+  EXPECT_THAT(
+      v1, UnorderedElementsAre("microgpt.v1.Generator", "grpc.health.v1.Health",
+                               "grpc.reflection.v1.ServerReflection",
+                               "grpc.reflection.v1alpha.ServerReflection"));
   EXPECT_EQ(ListServices<V1Alpha>(), v1);
 }
 
@@ -119,7 +119,8 @@ TEST_F(ReflectionTest, EveryListedServiceResolvesHealthIncluded) {
     ASSERT_FALSE(files.empty()) << name;
     bool found = false;
     for (const auto& service : files.front().service()) {
-      found |= absl::StrCat(files.front().package(), ".", service.name()) == name;
+      found |=
+          absl::StrCat(files.front().package(), ".", service.name()) == name;
     }
     EXPECT_TRUE(found) << name << " not in " << files.front().name();
   }
@@ -129,8 +130,9 @@ TEST_F(ReflectionTest, EveryListedServiceResolvesHealthIncluded) {
 }
 
 TEST_F(ReflectionTest, DescriptorsCarryJsonNames) {
-  for (const auto& files : {FilesContaining<V1>("microgpt.v1.GenerateResponse"),
-                            FilesContaining<V1Alpha>("microgpt.v1.Generator")}) {
+  for (const auto& files :
+       {FilesContaining<V1>("microgpt.v1.GenerateResponse"),
+        FilesContaining<V1Alpha>("microgpt.v1.Generator")}) {
     ASSERT_EQ(files.size(), 1u);
     std::string sample_index_json;
     int fields = 0;
@@ -154,7 +156,8 @@ TEST_F(ReflectionTest, FileByFilenameAnswersWithTheFileAndTheRequest) {
   V1::ServerReflectionRequest request;
   request.set_file_by_filename("microgpt/v1/microgpt.proto");
   const auto response = Ask<V1>(request);
-  ASSERT_EQ(response.file_descriptor_response().file_descriptor_proto_size(), 1);
+  ASSERT_EQ(response.file_descriptor_response().file_descriptor_proto_size(),
+            1);
   google::protobuf::FileDescriptorProto file;
   ASSERT_TRUE(file.ParseFromString(
       response.file_descriptor_response().file_descriptor_proto(0)));
@@ -172,13 +175,15 @@ TEST_F(ReflectionTest, UnknownNamesAreNotFoundOnAStreamThatGoesOn) {
   request.set_file_containing_symbol("microgpt.v1.NoSuchMessage");
   ASSERT_TRUE(stream->Write(request));
   ASSERT_TRUE(stream->Read(&response));
-  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(response.error_response().error_code(),
+            grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(response.error_response().error_message(),
               HasSubstr("microgpt.v1.NoSuchMessage"));
   request.set_file_by_filename("no/such.proto");
   ASSERT_TRUE(stream->Write(request));
   ASSERT_TRUE(stream->Read(&response));
-  EXPECT_EQ(response.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(response.error_response().error_code(),
+            grpc::StatusCode::NOT_FOUND);
   request.set_list_services("");
   ASSERT_TRUE(stream->Write(request));
   ASSERT_TRUE(stream->Read(&response));
