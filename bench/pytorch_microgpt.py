@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The microgpt model (MODEL.md) in PyTorch, as the baseline of the engine benchmarks.
+"""The microgpt model (docs/model.md) in PyTorch, the baseline of the engine benchmarks.
 
 The same model as common/: a character-level GPT with rmsnorm without gain
 (x / sqrt(mean(x^2) + 1e-5)), no biases, separate wq/wk/wv/wo, an fc1/fc2 ReLU
@@ -54,7 +54,7 @@ def emit(obj):
 
 
 def load_documents(path):
-    """MODEL.md: one document per line, stripped, empty lines dropped."""
+    """docs/model.md: one document per line, stripped, empty lines dropped."""
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             docs = [line.strip() for line in f]
@@ -176,7 +176,7 @@ def main():
 
     # ------------------------------------------------------------ training
     def forward_train(p, idx, n_layer, n_head):
-        """idx [B, T] -> logits [B, T, V], causal (MODEL.md's forward)."""
+        """idx [B, T] -> logits [B, T, V], causal (docs/model.md's forward)."""
         B, T = idx.shape
         C = p["wte"].shape[1]
         hd = C // n_head

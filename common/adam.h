@@ -1,5 +1,5 @@
 // Adam with bias-corrected moments and a linearly decaying learning rate,
-// as MODEL.md's reference optimiser: lr_t = lr * (1 - step / num_steps).
+// as docs/model.md's reference optimiser: lr_t = lr * (1 - step / num_steps).
 #ifndef MICROGPT_COMMON_ADAM_H_
 #define MICROGPT_COMMON_ADAM_H_
 

@@ -1,11 +1,16 @@
 // Checkpoint files in the safetensors format.
 //
-// model.safetensors holds the tensors of MODEL.md by their names (wte, wpe,
-// lm_head, layer{i}.attn_wq, ...), F32, shapes [out, in], and __metadata__:
-//   microgpt.config
-//   {"n_embd":16,"n_head":4,"n_layer":1,"block_size":16,"vocab_size":27}
+// model.safetensors holds the tensors of docs/model.md by their names (wte,
+// wpe, lm_head, layer{i}.attn_wq, ...), F32, shapes [out, in], and
+// __metadata__:
+//
+//   microgpt.config  {"n_embd":16,"n_head":4,"n_layer":1,"block_size":16,
+//                     "vocab_size":27}
 //   microgpt.vocab   ["a","b",...]  (id order, BOS not included; BOS id =
-//   length) microgpt.step    "1000" microgpt.loss    "2.31"
+//                    its length)
+//   microgpt.step    "1000"
+//   microgpt.loss    "2.31"
+//
 // Any safetensors reader loads it.
 //
 // optimizer.safetensors holds what a resumed run needs to continue exactly:

@@ -1,4 +1,4 @@
-// ModelConfig: the sizes of a microgpt model (see ../shared/MODEL.md).
+// ModelConfig: the sizes of a microgpt model (see docs/model.md).
 // Defaults are the reference model: n_embd 16, n_head 4, n_layer 1, block 16.
 #ifndef MICROGPT_COMMON_CONFIG_H_
 #define MICROGPT_COMMON_CONFIG_H_

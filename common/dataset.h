@@ -1,5 +1,5 @@
 // Datasets: text files of documents, one per line. Surrounding whitespace is
-// stripped and empty lines are dropped (MODEL.md).
+// stripped and empty lines are dropped (docs/model.md).
 #ifndef MICROGPT_COMMON_DATASET_H_
 #define MICROGPT_COMMON_DATASET_H_
 

@@ -70,7 +70,7 @@ void Decoder::StepBatch(absl::Span<const int> tokens,
           logits);
 }
 
-// MODEL.md's forward for one token at position t = cache->length(), for n
+// docs/model.md's forward for one token at position t = cache->length(), for n
 // sequences at once: the same kernels as TrainingGraph::Forward, with the
 // keys and values of positions s < t read from the cache instead of
 // recomputed. The caches must be distinct.

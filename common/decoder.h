@@ -1,4 +1,4 @@
-// Inference: one token at a time over a per-sequence KV cache (MODEL.md's
+// Inference: one token at a time over a per-sequence KV cache (docs/model.md's
 // forward for one token at position t), and a batched step that advances many
 // independent sequences, each at its own position, by one token in one call.
 #ifndef MICROGPT_COMMON_DECODER_H_

@@ -1,4 +1,4 @@
-// The kernels of a microgpt (MODEL.md), each `_forward` next to its
+// The kernels of a microgpt (docs/model.md), each `_forward` next to its
 // `_backward`, in the order the model uses them. TrainingGraph chains them
 // over a packed batch (the documents' positions back to back, no padding),
 // Decoder over one token per sequence; sharing them keeps the two forwards

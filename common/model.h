@@ -17,7 +17,8 @@ class Model {
   // Every parameter drawn from N(0, 0.08^2) in buffer order, from `seed`.
   // The config must be valid.
   static Model Initialize(const ModelConfig& config, uint64_t seed);
-  // INVALID_ARGUMENT when the config is invalid or the buffer has the wrong size.
+  // INVALID_ARGUMENT when the config is invalid or the buffer has the wrong
+  // size.
   static absl::StatusOr<Model> FromParameters(const ModelConfig& config,
                                               std::vector<float> parameters);
 
@@ -36,7 +37,8 @@ class Model {
   std::vector<float> parameters_;
 };
 
-// Writes N(0, 0.08^2) draws into `parameters` (the initialisation of MODEL.md).
+// Writes N(0, 0.08^2) draws into `parameters` (the initialisation of
+// docs/model.md).
 void InitializeParameters(uint64_t seed, std::vector<float>& parameters);
 
 }  // namespace microgpt

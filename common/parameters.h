@@ -1,7 +1,8 @@
-// The parameter table: every named tensor of MODEL.md cut out of one contiguous
-// float buffer, in the order wte, wpe, lm_head, then per layer attn_wq, attn_wk,
-// attn_wv, attn_wo, mlp_fc1, mlp_fc2. Adam, zeroing and checkpoint I/O are then
-// single loops over the buffer, and attn_wq|wk|wv form one [3C, C] matrix.
+// The parameter table: every named tensor of docs/model.md cut out of one
+// contiguous float buffer, in the order wte, wpe, lm_head, then per layer
+// attn_wq, attn_wk, attn_wv, attn_wo, mlp_fc1, mlp_fc2. Adam, zeroing and
+// checkpoint I/O are then single loops over the buffer, and attn_wq|wk|wv form
+// one [3C, C] matrix.
 #ifndef MICROGPT_COMMON_PARAMETERS_H_
 #define MICROGPT_COMMON_PARAMETERS_H_
 
@@ -22,8 +23,9 @@ struct TensorSpec {
   size_t size() const { return static_cast<size_t>(rows) * cols; }
 };
 
-// Named views into a parameter-shaped buffer (weights, gradients, Adam moments).
-// T is float or const float. Shapes are [rows, cols] row-major; C = n_embd.
+// Named views into a parameter-shaped buffer (weights, gradients, Adam
+// moments). T is float or const float. Shapes are [rows, cols] row-major;
+// C = n_embd.
 template <typename T>
 struct ParameterViews {
   struct Layer {

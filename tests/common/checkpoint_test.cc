@@ -218,7 +218,7 @@ TEST(ModelCheckpointTest, ReadableByAnIndependentSafetensorsReader) {
   for (const auto& [name, shape] : expected) expected_names.insert(name);
   EXPECT_EQ(names, expected_names);
 
-  // In the order of MODEL.md's table, the parameters are one buffer.
+  // In the order of docs/model.md's table, the parameters are one buffer.
   size_t offset = 0;
   for (const auto& [name, shape] : expected) {
     const RawTensor& t = raw.tensors[name];

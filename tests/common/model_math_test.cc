@@ -1,6 +1,6 @@
-// The model math against MODEL.md: TrainingGraph's forward against a literal
-// double-precision transcription of the spec, its backward against central
-// finite differences of that transcription for every parameter tensor,
+// The model math against docs/model.md: TrainingGraph's forward against a
+// literal double-precision transcription of the spec, its backward against
+// central finite differences of that transcription for every parameter tensor,
 // independence of the documents packed into a batch, and the KV-cache decoder
 // against the training forward.
 #include <algorithm>
@@ -25,7 +25,7 @@ namespace {
 using Doc = std::vector<int>;
 
 // ---------------------------------------------------------------------------
-// MODEL.md, literally, in double: one token at a time with a KV cache,
+// docs/model.md, literally, in double: one token at a time with a KV cache,
 // weights looked up by name. Independent of layers.h.
 class Reference {
  public:
