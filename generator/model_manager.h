@@ -36,9 +36,9 @@
 //   ModelManagerOptions options;
 //   options.root = "/ckpt";
 //   ModelManager manager(options);
-//   MICROGPT_RETURN_IF_ERROR(manager.PollOnce());   // tests call this directly
-//   manager.StartPolling(absl::Seconds(2));          // servers poll on a
-//   thread MICROGPT_ASSIGN_OR_RETURN(auto servable, manager.Get("names", 0));
+//   MICROGPT_RETURN_IF_ERROR(manager.PollOnce());  // tests call this directly
+//   manager.StartPolling(absl::Seconds(2));        // servers poll on a thread
+//   MICROGPT_ASSIGN_OR_RETURN(auto servable, manager.Get("names", 0));
 #ifndef MICROGPT_GENERATOR_MODEL_MANAGER_H_
 #define MICROGPT_GENERATOR_MODEL_MANAGER_H_
 

@@ -15,18 +15,18 @@
 // thread count for the widest model it runs (common/blas_threads.h: one
 // thread unless a single worker runs a wide model), between steps.
 //
-// Generation (MODEL.md, the seed's loop): BOS at position 0, then the prompt;
-// each sampled token is reported with the position it takes in the sequence.
-// A sample ends when the model draws BOS (reported, kBos), when max_tokens
-// tokens were generated (kMaxTokens) or when the cache is full, so the last
-// token cannot be fed (kBlockSize); that is at most block_size - len(prompt)
-// tokens, the last at position block_size. When both kMaxTokens and kBlockSize
-// apply, kMaxTokens is reported.
+// Generation (docs/model.md, the seed's loop): BOS at position 0, then the
+// prompt; each sampled token is reported with the position it takes in the
+// sequence. A sample ends when the model draws BOS (reported, kBos), when
+// max_tokens tokens were generated (kMaxTokens) or when the cache is full, so
+// the last token cannot be fed (kBlockSize); that is at most
+// block_size - len(prompt) tokens, the last at position block_size. When both
+// kMaxTokens and kBlockSize apply, kMaxTokens is reported.
 //
 //   Scheduler scheduler(options);
 //   scheduler.Start();
-//   auto sequences = scheduler.Submit(std::move(specs), [&] { wake_reader();
-//   });
+//   auto sequences =
+//       scheduler.Submit(std::move(specs), [&] { wake_reader(); });
 //   // reader: while ((*sequences)[0]->Pop(&event)) ... until done().
 #ifndef MICROGPT_GENERATOR_SCHEDULER_H_
 #define MICROGPT_GENERATOR_SCHEDULER_H_

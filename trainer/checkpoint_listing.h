@@ -2,8 +2,7 @@
 // them: model, version, the step and loss recorded in the version's model
 // metadata, and its directory.
 //
-//   auto checkpoints = ListCheckpointInfos(store, /*model=*/"");  // every
-//   model
+//   auto checkpoints = ListCheckpointInfos(store, /*model=*/"");  // all models
 #ifndef MICROGPT_TRAINER_CHECKPOINT_LISTING_H_
 #define MICROGPT_TRAINER_CHECKPOINT_LISTING_H_
 

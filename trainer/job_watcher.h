@@ -6,9 +6,10 @@
 // oldest checkpoint event; the final `finished` event is never dropped. So a
 // slow watcher costs the job a bounded amount of memory and never blocks it.
 //
-//   auto watcher = std::make_shared<JobWatcher>(/*on_event=*/[&] { cv.Signal();
-//   }); job.Subscribe(watcher); while (auto event = watcher->Pop())
-//   Print(*event);
+//   auto watcher =
+//       std::make_shared<JobWatcher>(/*on_event=*/[&] { cv.Signal(); });
+//   job.Subscribe(watcher);
+//   while (auto event = watcher->Pop()) Print(*event);
 #ifndef MICROGPT_TRAINER_JOB_WATCHER_H_
 #define MICROGPT_TRAINER_JOB_WATCHER_H_
 
