@@ -14,11 +14,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// First chunk of the nucleus search. A vocabulary up to this size is sorted
-// in one go; a larger one is sorted in doubling chunks, each found with
-// nth_element, until the nucleus is complete.
-constexpr int kFirstNucleusChunk = 64;
-
 // Renders NaN as "nan" whatever its sign bit, so messages are predictable.
 std::string FormatNumber(float value) {
   if (std::isnan(value)) return "nan";
@@ -48,8 +43,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& params,
         FormatNumber(params.temperature));
   }
   if (params.top_k < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("top_k must be >= 0, got %d", params.top_k));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "top_k must be >= 0 (0 = no limit), got %d", params.top_k));
   }
   // Written so that NaN fails too.
   if (!(params.top_p > 0 && params.top_p <= 1)) {
@@ -58,8 +53,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& params,
   }
   if (params.top_logprobs < 0 || params.top_logprobs > vocab_size) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("top_logprobs must be in [0, %d], got %d", vocab_size,
-                        params.top_logprobs));
+        absl::StrFormat("top_logprobs must be in [0, vocab_size = %d], got %d",
+                        vocab_size, params.top_logprobs));
   }
   return absl::OkStatus();
 }
@@ -67,28 +62,34 @@ absl::Status ValidateSamplingParams(const SamplingParams& params,
 Sampler::Sampler(const SamplingParams& params, uint64_t seed)
     : params_(params), rng_(seed) {}
 
-// Notes on the contract:
-// - One rng_.Uniform() per call when temperature > 0, none when it is 0, so
-//   the stream depends only on the seed and the number of calls.
-// - Without top_k and top_p (the usual request) every token is a candidate:
-//   DrawFromAll computes the weights in float with FastExp, vectorised. With
-//   either limit the candidates are found by sorting and the weights are
-//   computed in double. The two are the same distribution (up to FastExp's
-//   ~1e-7 relative error) but not the same draws for a given seed.
-// - top_p applies to the distribution already restricted to top_k and
-//   renormalised (as in the usual top-k-then-top-p pipelines).
-// - Every buffer is a member, so after the first call with a given vocabulary
-//   size nothing is allocated unless top_logprobs > 0 (the returned vector).
-// - NaN logits are treated as -inf. If no logit is finite, or one is +inf, the
-//   row is degenerate: the first largest logit is returned (the draw is still
-//   consumed) and the log-probabilities are not meaningful.
-// - Empty logits return id -1; callers never pass them.
+// What the seed promises: one rng_.Uniform() per sampled token at
+// temperature > 0 (none at 0), and the token is the inverse CDF at that u of
+// the filtered weights walked in id order. So the same seed, model version
+// and request give the same tokens, and a filter that removes nothing
+// (top_k >= vocab, a top_p whose nucleus is every token) gives the tokens of
+// no filter at all.
+//
+// The chain, one step per function below:
+//   1. NaN logits count as -inf; m is the largest logit.
+//   2. TemperedWeights: w[i] = e^((x[i] - m) / T), and the raw normaliser
+//      sum e^(x[i] - m) that the log-probabilities use.
+//   3. KeepTopK: zero every weight but the k largest logits'.
+//   4. KeepNucleus: zero every weight outside the smallest set, by
+//      descending logit, whose weight reaches top_p of what is left (top_p
+//      applies to the top_k-renormalised distribution).
+//   5. Draw: the inverse CDF over the positive weights.
+// Temperature 0 is the first largest logit (no draw). A degenerate row (no
+// finite logit, or +inf) returns the first largest logit too, after
+// consuming its draw; its log-probabilities are not meaningful.
+//
+// Every buffer is a member, so after the first call with a given vocabulary
+// size nothing is allocated unless top_logprobs > 0 (the returned vector).
+// Empty logits return id -1; callers never pass them.
 SampledToken Sampler::Sample(absl::Span<const float> logits) {
   SampledToken result{-1, std::numeric_limits<float>::quiet_NaN(), {}};
   const int vocab = static_cast<int>(logits.size());
   if (vocab == 0) return result;
 
-  // Pass 1: the largest logit, after NaNs are made -inf (vectorised loops).
   const float* x = logits.data();
   if (AnyNaN(x, vocab)) {
     clean_.assign(logits.begin(), logits.end());
@@ -97,149 +98,32 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     }
     x = clean_.data();
   }
-  const float max_logit = MaxOf(x, vocab);
-  // The first largest logit: the greedy draw, and the degenerate rows'.
-  const int argmax = static_cast<int>(std::find(x, x + vocab, max_logit) - x);
-  const ByLogitDescending by_logit{x};
+  const float m = MaxOf(x, vocab);
+  const int argmax = static_cast<int>(std::find(x, x + vocab, m) - x);
 
-  // log_softmax(raw) = (x - m) - log(sum exp(x - m)), m the largest logit.
-  const double m = max_logit;
-  const bool degenerate = !std::isfinite(max_logit);
-  auto raw_normaliser = [&] {
-    double sum = 0;
-    for (int i = 0; i < vocab; ++i) sum += std::exp(double{x[i]} - m);
-    return sum;
-  };
-
-  int order_sorted = -1;  // -1: order_ not set up during this call
-  double raw_sum = 0;
-  const double temperature = params_.temperature;
-  const int k =
-      (params_.top_k <= 0 || params_.top_k >= vocab) ? vocab : params_.top_k;
-  const bool nucleus = params_.top_p < 1;
-  // 1 / temperature overflows float only for temperatures below ~3e-39.
-  const float inv_temperature = static_cast<float>(1.0 / temperature);
-  if (temperature == 0 || degenerate) {
-    if (temperature != 0) rng_.Uniform();
+  double raw_sum;
+  if (params_.temperature == 0) {
     result.id = argmax;
-    raw_sum = raw_normaliser();
-  } else if (k == vocab && !nucleus && std::isfinite(inv_temperature)) {
-    result.id = DrawFromAll(x, max_logit, inv_temperature, vocab, &raw_sum);
+    raw_sum = RawNormaliser(x, m, vocab);
+  } else if (!std::isfinite(m)) {
+    rng_.Uniform();
+    result.id = argmax;
+    raw_sum = RawNormaliser(x, m, vocab);
   } else {
-    // Tempered weights exp((x - m) / T), by id. At temperature 1 they are the
-    // terms of the raw normaliser; otherwise only top_k's candidates need them.
-    probs_.resize(vocab);
-    const double inv_t = 1.0 / temperature;
-    const bool unit_temperature = temperature == 1;
-    double total = 0;  // sum of every weight, when they are all computed
-    if (unit_temperature) {
-      for (int i = 0; i < vocab; ++i) {
-        probs_[i] = std::exp(double{x[i]} - m);
-        total += probs_[i];
-      }
-      raw_sum = total;
-    } else {
-      raw_sum = raw_normaliser();
-      if (k == vocab) {
-        for (int i = 0; i < vocab; ++i) {
-          probs_[i] = std::exp((double{x[i]} - m) * inv_t);
-          total += probs_[i];
-        }
-      }
-    }
-
-    // Candidates are ids[0, n) with total weight `mass`; the draw walks them
-    // in that order, accumulating the weights exactly as `mass` was summed.
-    const int* ids = nullptr;
-    int n = vocab;
-    double mass = total;
-    if (k < vocab || nucleus) {
-      order_.resize(vocab);
-      std::iota(order_.begin(), order_.end(), 0);
-      order_sorted = 0;
-      if (k < vocab) {
-        std::nth_element(order_.begin(), order_.begin() + k, order_.end(),
-                         by_logit);
-        mass = 0;
-        for (int i = 0; i < k; ++i) {
-          const int id = order_[i];
-          if (!unit_temperature) {
-            probs_[id] = std::exp((double{x[id]} - m) * inv_t);
-          }
-          mass += probs_[id];
-        }
-        n = k;
-      }
-      if (nucleus) {
-        // Smallest prefix, by descending probability, reaching top_p of the
-        // (top_k-restricted) mass. Sorted lazily: the nucleus is often tiny.
-        const double threshold = params_.top_p * mass;
-        double cum = 0;
-        int chosen = 0;
-        for (int chunk = kFirstNucleusChunk; chosen == 0; chunk *= 2) {
-          const int end = std::min(k, order_sorted + chunk);
-          if (end < k) {
-            std::nth_element(order_.begin() + order_sorted,
-                             order_.begin() + end, order_.begin() + k,
-                             by_logit);
-          }
-          std::sort(order_.begin() + order_sorted, order_.begin() + end,
-                    by_logit);
-          for (int i = order_sorted; i < end; ++i) {
-            cum += probs_[order_[i]];
-            if (cum >= threshold) {
-              chosen = i + 1;
-              break;
-            }
-          }
-          order_sorted = end;
-          if (chosen == 0 && end == k) chosen = k;  // rounding: keep all
-        }
-        n = chosen;
-        mass = cum;
-      }
-      ids = order_.data();
-    }
-
-    // Inverse CDF. Zero weights are skipped, so they are never chosen; the
-    // fallback (u * mass rounding up to mass) is the last positive weight.
-    const double target = rng_.Uniform() * mass;
-    double acc = 0;
-    int last_positive = ids ? ids[0] : argmax;
-    result.id = -1;
-    for (int i = 0; i < n; ++i) {
-      const int id = ids ? ids[i] : i;
-      const double w = probs_[id];
-      if (w > 0) {
-        acc += w;
-        last_positive = id;
-        if (target < acc) {
-          result.id = id;
-          break;
-        }
-      }
-    }
-    if (result.id < 0) result.id = last_positive;
+    raw_sum = TemperedWeights(x, m, vocab);
+    const int k = params_.top_k > 0 ? std::min(params_.top_k, vocab) : vocab;
+    if (k < vocab) KeepTopK(x, vocab, k);
+    if (params_.top_p < 1) KeepNucleus(x, vocab, k);
+    result.id = Draw(vocab);
   }
 
   // (x - m) - log(sum) rather than x - lse: exact for the largest logits
   // even when m is so large that m + log(sum) would round back to m.
   const double log_sum = std::log(raw_sum);
   result.logprob = static_cast<float>((double{x[result.id]} - m) - log_sum);
-
   const int top = std::min(params_.top_logprobs, vocab);
   if (top > 0) {
-    if (order_sorted < 0) {
-      order_.resize(vocab);
-      std::iota(order_.begin(), order_.end(), 0);
-      order_sorted = 0;
-    }
-    // order_[0, order_sorted) already holds the best ids in order and
-    // everything after them ranks lower, so only the rest needs sorting.
-    if (top > order_sorted) {
-      std::partial_sort(order_.begin() + order_sorted, order_.begin() + top,
-                        order_.end(), by_logit);
-    }
+    SortByLogit(x, vocab, top);
     result.top.reserve(top);
     for (int i = 0; i < top; ++i) {
       const int id = order_[i];
@@ -250,21 +134,23 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
   return result;
 }
 
-// One pass computes, per token, the raw term e^(x - m) of the log-softmax's
-// normaliser and the tempered weight e^((x - m) / T), in kLanes partial sums
-// each; then the inverse CDF by id. The walk sums the weights one by one, in
-// another order than `total`, so its last sum may fall short of `total` by a
-// rounding error (relative ~1e-7): a target in that gap takes the last
-// positive weight, as when u * total rounds up. Weights of 0 (logits of -inf,
-// or more than ~87 T below the largest) are never drawn.
-int Sampler::DrawFromAll(const float* x, float m, float inv_t, int vocab,
-                         double* raw_sum) {
-  // Whole vectors only: the last one is padded with logits of -inf (weight
-  // 0), a vector op where a scalar tail would be a chain of scalar exps.
+double Sampler::RawNormaliser(const float* x, float m, int vocab) const {
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(double{x[i]} - m);
+  return sum;
+}
+
+// In float with FastExp, a whole vector at a time: the last one is padded
+// with weights of 0, a vector op where a scalar tail would be a chain of
+// scalar exps. Weights of 0 (logits of -inf, or more than ~87 T below the
+// largest) are never drawn. A temperature so small that 1 / T overflows float
+// (below ~3e-39) keeps only the largest logits, as its limit does.
+double Sampler::TemperedWeights(const float* x, float m, int vocab) {
+  const float inv_t = static_cast<float>(1.0 / params_.temperature);
   const int padded = RoundUpToLanes(vocab);
   weights_.resize(padded);
   float* w = weights_.data();
-  float raw_lanes[kLanes] = {}, lanes[kLanes] = {};
+  float raw_lanes[kLanes] = {};
   for (int i = 0; i < padded; i += kLanes) {
     float d[kLanes];
     if (i + kLanes <= vocab) {
@@ -275,14 +161,64 @@ int Sampler::DrawFromAll(const float* x, float m, float inv_t, int vocab,
     }
     for (int j = 0; j < kLanes; ++j) {
       raw_lanes[j] += FastExp(d[j]);
-      w[i + j] = FastExp(d[j] * inv_t);
-      lanes[j] += w[i + j];
+      w[i + j] = std::isfinite(inv_t) ? FastExp(d[j] * inv_t)
+                                      : static_cast<float>(d[j] == 0);
     }
   }
-  const float total = SumLanes(lanes);
-  *raw_sum = SumLanes(raw_lanes);
+  return SumLanes(raw_lanes);
+}
 
-  const float target = static_cast<float>(rng_.Uniform() * total);
+// order_[0, count) holds the `count` largest logits' ids, by descending
+// logit (lower id first on ties); the rest of order_ ranks lower.
+void Sampler::SortByLogit(const float* x, int vocab, int count) {
+  order_.resize(vocab);
+  std::iota(order_.begin(), order_.end(), 0);
+  std::partial_sort(order_.begin(), order_.begin() + count, order_.end(),
+                    ByLogitDescending{x});
+}
+
+void Sampler::KeepTopK(const float* x, int vocab, int k) {
+  order_.resize(vocab);
+  std::iota(order_.begin(), order_.end(), 0);
+  std::nth_element(order_.begin(), order_.begin() + k, order_.end(),
+                   ByLogitDescending{x});
+  for (int i = k; i < vocab; ++i) weights_[order_[i]] = 0;
+}
+
+// The k candidates (all of them, or top_k's) sorted by descending logit,
+// then the smallest prefix whose weight reaches top_p of theirs.
+void Sampler::KeepNucleus(const float* x, int vocab, int k) {
+  if (k == vocab) {
+    order_.resize(vocab);
+    std::iota(order_.begin(), order_.end(), 0);
+  }
+  std::sort(order_.begin(), order_.begin() + k, ByLogitDescending{x});
+  double mass = 0;
+  for (int i = 0; i < k; ++i) mass += weights_[order_[i]];
+  const double threshold = params_.top_p * mass;
+  double cum = 0;
+  int keep = k;  // rounding short of the threshold: keep all
+  for (int i = 0; i < k; ++i) {
+    cum += weights_[order_[i]];
+    if (cum >= threshold) {
+      keep = i + 1;
+      break;
+    }
+  }
+  for (int i = keep; i < k; ++i) weights_[order_[i]] = 0;
+}
+
+// The inverse CDF by id. The total is summed in kLanes partial sums and the
+// walk one by one, so the walk may end short of the total by a rounding
+// error (relative ~1e-7): a target in that gap takes the last positive
+// weight, as when u * total rounds up to the total.
+int Sampler::Draw(int vocab) {
+  const float* w = weights_.data();
+  float lanes[kLanes] = {};
+  for (int i = 0; i < static_cast<int>(weights_.size()); i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += w[i + j];
+  }
+  const float target = static_cast<float>(rng_.Uniform() * SumLanes(lanes));
   float acc = 0;
   int last_positive = 0;
   for (int i = 0; i < vocab; ++i) {

@@ -3,7 +3,8 @@
 // tokens and then to the smallest set whose mass reaches top_p, drawn with a
 // per-request seeded Rng. temperature 0 is greedy argmax. The reported
 // log-probabilities are the model's own: log_softmax of the raw logits, before
-// temperature, top_k and top_p.
+// temperature, top_k and top_p. Sampler::Sample (sampler.cc) lists the steps
+// and what a seed promises.
 #ifndef MICROGPT_COMMON_SAMPLER_H_
 #define MICROGPT_COMMON_SAMPLER_H_
 
@@ -23,7 +24,9 @@ struct SamplingParams {
   int top_logprobs = 0;      // alternatives to report, 0..vocab_size
 };
 
-// INVALID_ARGUMENT naming the field: temperature < 0 or not finite, top_k < 0,
+// The one check of sampling parameters (the generator's request validation
+// and its scheduler call it). INVALID_ARGUMENT naming the field and its limit:
+// temperature < 0 or not finite, top_k < 0 (top_k >= vocab_size is no limit),
 // top_p outside (0, 1] or NaN, top_logprobs outside [0, vocab_size].
 absl::Status ValidateSamplingParams(const SamplingParams& params,
                                     int vocab_size);
@@ -49,17 +52,19 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
 
  private:
-  // The draw when every token is a candidate (no top_k, no top_p), for
-  // logits x with largest value m (finite) at 1 / temperature = inv_t
-  // (finite). Returns the id; sets *raw_sum = sum e^(x - m).
-  int DrawFromAll(const float* x, float m, float inv_t, int vocab,
-                  double* raw_sum);
+  // The steps of Sample, in order (sampler.cc). The weights, by id, are in
+  // weights_; the filters zero the ones they remove.
+  double RawNormaliser(const float* x, float m, int vocab) const;
+  double TemperedWeights(const float* x, float m, int vocab);
+  void KeepTopK(const float* x, int vocab, int k);
+  void KeepNucleus(const float* x, int vocab, int k);
+  int Draw(int vocab);
+  void SortByLogit(const float* x, int vocab, int count);
 
   SamplingParams params_;
   Rng rng_;
-  std::vector<int> order_;      // scratch: ids sorted by logit
-  std::vector<double> probs_;   // scratch: tempered weights by id
-  std::vector<float> weights_;  // scratch: DrawFromAll's weights by id
+  std::vector<int> order_;      // scratch: ids ordered by logit
+  std::vector<float> weights_;  // scratch: tempered weights by id, padded
   std::vector<float> clean_;    // scratch: logits with NaN as -inf
 };
 

@@ -1,7 +1,6 @@
 #include "generator/request_validation.h"
 
 #include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -33,30 +32,13 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
   SamplingParams sampling;
   sampling.temperature =
       request.has_temperature() ? request.temperature() : kDefaultTemperature;
-  if (!std::isfinite(sampling.temperature) || sampling.temperature < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be a finite number >= 0, got ",
-                     sampling.temperature));
-  }
-  if (request.has_top_p()) {
-    sampling.top_p = request.top_p();
-    if (!(sampling.top_p > 0 && sampling.top_p <= 1)) {  // NaN fails too
-      return absl::InvalidArgumentError(
-          absl::StrCat("top_p must be in (0, 1], got ", sampling.top_p));
-    }
-  }
-  if (request.top_k() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top_k must be >= 0 (0 = no limit), got ", request.top_k()));
-  }
-  sampling.top_k = std::min(request.top_k(), config.vocab_size);
-  if (request.top_logprobs() < 0 ||
-      request.top_logprobs() > config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top_logprobs must be in [0, vocab_size = ", config.vocab_size,
-        "], got ", request.top_logprobs()));
-  }
+  if (request.has_top_p()) sampling.top_p = request.top_p();
+  sampling.top_k = request.top_k();
   sampling.top_logprobs = request.top_logprobs();
+  if (absl::Status status = ValidateSamplingParams(sampling, config.vocab_size);
+      !status.ok()) {
+    return status;
+  }
   if (request.max_tokens() < 0 || request.max_tokens() > config.block_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_tokens must be in [0, block_size = ", config.block_size,

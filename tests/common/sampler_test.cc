@@ -300,6 +300,28 @@ TEST(SamplerTest, TopKAtLeastVocabIsNoLimit) {
   }
 }
 
+// One seeded stream whatever filters are set: a top_k or top_p that removes
+// nothing draws exactly the tokens of no filter, for the same seed.
+TEST(SamplerTest, AFilterThatRemovesNothingDrawsTheSameTokens) {
+  Rng rng(8);
+  for (const float temperature : {0.5f, 1.0f, 1.7f}) {
+    Sampler none(Params(temperature), 21), none_flat(Params(temperature), 21);
+    // top_k = vocab - 1 removes only a token of weight 0 (logit -inf).
+    Sampler top_k(Params(temperature, kNames - 1), 21);
+    // On equal logits the nucleus of top_p < 1 - 1/vocab is every token.
+    Sampler top_p(Params(temperature, 0, 0.99f), 21);
+    for (int i = 0; i < 300; ++i) {
+      std::vector<float> logits = RandomLogits(rng, kNames);
+      logits[i % kNames] = -std::numeric_limits<float>::infinity();
+      const std::vector<float> flat(kNames, 0.25f);
+      EXPECT_EQ(none.Sample(logits).id, top_k.Sample(logits).id)
+          << "temperature " << temperature << " draw " << i;
+      EXPECT_EQ(none_flat.Sample(flat).id, top_p.Sample(flat).id)
+          << "temperature " << temperature << " draw " << i;
+    }
+  }
+}
+
 // Probabilities 0.5, 0.3, 0.1, 0.05, 0.05 at temperature 1, permuted so the
 // order by id is not the order by probability.
 const std::vector<float>& NucleusLogits() {
@@ -724,7 +746,8 @@ TEST(ValidateSamplingParamsTest, RejectsEachBadField) {
                 "temperature must be a finite number >= 0, got inf");
   ExpectInvalid(Params(-0.5f), kNames,
                 "temperature must be a finite number >= 0, got -0.5");
-  ExpectInvalid(Params(1.0f, -1), kNames, "top_k must be >= 0, got -1");
+  ExpectInvalid(Params(1.0f, -1), kNames,
+                "top_k must be >= 0 (0 = no limit), got -1");
   ExpectInvalid(Params(1.0f, 0, 0.0f), kNames,
                 "top_p must be in (0, 1], got 0");
   ExpectInvalid(Params(1.0f, 0, 1.5f), kNames,
@@ -733,9 +756,9 @@ TEST(ValidateSamplingParamsTest, RejectsEachBadField) {
   ExpectInvalid(Params(1.0f, 0, nan), kNames,
                 "top_p must be in (0, 1], got nan");
   ExpectInvalid(Params(1.0f, 0, 1.0f, kNames + 1), kNames,
-                "top_logprobs must be in [0, 27], got 28");
+                "top_logprobs must be in [0, vocab_size = 27], got 28");
   ExpectInvalid(Params(1.0f, 0, 1.0f, -1), kNames,
-                "top_logprobs must be in [0, 27], got -1");
+                "top_logprobs must be in [0, vocab_size = 27], got -1");
 }
 
 }  // namespace
