@@ -41,6 +41,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -280,8 +281,10 @@ class Runner {
     if (json) {
       std::string errs;
       for (const auto& [code, n] : errors_) {
-        absl::StrAppend(&errs, errs.empty() ? "" : ", ", "\"", CodeName(code),
-                        "\": ", n);
+        absl::StrAppend(
+            &errs, errs.empty() ? "" : ", ", "\"",
+            absl::StatusCodeToString(static_cast<absl::StatusCode>(code)),
+            "\": ", n);
       }
       std::printf(
           "{\"streams\": %d, \"pack_tokens\": %s, \"window_s\": %.3f, "
@@ -332,8 +335,10 @@ class Runner {
         static_cast<long long>(calls_in_window_),
         static_cast<long long>(completed_), static_cast<long long>(errors));
     for (const auto& [code, n] : errors_) {
-      std::printf("  %-19s %lld\n", CodeName(code).c_str(),
-                  static_cast<long long>(n));
+      std::printf(
+          "  %-19s %lld\n",
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(code)).c_str(),
+          static_cast<long long>(n));
     }
     if (!last_error_.empty())
       std::printf("  first error: %s\n", last_error_.c_str());
@@ -358,29 +363,6 @@ class Runner {
   }
 
  private:
-  static std::string CodeName(grpc::StatusCode code) {
-    static const char* const kNames[] = {"OK",
-                                         "CANCELLED",
-                                         "UNKNOWN",
-                                         "INVALID_ARGUMENT",
-                                         "DEADLINE_EXCEEDED",
-                                         "NOT_FOUND",
-                                         "ALREADY_EXISTS",
-                                         "PERMISSION_DENIED",
-                                         "RESOURCE_EXHAUSTED",
-                                         "FAILED_PRECONDITION",
-                                         "ABORTED",
-                                         "OUT_OF_RANGE",
-                                         "UNIMPLEMENTED",
-                                         "INTERNAL",
-                                         "UNAVAILABLE",
-                                         "DATA_LOSS",
-                                         "UNAUTHENTICATED"};
-    const int i = static_cast<int>(code);
-    if (i >= 0 && i < 17) return kNames[i];
-    return absl::StrCat("CODE_", i);
-  }
-
   // The next call of `slot`, registered as in flight but not started yet;
   // nullptr once --max_calls calls were made.
   Call* NewCallLocked(int slot) {

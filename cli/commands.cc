@@ -4,41 +4,25 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "cli/progress_reporter.h"
 
 namespace microgpt {
 namespace {
 
-const char* StateName(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_RUNNING:
-      return "running";
-    case v1::JOB_STATE_SUCCEEDED:
-      return "succeeded";
-    case v1::JOB_STATE_FAILED:
-      return "failed";
-    case v1::JOB_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
+// "running", "max_tokens": the enum value's name without its prefix, as the
+// CLI has always printed them.
+std::string StateName(v1::JobState state) {
+  return absl::AsciiStrToLower(
+      absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
 }
 
-const char* FinishReasonName(v1::FinishReason reason) {
-  switch (reason) {
-    case v1::FINISH_REASON_BOS:
-      return "bos";
-    case v1::FINISH_REASON_MAX_TOKENS:
-      return "max_tokens";
-    case v1::FINISH_REASON_BLOCK_SIZE:
-      return "block_size";
-    case v1::FINISH_REASON_CANCELLED:
-      return "cancelled";
-    default:
-      return "unspecified";
-  }
+std::string FinishReasonName(v1::FinishReason reason) {
+  return absl::AsciiStrToLower(
+      absl::StripPrefix(v1::FinishReason_Name(reason), "FINISH_REASON_"));
 }
 
 std::string TokenText(absl::string_view text) {
@@ -98,8 +82,8 @@ void PrintLogprobs(const Sample& sample) {
   if (!sample.tokens.empty()) {
     const v1::GenerateResponse& last = sample.last;
     std::printf("  (finish: %s, model %s version %lld)\n",
-                FinishReasonName(last.finish_reason()), last.model().c_str(),
-                static_cast<long long>(last.version()));
+                FinishReasonName(last.finish_reason()).c_str(),
+                last.model().c_str(), static_cast<long long>(last.version()));
   }
 }
 

@@ -13,13 +13,10 @@ namespace microgpt {
 namespace {
 
 std::atomic<bool> json_logs{false};
-std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
 absl::Mutex write_mutex(absl::kConstInit);
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug:
-      return "DEBUG";
     case LogLevel::kInfo:
       return "INFO";
     case LogLevel::kWarning:
@@ -58,12 +55,10 @@ std::string JsonEscape(absl::string_view text) {
 }  // namespace
 
 void SetJsonLogs(bool json) { json_logs = json; }
-void SetMinLogLevel(LogLevel level) { min_level = static_cast<int>(level); }
 
 void Log(LogLevel level, absl::string_view message) {
-  if (static_cast<int>(level) < min_level) return;
-  const std::string time =
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+  const std::string time = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                            absl::UTCTimeZone());
   std::string line;
   if (json_logs) {
     line = absl::StrCat("{\"ts\":\"", time, "\",\"level\":\"", LevelName(level),

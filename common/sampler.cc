@@ -231,18 +231,4 @@ int Sampler::Draw(int vocab) {
   return last_positive;
 }
 
-void LogSoftmax(absl::Span<const float> logits, absl::Span<float> out) {
-  const size_t n = std::min(logits.size(), out.size());
-  if (n == 0) return;
-  double m = -std::numeric_limits<double>::infinity();
-  for (size_t i = 0; i < n; ++i) m = std::max(m, double{logits[i]});
-  if (!std::isfinite(m)) m = 0;  // all -inf (or +inf present): no shift
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += std::exp(double{logits[i]} - m);
-  const double log_sum = std::log(sum);
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<float>((double{logits[i]} - m) - log_sum);
-  }
-}
-
 }  // namespace microgpt

@@ -68,9 +68,6 @@ class Sampler {
   std::vector<float> clean_;    // scratch: logits with NaN as -inf
 };
 
-// log_softmax of `logits` into `out` (same size), computed in double.
-void LogSoftmax(absl::Span<const float> logits, absl::Span<float> out);
-
 }  // namespace microgpt
 
 #endif  // MICROGPT_COMMON_SAMPLER_H_

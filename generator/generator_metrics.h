@@ -73,9 +73,6 @@ class GeneratorMetrics final : public GeneratorServiceObserver {
   std::shared_ptr<Collector> collector_;
 };
 
-// The name of a gRPC status code as in grpc::StatusCode ("OK", "NOT_FOUND").
-absl::string_view GrpcCodeName(grpc::StatusCode code);
-
 }  // namespace microgpt
 
 #endif  // MICROGPT_GENERATOR_GENERATOR_METRICS_H_

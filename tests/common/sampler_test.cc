@@ -169,35 +169,6 @@ SamplingParams Params(float temperature, int top_k = 0, float top_p = 1.0f,
   return p;
 }
 
-// --- LogSoftmax --------------------------------------------------------------
-
-TEST(LogSoftmaxTest, MatchesReferenceAndNormalises) {
-  Rng rng(1);
-  for (int n : {1, 2, 27, 1000}) {
-    const std::vector<float> logits = RandomLogits(rng, n);
-    std::vector<float> out(n);
-    LogSoftmax(logits, absl::MakeSpan(out));
-    const std::vector<double> ref = RefLogSoftmax(logits);
-    double mass = 0;
-    for (int i = 0; i < n; ++i) {
-      EXPECT_NEAR(out[i], ref[i], 1e-5) << "n=" << n << " i=" << i;
-      mass += std::exp(double{out[i]});
-    }
-    EXPECT_NEAR(mass, 1.0, 1e-5);
-  }
-}
-
-TEST(LogSoftmaxTest, StableForHugeLogits) {
-  const std::vector<float> logits = {1e30f, 1e30f, 0.0f, -1e30f};
-  std::vector<float> out(logits.size());
-  LogSoftmax(logits, absl::MakeSpan(out));
-  EXPECT_NEAR(out[0], -std::log(2.0), 1e-6);
-  EXPECT_NEAR(out[1], -std::log(2.0), 1e-6);
-  EXPECT_LT(out[2], -1e29f);
-  EXPECT_TRUE(std::isinf(out[3]) || out[3] < -1e29f);
-  for (float v : out) EXPECT_FALSE(std::isnan(v));
-}
-
 // --- Greedy ------------------------------------------------------------------
 
 TEST(SamplerTest, TemperatureZeroIsArgmax) {

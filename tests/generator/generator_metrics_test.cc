@@ -172,11 +172,5 @@ TEST(GeneratorMetricsTest, AnAddressInUseFailsStart) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
 }
 
-TEST(GeneratorMetricsTest, GrpcCodeNames) {
-  EXPECT_EQ(GrpcCodeName(grpc::OK), "OK");
-  EXPECT_EQ(GrpcCodeName(grpc::RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
-  EXPECT_EQ(GrpcCodeName(grpc::UNAUTHENTICATED), "UNAUTHENTICATED");
-}
-
 }  // namespace
 }  // namespace microgpt

@@ -12,7 +12,9 @@
 #include <grpcpp/impl/codegen/rpc_method.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -155,8 +157,14 @@ inline std::vector<std::vector<float>> ReferenceLogprobs(
   std::vector<std::vector<float>> rows;
   for (int token : tokens) {
     decoder.Step(token, &cache, logits.data());
-    std::vector<float> row(V);
-    LogSoftmax(logits, absl::MakeSpan(row));
+    // log_softmax in double, the textbook way.
+    const double m = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (float v : logits) sum += std::exp(double{v} - m);
+    std::vector<float> row;
+    for (float v : logits) {
+      row.push_back(static_cast<float>(double{v} - m - std::log(sum)));
+    }
     rows.push_back(row);
   }
   return rows;
