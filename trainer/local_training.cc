@@ -38,7 +38,8 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
   if (!job_options.ok()) return job_options.status();
 
   CheckpointStore store(options.checkpoint_root, options.retention);
-  TrainingJob job("local", *std::move(job_options), request, &store);
+  TrainingJob job("local", *std::move(job_options), request, &store,
+                  options.observer);
   // Big enough that no checkpoint event is dropped while printing lags.
   auto watcher = std::make_shared<JobWatcher>(nullptr, 1 << 16);
   job.Subscribe(watcher);

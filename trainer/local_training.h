@@ -17,6 +17,7 @@
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.pb.h"
 #include "trainer/job_options.h"
+#include "trainer/training_observer.h"
 
 namespace microgpt {
 
@@ -28,6 +29,8 @@ struct LocalTrainingOptions {
   RetentionPolicy retention;
   // What the job may use (dataset, memory).
   TrainingLimits limits;
+  // Told about the job's progress (the trainer's metrics); may be null.
+  TrainingObserver* observer = nullptr;
 };
 
 // Trains as `request` says (its dataset_path is a local file, used as given)

@@ -163,7 +163,7 @@ absl::StatusOr<TrainingLimits> LimitsFromFlags() {
   return limits;
 }
 
-absl::Status Train() {
+absl::Status Train(TrainingObserver* observer) {
   if (absl::GetFlag(FLAGS_data).empty()) {
     return absl::InvalidArgumentError("--data is required");
   }
@@ -175,6 +175,7 @@ absl::Status Train() {
   options.print_every = absl::GetFlag(FLAGS_print_every);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
+  options.observer = observer;
   MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
@@ -185,7 +186,7 @@ absl::Status Train() {
   return absl::OkStatus();
 }
 
-absl::Status Serve() {
+absl::Status Serve(TrainingObserver* observer) {
   TrainerServerOptions options;
   options.server.host = absl::GetFlag(FLAGS_host);
   options.server.port = absl::GetFlag(FLAGS_port);
@@ -195,6 +196,7 @@ absl::Status Serve() {
   options.data_root = absl::GetFlag(FLAGS_data_root);
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
+  options.observer = observer;
   MICROGPT_RETURN_IF_ERROR(
       SecurityFromFlags(/*require_token=*/false, &options.server.security));
   // Whoever reaches the Trainer API can train on the machine and read every
@@ -253,7 +255,8 @@ int Main(int argc, char** argv) {
     }
     metrics = *std::move(started);
   }
-  const absl::Status status = command == "train" ? Train() : Serve();
+  const absl::Status status =
+      command == "train" ? Train(metrics.get()) : Serve(metrics.get());
   if (!status.ok()) {
     std::fprintf(stderr, "error: %s: %s\n",
                  absl::StatusCodeToString(status.code()).c_str(),

@@ -7,7 +7,6 @@
 
 #include <utility>
 
-#include "absl/base/const_init.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -72,17 +71,9 @@ struct TrainerMetrics::Impl {
   prometheus::Family<prometheus::Counter>& published;
   prometheus::Family<prometheus::Gauge>& state;
   prometheus::Family<prometheus::Counter>& jobs;
+  absl::Mutex state_mu;  // OnState's updates of `state`, one at a time
   std::unique_ptr<MetricsEndpoint> endpoint;
 };
-
-namespace {
-
-// The installed metrics; hooks hold the lock while they record, so the
-// metrics cannot go away under them.
-absl::Mutex installed_mu(absl::kConstInit);
-TrainerMetrics::Impl* installed ABSL_GUARDED_BY(installed_mu) = nullptr;
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<TrainerMetrics>> TrainerMetrics::Start(
     const std::string& address) {
@@ -91,14 +82,6 @@ absl::StatusOr<std::unique_ptr<TrainerMetrics>> TrainerMetrics::Start(
       MetricsEndpoint::Start(address, impl->registry);
   if (!endpoint.ok()) return endpoint.status();
   impl->endpoint = *std::move(endpoint);
-  {
-    absl::MutexLock lock(&installed_mu);
-    if (installed != nullptr) {
-      return absl::FailedPreconditionError(
-          "trainer metrics are already installed");
-    }
-    installed = impl.get();
-  }
   LogInfo(absl::StrCat("metrics on http://", address, "/metrics (port ",
                        impl->endpoint->port(), ")"));
   return std::unique_ptr<TrainerMetrics>(new TrainerMetrics(std::move(impl)));
@@ -107,40 +90,33 @@ absl::StatusOr<std::unique_ptr<TrainerMetrics>> TrainerMetrics::Start(
 TrainerMetrics::TrainerMetrics(std::unique_ptr<Impl> impl)
     : impl_(std::move(impl)) {}
 
-TrainerMetrics::~TrainerMetrics() {
-  {
-    absl::MutexLock lock(&installed_mu);
-    if (installed == impl_.get()) installed = nullptr;
-  }
-  impl_->endpoint.reset();
-}
+TrainerMetrics::~TrainerMetrics() = default;
 
 int TrainerMetrics::port() const { return impl_->endpoint->port(); }
 
-void TrainerMetrics::RecordProgress(const v1::TrainingProgress& progress) {
-  absl::MutexLock lock(&installed_mu);
-  if (installed == nullptr) return;
-  installed->step.Set(static_cast<double>(progress.step()));
-  installed->total_steps.Set(static_cast<double>(progress.total_steps()));
-  installed->loss.Set(progress.loss());
-  installed->learning_rate.Set(progress.learning_rate());
-  installed->tokens_per_second.Set(progress.tokens_per_second());
+// prometheus-cpp's metrics are thread-safe on their own.
+void TrainerMetrics::OnProgress(absl::string_view model,
+                                const v1::TrainingProgress& progress) {
+  impl_->step.Set(static_cast<double>(progress.step()));
+  impl_->total_steps.Set(static_cast<double>(progress.total_steps()));
+  impl_->loss.Set(progress.loss());
+  impl_->learning_rate.Set(progress.learning_rate());
+  impl_->tokens_per_second.Set(progress.tokens_per_second());
 }
 
-void TrainerMetrics::RecordPublished(absl::string_view model) {
-  absl::MutexLock lock(&installed_mu);
-  if (installed == nullptr) return;
-  installed->published.Add({{"model", std::string(model)}}).Increment();
+void TrainerMetrics::OnPublished(absl::string_view model, int64_t version) {
+  impl_->published.Add({{"model", std::string(model)}}).Increment();
 }
 
-void TrainerMetrics::RecordState(v1::JobState state) {
-  absl::MutexLock lock(&installed_mu);
-  if (installed == nullptr) return;
+void TrainerMetrics::OnState(absl::string_view model, v1::JobState state) {
+  // One job at a time: the gauges are the latest job's, set in one lock so
+  // that a scrape never sees two states at 1.
+  absl::MutexLock lock(&impl_->state_mu);
   for (v1::JobState s : kStates) {
-    installed->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
+    impl_->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
   }
   if (state != v1::JOB_STATE_RUNNING) {
-    installed->jobs.Add({{"state", JobStateName(state)}}).Increment();
+    impl_->jobs.Add({{"state", JobStateName(state)}}).Increment();
   }
 }
 

@@ -1,8 +1,8 @@
 // TrainerMetrics: the trainer's Prometheus metrics.
 //
-// Training jobs report through the static Record* hooks, which do nothing
-// until a TrainerMetrics is installed (one per process: `microgpt-trainer
-// serve` or `train` with --metrics_port). Series:
+// A TrainingObserver: `microgpt-trainer serve` or `train` with --metrics_port
+// starts one and hands it to the jobs (TrainerServerOptions.observer,
+// LocalTrainingOptions.observer). Series:
 //
 //   microgpt_trainer_step                         gauge, of the latest job
 //   microgpt_trainer_total_steps                  gauge
@@ -15,39 +15,39 @@
 //   microgpt_trainer_jobs_total{state}            counter of ended jobs
 //
 //   MICROGPT_ASSIGN_OR_RETURN(auto metrics, TrainerMetrics::Start(address));
-//   ... jobs run ...; metrics->port();
+//   options.observer = metrics.get();  ... jobs run ...; metrics->port();
 #ifndef MICROGPT_TRAINER_TRAINER_METRICS_H_
 #define MICROGPT_TRAINER_TRAINER_METRICS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "trainer/training_observer.h"
 
 namespace microgpt {
 
-class TrainerMetrics {
+class TrainerMetrics final : public TrainingObserver {
  public:
-  // Serves /metrics on `address` ("host:port", port 0 picks one) and installs
-  // the metrics for the hooks until destroyed. FAILED_PRECONDITION when one
-  // is installed already, UNAVAILABLE when the address cannot be bound.
+  // Serves /metrics on `address` ("host:port", port 0 picks one) until
+  // destroyed. UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<TrainerMetrics>> Start(
       const std::string& address);
-  ~TrainerMetrics();
+  ~TrainerMetrics() override;
 
   int port() const;
 
-  // Hooks, from the job's thread. Cheap; no-ops without metrics installed.
-  static void RecordProgress(const v1::TrainingProgress& progress);
-  static void RecordPublished(absl::string_view model);
-  // The job's state changed (RUNNING when it begins; then how it ended).
-  static void RecordState(v1::JobState state);
-
-  struct Impl;  // an implementation detail (public for the .cc's globals)
+  // TrainingObserver, from the job's thread.
+  void OnState(absl::string_view model, v1::JobState state) override;
+  void OnProgress(absl::string_view model,
+                  const v1::TrainingProgress& progress) override;
+  void OnPublished(absl::string_view model, int64_t version) override;
 
  private:
+  struct Impl;
   explicit TrainerMetrics(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

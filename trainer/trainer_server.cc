@@ -41,6 +41,7 @@ absl::Status RunTrainerServer(const TrainerServerOptions& options) {
   service_options.data_root = options.data_root;
   service_options.retention = options.retention;
   service_options.limits = options.limits;
+  service_options.observer = options.observer;
   TrainerServiceImpl service(std::move(service_options));
   ServerRunner runner(options.server);
   runner.AddService(&service, v1::Trainer::service_full_name());

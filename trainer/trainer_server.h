@@ -13,6 +13,7 @@
 #include "common/checkpoint_store.h"
 #include "server/server_runner.h"
 #include "trainer/job_options.h"
+#include "trainer/training_observer.h"
 
 namespace microgpt {
 
@@ -22,6 +23,7 @@ struct TrainerServerOptions {
   std::string data_root;        // empty: only inline datasets
   RetentionPolicy retention;    // old versions deleted after each publish
   TrainingLimits limits;        // what one StartTraining may ask for
+  TrainingObserver* observer = nullptr;  // the metrics; may be null
 };
 
 // Serves until a shutdown signal; OK after a clean shutdown. Call

@@ -190,8 +190,8 @@ grpc::ServerUnaryReactor* TrainerServiceImpl::StartTraining(
         "\") is still running; cancel it or wait for it to end"))));
     return reactor;
   }
-  auto job = std::make_shared<TrainingJob>(NewJobId(), *std::move(options),
-                                           *request, &store_);
+  auto job = std::make_shared<TrainingJob>(
+      NewJobId(), *std::move(options), *request, &store_, options_.observer);
   active_ = job;
   pending_ = std::make_unique<PendingJob>();
   pending_->job = job;

@@ -48,6 +48,9 @@ struct TrainerServiceOptions {
   RetentionPolicy retention;
   // What one StartTraining request may ask for (dataset and memory).
   TrainingLimits limits;
+  // Told about every job's progress (the trainer's metrics); may be null.
+  // Must outlive the service.
+  TrainingObserver* observer = nullptr;
 };
 
 class TrainerServiceImpl final : public v1::Trainer::CallbackService {

@@ -16,7 +16,6 @@
 #include "common/parameters.h"
 #include "common/tokenizer.h"
 #include "trainer/job_state.h"
-#include "trainer/trainer_metrics.h"
 
 namespace microgpt {
 namespace {
@@ -44,11 +43,12 @@ absl::Status Annotated(const absl::Status& status, absl::string_view context) {
 
 TrainingJob::TrainingJob(std::string id, TrainingJobOptions options,
                          v1::StartTrainingRequest request,
-                         CheckpointStore* store)
+                         CheckpointStore* store, TrainingObserver* observer)
     : id_(std::move(id)),
       options_(std::move(options)),
       request_(WithoutInlineDocuments(std::move(request))),
-      store_(store) {}
+      store_(store),
+      observer_(observer) {}
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   // What a publisher killed mid-way left (only directories no live process
@@ -139,7 +139,9 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
 
 void TrainingJob::Run(
     const std::function<void(const absl::Status&)>& on_started) {
-  TrainerMetrics::RecordState(v1::JOB_STATE_RUNNING);
+  if (observer_ != nullptr) {
+    observer_->OnState(options_.model, v1::JOB_STATE_RUNNING);
+  }
   auto run = Prepare();
   if (!run.ok()) {
     End(run.status());
@@ -226,7 +228,7 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   info->set_path(store_->VersionPath(options_.model, version));
   LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
                           loss));
-  TrainerMetrics::RecordPublished(options_.model);
+  if (observer_ != nullptr) observer_->OnPublished(options_.model, version);
   {
     absl::MutexLock lock(&mu_);
     latest_version_ = version;
@@ -263,7 +265,7 @@ void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
   progress.set_learning_rate(stats->lr);
   progress.set_tokens_per_second(elapsed > 0 ? tokens_ / elapsed : 0.0);
   progress.set_elapsed_seconds(elapsed);
-  TrainerMetrics::RecordProgress(progress);
+  if (observer_ != nullptr) observer_->OnProgress(options_.model, progress);
 
   const int64_t step_interval = std::max<int64_t>(1, run.options().steps / 100);
   const bool emit = force_event || now - last_event_time_ >= kEventInterval ||
@@ -284,7 +286,7 @@ void TrainingJob::End(const absl::Status& status) {
                              : absl::IsCancelled(status)
                                  ? v1::JOB_STATE_CANCELLED
                                  : v1::JOB_STATE_FAILED;
-  TrainerMetrics::RecordState(state);
+  if (observer_ != nullptr) observer_->OnState(options_.model, state);
   std::vector<std::function<void(const v1::TrainingJob&)>> callbacks;
   v1::TrainingJob final_job;
   {

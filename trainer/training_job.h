@@ -43,15 +43,18 @@
 #include "microgpt/v1/microgpt.pb.h"
 #include "trainer/job_options.h"
 #include "trainer/job_watcher.h"
+#include "trainer/training_observer.h"
 
 namespace microgpt {
 
 class TrainingJob {
  public:
   // `request` is kept for reports (TrainingJob.request) with inline documents
-  // left out, so that listing jobs stays small. `store` must outlive the job.
+  // left out, so that listing jobs stays small. `store`, and `observer` when
+  // given, must outlive the job.
   TrainingJob(std::string id, TrainingJobOptions options,
-              v1::StartTrainingRequest request, CheckpointStore* store);
+              v1::StartTrainingRequest request, CheckpointStore* store,
+              TrainingObserver* observer = nullptr);
 
   TrainingJob(const TrainingJob&) = delete;
   TrainingJob& operator=(const TrainingJob&) = delete;
@@ -111,6 +114,7 @@ class TrainingJob {
   const TrainingJobOptions options_;
   const v1::StartTrainingRequest request_;
   CheckpointStore* const store_;
+  TrainingObserver* const observer_;  // may be null
   std::atomic<bool> cancel_requested_{false};
 
   // Training statistics; only the job's thread touches them.

@@ -225,10 +225,10 @@ TEST_F(CrashTest, KillBetweenCheckpoints) {
 }
 
 TEST_F(CrashTest, KillRightAfterAPublish) {
-  // Stops once the publish of version 200 has returned (before the trainer
-  // counts it in its metrics and trains on).
+  // Stops once the publish of version 200 has returned (as the job applies
+  // the retention policy, before it trains on).
   TrainUntilKilled(
-      {"break microgpt::TrainerMetrics::RecordPublished", "ignore 1 1"}, {});
+      {"break microgpt::CheckpointStore::ApplyRetention", "ignore 1 1"}, {});
   if (IsSkipped()) return;
   EXPECT_THAT(VerifiedVersions("checkpoints"), ElementsAre(100, 200));
   EXPECT_THAT(TemporaryDirectories("checkpoints"), IsEmpty());
