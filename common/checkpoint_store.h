@@ -1,16 +1,15 @@
 // CheckpointStore: versioned checkpoints on disk in TensorFlow Serving's
 // base-path layout, <root>/<model_name>/<version>/ with version = training
-// step:
-//   model.safetensors, optimizer.safetensors, manifest.json
-// manifest.json lists each file's size and SHA-256. A version is written into a
-// non-numeric temporary directory, every file fsynced, renamed into place and
-// the parent fsynced, so a reader never sees a partial version. Readers only
-// look at numeric directory names.
+// step. Each version directory is in the format of common/checkpoint_dir.h
+// (model.safetensors, optimizer.safetensors, extra files, manifest.json with
+// each file's size and SHA-256), published atomically through a locked
+// temporary directory, so a reader never sees a partial version; readers only
+// look at numeric directory names. Publishing and verified loading live in
+// checkpoint_store.cc, leases and retention in checkpoint_retention.cc.
 //
-// Crash safety: the publisher holds an flock on its temporary directory until
-// the rename, so a temporary directory nobody holds a lock on is an orphan of
-// a publisher that died (kill -9, power loss); RemoveTemporaryDirectories
-// deletes only those, and can run at any time, in any process.
+// Crash safety: RemoveTemporaryDirectories deletes the temporary directories
+// no live process holds (a publisher or deleter that died), and can run at
+// any time, in any process.
 //
 // Retention: ApplyRetention deletes versions older than the newest
 // RetentionPolicy::keep_versions, each renamed to a hidden temporary name
@@ -121,10 +120,6 @@ class CheckpointStore {
   const RetentionPolicy& retention() const { return retention_; }
 
  private:
-  // Renames a version to a temporary name, then deletes it.
-  absl::Status DeleteVersion(absl::string_view model_name,
-                             int64_t version) const;
-
   std::string root_;
   RetentionPolicy retention_;
 };

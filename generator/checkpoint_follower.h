@@ -3,17 +3,18 @@
 // ReadWriteOnce volume, so they follow it over gRPC instead.
 //
 // A thread keeps a Trainer.WatchCheckpoints stream open. For each announced
-// version not yet in the cache it calls DownloadCheckpoint and writes the
-// files into <cache_dir>/<model>/.tmp-<version>-..., checking every file's
-// size and SHA-256 against the chunks' (the trainer's manifest) and the
-// received manifest.json, fsyncs them, renames the directory to
-// <cache_dir>/<model>/<version> and fsyncs the parent, then calls
-// on_new_version (the server runs ModelManager::PollOnce, which loads it,
-// verifying the manifest once more, and hot-swaps it). A failed download
-// leaves nothing in the cache and is retried on the next announcement (after
-// a reconnect). When the stream breaks (trainer restarting or away), it
-// reconnects with exponential backoff up to max_backoff; the versions in the
-// cache keep being served meanwhile.
+// version not yet in the cache it calls DownloadCheckpoint and publishes the
+// files into <cache_dir>/<model>/<version> the way the trainer publishes
+// (common/checkpoint_dir.h): written into a locked temporary directory, each
+// file checked against the chunks' size and SHA-256 (the trainer's manifest)
+// as it arrives, the directory verified against the received manifest.json,
+// then fsynced and renamed into place. Then it calls on_new_version (the
+// server runs ModelManager::PollOnce, which loads it, verifying the manifest
+// once more, and hot-swaps it). A failed download leaves nothing in the cache
+// and is retried on the next announcement (after a reconnect). When the
+// stream breaks (trainer restarting or away), it reconnects with exponential
+// backoff up to max_backoff; the versions in the cache keep being served
+// meanwhile.
 //
 //   CheckpointFollowerOptions options;
 //   options.trainer_address = "microgpt-trainer:50052";
@@ -82,8 +83,9 @@ class CheckpointFollower {
   CheckpointFollower(const CheckpointFollower&) = delete;
   CheckpointFollower& operator=(const CheckpointFollower&) = delete;
 
-  // Creates the cache directory, removes temporaries a previous run left and
-  // starts the thread. INVALID_ARGUMENT when the cache cannot be created.
+  // Creates the cache directory, removes the temporary directories no live
+  // process holds (a download that died) and starts the thread.
+  // INVALID_ARGUMENT when the cache cannot be created.
   absl::Status Start();
   // Cancels the stream or download in flight and joins (idempotent).
   void Stop();

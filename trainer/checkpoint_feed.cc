@@ -1,16 +1,14 @@
 #include "trainer/checkpoint_feed.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <system_error>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_dir.h"
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/sha256.h"
-#include "nlohmann/json.hpp"
 #include "server/grpc_status.h"
 #include "trainer/checkpoint_listing.h"
 
@@ -288,72 +286,44 @@ struct FileToSend {
   std::string sha256;   // from the manifest
 };
 
-bool IsPlainFileName(const std::string& name) {
-  return !name.empty() && name != "." && name != ".." &&
-         name.find('/') == std::string::npos &&
-         name.find('\0') == std::string::npos;
-}
-
 absl::StatusOr<std::vector<FileToSend>> FilesOfVersion(
     const CheckpointStore& store,
     const v1::DownloadCheckpointRequest& request) {
   if (absl::Status status = ValidateModelName(request.model()); !status.ok()) {
     return status;
   }
-  if (request.version() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("version must be >= 1, got ", request.version()));
+  if (absl::Status status = ValidateVersion(request.version()); !status.ok()) {
+    return status;
   }
   const std::string dir = store.VersionPath(request.model(), request.version());
-  std::error_code error;
-  if (!std::filesystem::is_directory(dir, error)) {
+  if (!IsDirectory(dir)) {
     return absl::NotFoundError(absl::StrCat("no version ", request.version(),
                                             " of model \"", request.model(),
                                             "\" on this trainer"));
   }
+  // Sent first and byte for byte: the receiver checks the rest against it.
   FileToSend manifest_file;
-  manifest_file.name = "manifest.json";
-  {
-    std::ifstream in(dir + "/manifest.json", std::ios::binary);
-    if (!in) {
-      return absl::NotFoundError(
-          absl::StrCat(dir, " has no manifest.json (not a published version)"));
-    }
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    manifest_file.content = bytes.str();
+  manifest_file.name = std::string(kManifestFile);
+  absl::StatusOr<Manifest> manifest =
+      ReadManifest(dir, request.version(), &manifest_file.content);
+  if (absl::IsNotFound(manifest.status())) {
+    return absl::NotFoundError(absl::StrCat(dir, " has no ", kManifestFile,
+                                            " (not a published version)"));
   }
+  if (!manifest.ok()) return manifest.status();
   manifest_file.size = static_cast<int64_t>(manifest_file.content.size());
   absl::StatusOr<std::string> digest = Sha256Hex(manifest_file.content);
   if (!digest.ok()) return digest.status();
   manifest_file.sha256 = *digest;
 
-  const nlohmann::json manifest = nlohmann::json::parse(
-      manifest_file.content, nullptr, /*allow_exceptions=*/false);
-  const auto corrupt = [&dir](absl::string_view why) {
-    return absl::DataLossError(
-        absl::StrCat(dir, "/manifest.json on the trainer: ", why));
-  };
-  if (!manifest.is_object()) return corrupt("not a JSON object");
-  const auto files = manifest.find("files");
-  if (files == manifest.end() || !files->is_object()) {
-    return corrupt("no \"files\" object");
-  }
   std::vector<FileToSend> result;
   result.push_back(std::move(manifest_file));
-  for (auto it = files->begin(); it != files->end(); ++it) {
-    const nlohmann::json& entry = it.value();
-    if (!IsPlainFileName(it.key()) || it.key() == "manifest.json" ||
-        !entry.is_object() || !entry.contains("size") ||
-        !entry["size"].is_number_integer() || !entry.contains("sha256") ||
-        !entry["sha256"].is_string()) {
-      return corrupt(absl::StrCat("bad entry \"", it.key(), "\""));
-    }
+  for (const auto& [name, entry] : manifest->files) {
     FileToSend file;
-    file.name = it.key();
-    file.path = absl::StrCat(dir, "/", it.key());
-    file.size = entry["size"].get<int64_t>();
-    file.sha256 = entry["sha256"].get<std::string>();
+    file.name = name;
+    file.path = JoinPath(dir, name);
+    file.size = entry.size;
+    file.sha256 = entry.sha256;
     result.push_back(std::move(file));
   }
   return result;

@@ -1,6 +1,8 @@
 #include "trainer/checkpoint_listing.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_dir.h"
+#include "common/file_io.h"
 #include "common/log.h"
 
 namespace microgpt {
@@ -8,7 +10,7 @@ namespace microgpt {
 absl::StatusOr<ModelStepAndLoss> ReadVersionMetadata(
     const CheckpointStore& store, absl::string_view model, int64_t version) {
   absl::StatusOr<ModelStepAndLoss> header = ReadModelStepAndLoss(
-      absl::StrCat(store.VersionPath(model, version), "/model.safetensors"));
+      JoinPath(store.VersionPath(model, version), kModelFile));
   if (header.ok()) return header;
   auto checkpoint = store.LoadModel(model, version);
   if (!checkpoint.ok()) return checkpoint.status();

@@ -216,6 +216,8 @@ TEST_F(FaultsTest,
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(job->error(), error_is_clear);
+  // The trainer logs the failure just after it sends the event.
+  EXPECT_TRUE(WaitForText(Path("trainer.log"), "File too large"));
   EXPECT_THAT(ReadAll(Path("trainer.log")), error_is_clear);
 
   // Earlier versions intact and verified; nothing else left in the model's

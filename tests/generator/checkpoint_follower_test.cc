@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/flock_holder.h"
 #include "tests/generator/test_util.h"
 
 namespace microgpt {
@@ -31,6 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::microgpt::testing::CorruptVersion;
+using ::microgpt::testing::FlockHolder;
 using ::microgpt::testing::MakeCheckpoint;
 using ::microgpt::testing::Publish;
 using ::microgpt::testing::SmallConfig;
@@ -196,6 +198,29 @@ TEST_F(CheckpointFollowerTest, CorruptDownloadIsRejectedAndLeavesNothing) {
   EXPECT_THAT(status.message(), ::testing::HasSubstr("SHA-256"));
   EXPECT_THAT(Entries(cache_ + "/names"), ::testing::IsEmpty())
       << "neither the version nor its temporary directory may stay";
+}
+
+TEST_F(CheckpointFollowerTest, StartRemovesOnlyTemporariesNobodyHolds) {
+  // Two generators share the cache: one died mid-download, the other is
+  // still downloading (and holds its temporary directory locked).
+  const std::string orphan = cache_ + "/names/.tmp-7-4242-0011223344556677";
+  const std::string live = cache_ + "/names/.tmp-8-4343-8899aabbccddeeff";
+  ASSERT_TRUE(fs::create_directories(orphan + "/nested"));
+  std::ofstream(orphan + "/model.safetensors") << "partial";
+  ASSERT_TRUE(fs::create_directories(live));
+  std::ofstream(live + "/model.safetensors") << "arriving";
+  FlockHolder other_generator(live);
+  ASSERT_TRUE(other_generator.locked());
+
+  CheckpointFollowerOptions options;
+  options.trainer_address = "127.0.0.1:1";  // nobody: it just retries
+  options.cache_dir = cache_;
+  CheckpointFollower follower(options);
+  ASSERT_TRUE(follower.Start().ok());
+  follower.Stop();
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(live + "/model.safetensors"))
+      << "a download another process is writing was removed";
 }
 
 TEST_F(CheckpointFollowerTest, ServerFollowsTrainerAcrossRestarts) {
