@@ -1,25 +1,12 @@
 #include "common/decoder.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
+#include "common/check.h"
 #include "common/layers.h"
 #include "common/vec_math.h"
 
 namespace microgpt {
-namespace {
-
-// Contract violations (a full cache, a token outside the vocabulary, a cache
-// of another model's sizes) would write out of bounds.
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "Decoder: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
 
 KVCache::KVCache(const ModelConfig& config)
     : block_size_(config.block_size),
@@ -64,7 +51,7 @@ void Decoder::Step(int token, KVCache* cache, float* logits) {
 
 void Decoder::StepBatch(absl::Span<const int> tokens,
                         absl::Span<KVCache* const> caches, float* logits) {
-  Check(tokens.size() == caches.size(), "one cache per token");
+  Check(tokens.size() == caches.size(), "Decoder: one cache per token");
   if (tokens.empty()) return;
   Forward(tokens.data(), caches.data(), static_cast<int>(tokens.size()),
           logits);
@@ -79,7 +66,7 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
   const ModelConfig& config = model_.config();
   const int C = config.n_embd, H = 4 * C, NH = config.n_head;
   const int V = config.vocab_size;
-  Check(n >= 1 && n <= max_batch_, "need 1..max_batch sequences");
+  Check(n >= 1 && n <= max_batch_, "Decoder: need 1..max_batch sequences");
   float* x = x_.data();
   float* normed = normed_.data();
   float* qkv = qkv_.data();
@@ -91,9 +78,9 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
     const KVCache& cache = *caches[i];
     Check(cache.block_size_ == config.block_size && cache.channels_ == C &&
               cache.keys_.size() == config.n_layer * cache.layer_stride_,
-          "cache of another model's sizes");
-    Check(!cache.full(), "cache is full");
-    Check(tokens[i] >= 0 && tokens[i] < V, "token out of range");
+          "Decoder: cache of another model's sizes");
+    Check(!cache.full(), "Decoder: cache is full");
+    Check(tokens[i] >= 0 && tokens[i] < V, "Decoder: token out of range");
     embedding_forward(x + i * C, &tokens[i], w_.wte,
                       w_.wpe + static_cast<size_t>(cache.length_) * C, 1, 1, C);
   }

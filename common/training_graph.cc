@@ -1,26 +1,16 @@
 #include "common/training_graph.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <thread>
 
 #include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
+#include "common/check.h"
 #include "common/layers.h"
 
 namespace microgpt {
 namespace {
-
-// Contract violations (too many documents, a document shorter than two
-// tokens, a token outside the vocabulary) would read or write out of bounds.
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "TrainingGraph: %s\n", what);
-    std::abort();
-  }
-}
 
 // The tensors of parameters.h's order: wte, wpe, lm_head, then per layer
 // attn_wq, attn_wk, attn_wv (one [3C, C] matrix), attn_wo, mlp_fc1, mlp_fc2.
@@ -116,7 +106,7 @@ class TrainingGraph::Workers {
 TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
                              int threads)
     : config_(config), layout_(config), max_batch_(max_batch) {
-  Check(threads >= 1, "threads must be >= 1");
+  Check(threads >= 1, "TrainingGraph: threads must be >= 1");
   const size_t N = static_cast<size_t>(max_batch) * config.block_size;
   const size_t C = config.n_embd, H = 4 * C, V = config.vocab_size;
   const size_t T = config.block_size, NH = config.n_head;
@@ -162,7 +152,7 @@ float TrainingGraph::Forward(const float* params,
   // Inputs: each document gives n = min(block_size, len - 1) rows, packed
   // after the previous document's.
   Check(!docs.empty() && static_cast<int>(docs.size()) <= max_batch_,
-        "need 1..max_batch documents");
+        "TrainingGraph: need 1..max_batch documents");
   B_ = static_cast<int>(docs.size());
   const int B = B_;
   // Two passes: the documents lie scattered in memory (a shuffled order),
@@ -171,7 +161,7 @@ float TrainingGraph::Forward(const float* params,
   // the misses overlap.
   for (int b = 0; b < B; ++b) {
     const std::vector<int>& doc = *docs[b];
-    Check(doc.size() >= 2, "a document needs at least 2 tokens");
+    Check(doc.size() >= 2, "TrainingGraph: a document needs at least 2 tokens");
     __builtin_prefetch(doc.data());
     offsets_[b + 1] = offsets_[b] + std::min(config_.block_size,
                                              static_cast<int>(doc.size()) - 1);
@@ -182,7 +172,7 @@ float TrainingGraph::Forward(const float* params,
     int* tgt = targets_.data() + offsets_[b];
     for (int t = 0; t < offsets_[b + 1] - offsets_[b]; ++t) {
       Check(doc[t] >= 0 && doc[t] < V && doc[t + 1] >= 0 && doc[t + 1] < V,
-            "token out of range");
+            "TrainingGraph: token out of range");
       tok[t] = doc[t];
       tgt[t] = doc[t + 1];
     }
@@ -269,7 +259,7 @@ void TrainingGraph::ForwardShard(const float* params, Shard& shard) {
 }
 
 void TrainingGraph::Backward(const float* params, float* grads) {
-  Check(B_ > 0, "Backward needs a Forward first");
+  Check(B_ > 0, "TrainingGraph: Backward needs a Forward first");
   shards_[0].grads = grads;
   for (int k = 1; k < num_shards_; ++k) {
     shards_[k].grads = shards_[k].own_grads.data();

@@ -12,6 +12,7 @@
 #include "common/rng.h"
 #include "generator/request_validation.h"
 #include "server/grpc_status.h"
+#include "server/stream_state.h"
 
 namespace microgpt {
 namespace {
@@ -51,6 +52,8 @@ uint64_t RandomSeed() {
 class GenerateReactor final
     : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
+  using State = StreamState::State;
+
   GenerateReactor(GeneratorServiceImpl* service,
                   grpc::CallbackServerContext* context,
                   const v1::GenerateRequest& request)
@@ -66,7 +69,7 @@ class GenerateReactor final
     if (!status.ok()) {
       {
         absl::MutexLock lock(&mu_);
-        finished_ = true;
+        state_.Become(State::kFinished);
       }
       const grpc::Status grpc_status = ToGrpcStatus(status);
       ObserveFinish(grpc_status);
@@ -77,22 +80,29 @@ class GenerateReactor final
   }
 
   void OnWriteDone(bool ok) override {
+    bool finish;
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) cancelled_ = true;  // the stream is broken
+      finish = state_.WriteDone(ok);
     }
-    if (!ok) CancelSequences();
-    Pump();
+    if (finish) {
+      FinishCancelled();
+    } else {
+      Pump();
+    }
   }
 
   void OnCancel() override {
+    bool finish;
     {
       absl::MutexLock lock(&mu_);
-      cancelled_ = true;
+      finish = state_.Cancel();
     }
-    CancelSequences();
-    Pump();
+    if (finish) {
+      FinishCancelled();
+    } else {
+      CancelSequences();
+    }
   }
 
   void OnDone() override {
@@ -140,30 +150,26 @@ class GenerateReactor final
     if (!sequences.ok()) return sequences.status();
     absl::MutexLock lock(&mu_);
     sequences_ = *std::move(sequences);
-    started_ = true;
+    state_.Become(State::kStreaming);
     return absl::OkStatus();
   }
 
-  // Starts the next write, or finishes when every sample has ended (or the
-  // call was cancelled). At most one write is in flight; StartWrite and
-  // Finish are called without mu_ held. The message that ends the last
-  // sample goes out with the status in one batch (one packet instead of two;
-  // that write has no OnWriteDone).
+  // In kStreaming, starts the next write, or finishes when every sample has
+  // ended. StartWrite and Finish are called without mu_ held. The message
+  // that ends the last sample goes out with the status in one batch (one
+  // packet instead of two; that write has no OnWriteDone).
   void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
     bool write = false;
     bool last = false;
-    grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
-      if (!started_ || writing_ || finished_) return;
-      if (cancelled_) {
-        finished_ = true;
-        status = grpc::Status::CANCELLED;
-      } else if (NextResponse()) {
-        writing_ = write = true;  // response_ now belongs to the write
-        finished_ = last = AllDone();
+      if (state_.get() != State::kStreaming) return;
+      if (NextResponse()) {
+        write = true;  // response_ now belongs to the write
+        last = AllDone();
+        state_.Become(last ? State::kFinished : State::kWriting);
       } else if (AllDone()) {
-        finished_ = true;
+        state_.Become(State::kFinished);
       } else {
         return;  // waiting for the scheduler
       }
@@ -171,12 +177,19 @@ class GenerateReactor final
     if (write && !last) {
       StartWrite(&response_);
     } else if (write) {
-      ObserveFinish(status);
-      StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
+      ObserveFinish(grpc::Status::OK);
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
-      ObserveFinish(status);
-      Finish(status);
+      ObserveFinish(grpc::Status::OK);
+      Finish(grpc::Status::OK);
     }
+  }
+
+  // After the move to kFinished on a cancelled or broken call.
+  void FinishCancelled() ABSL_LOCKS_EXCLUDED(mu_) {
+    CancelSequences();
+    ObserveFinish(grpc::Status::CANCELLED);
+    Finish(grpc::Status::CANCELLED);
   }
 
   void ObserveFinish(const grpc::Status& status) {
@@ -308,14 +321,11 @@ class GenerateReactor final
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin cursor
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  StreamState state_ ABSL_GUARDED_BY(mu_){State::kStarting};
   const absl::Time start_time_;
   // When each sample's latest token was handed to gRPC (metrics only).
   std::vector<absl::Time> last_token_time_ ABSL_GUARDED_BY(mu_);
-  // Owned by the write in flight while writing_ is set.
+  // Owned by the write in flight in kWriting and kCancelling.
   v1::GenerateResponse response_;
   // The events NextResponse takes from one sample (kept for its capacity).
   std::vector<TokenEvent> events_ ABSL_GUARDED_BY(mu_);

@@ -4,9 +4,11 @@
 // submits one Sequence per sample to the Scheduler and streams the tokens as
 // the scheduler produces them: a ServerWriteReactor keeps one write in flight,
 // takes the next buffered token in OnWriteDone, and finishes when every sample
-// has ended. Reactions never compute or block; the scheduler's threads do the
-// model math and notify the reactor when tokens arrive. A cancelled call (the
-// client went away or its deadline passed) cancels its sequences at once.
+// has ended (the call's states: server/stream_state.h; it starts in kStarting
+// while the samples are submitted). Reactions never compute or block; the
+// scheduler's threads do the model math and notify the reactor when tokens
+// arrive. A cancelled call (the client went away or its deadline passed)
+// cancels its sequences at once.
 //
 //   GeneratorServiceImpl service(&manager, &scheduler);
 //   runner.AddService(&service);
@@ -33,9 +35,6 @@ namespace microgpt {
 
 class GenerateReactor;
 
-// Metrics hooks of the service (GeneratorMetrics implements them). Called on
-// gRPC threads, sometimes under a call's lock: implementations must be cheap,
-// thread-safe and must not call back into the service.
 class GeneratorServiceObserver {
  public:
   virtual ~GeneratorServiceObserver() = default;

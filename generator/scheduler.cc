@@ -9,22 +9,6 @@
 
 namespace microgpt {
 
-absl::string_view FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kNone:
-      return "none";
-    case FinishReason::kBos:
-      return "bos";
-    case FinishReason::kMaxTokens:
-      return "max_tokens";
-    case FinishReason::kBlockSize:
-      return "block_size";
-    case FinishReason::kCancelled:
-      return "cancelled";
-  }
-  return "?";
-}
-
 // ------------------------------------------------------------- Sequence ---
 
 Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
@@ -49,7 +33,7 @@ bool Sequence::Pop(TokenEvent* event) {
     was_full = buffer_.size() >= capacity_;
     *event = std::move(buffer_.front());
     buffer_.pop_front();
-    if (event->finish != FinishReason::kNone) done_ = true;
+    if (event->finish != FinishReason::kNone) Become(State::kDone);
   }
   if (was_full) scheduler_->Wake();  // it was being skipped
   return true;
@@ -65,43 +49,43 @@ size_t Sequence::PopAll(std::vector<TokenEvent>* events) {
     was_full = n >= capacity_;
     for (TokenEvent& event : buffer_) events->push_back(std::move(event));
     buffer_.clear();
-    if (events->back().finish != FinishReason::kNone) done_ = true;
+    if (events->back().finish != FinishReason::kNone) Become(State::kDone);
   }
   if (was_full) scheduler_->Wake();  // it was being skipped
   return n;
 }
 
-bool Sequence::done() const {
+Sequence::State Sequence::state() const {
   absl::MutexLock lock(&mu_);
-  return done_;
+  return state_;
 }
 
 void Sequence::Cancel() {
   {
     absl::MutexLock lock(&mu_);
-    if (cancelled_) return;
-    cancelled_ = true;
+    if (state_ == State::kDone || state_ == State::kCancelled) return;
+    Become(State::kCancelled);
     buffer_.clear();
   }
   scheduler_->Wake();
 }
 
-bool Sequence::cancelled() const {
-  absl::MutexLock lock(&mu_);
-  return cancelled_;
-}
-
 bool Sequence::Runnable() const {
   absl::MutexLock lock(&mu_);
-  return !cancelled_ && !ended_ && buffer_.size() < capacity_;
+  return state_ == State::kRunning && buffer_.size() < capacity_;
 }
 
 bool Sequence::Push(TokenEvent event) {
   absl::MutexLock lock(&mu_);
-  if (cancelled_ || ended_) return false;
-  if (event.finish != FinishReason::kNone) ended_ = true;
+  if (state_ != State::kRunning) return false;
+  if (event.finish != FinishReason::kNone) Become(State::kEnded);
   buffer_.push_back(std::move(event));
   return true;
+}
+
+void Sequence::Become(State to) {
+  CheckTransition("Sequence", kTransitions, state_, to);
+  state_ = to;
 }
 
 bool Sequence::Advance(const float* logits, TokenEvent* event) {
@@ -126,7 +110,6 @@ bool Sequence::Advance(const float* logits, TokenEvent* event) {
     event->finish = FinishReason::kNone;
     tokens_.push_back(sampled.id);
   }
-  finished_ = event->finish != FinishReason::kNone;
   return true;
 }
 
@@ -147,6 +130,9 @@ struct Scheduler::Pool {
     std::vector<int> tokens;
     std::vector<KVCache*> caches;
     std::vector<float> logits;
+    // The sequences that got an event this step; the loop calls their
+    // listeners once the step is joined.
+    std::vector<Sequence*> produced;
   };
   std::vector<std::vector<Task>> tasks;  // [worker], set by the loop
   std::vector<Scratch> scratch;          // [worker]
@@ -241,7 +227,7 @@ void Scheduler::Wake() {
 
 void Scheduler::ReapAndPromote() {
   auto gone = [](const std::shared_ptr<Sequence>& s) {
-    return s->finished_ || s->cancelled();
+    return s->state() != Sequence::State::kRunning;
   };
   active_.erase(std::remove_if(active_.begin(), active_.end(), gone),
                 active_.end());
@@ -299,11 +285,11 @@ void Scheduler::Loop() {
     }
     RunStep(runnable);
     if (options_.on_step) options_.on_step(static_cast<int>(runnable.size()));
-    for (const auto& sequence : runnable) {
-      if (sequence->notify_) {
-        sequence->notify_ = false;
+    for (Pool::Scratch& scratch : pool_->scratch) {
+      for (Sequence* sequence : scratch.produced) {
         if (sequence->listener_) sequence->listener_();
       }
+      scratch.produced.clear();
     }
   }
 }
@@ -397,7 +383,7 @@ void Scheduler::RunTask(int worker, const Task& task) {
       continue;
     }
     ++tokens_generated_;
-    if (sequence->Push(std::move(event))) sequence->notify_ = true;
+    if (sequence->Push(std::move(event))) scratch.produced.push_back(sequence);
   }
 }
 
@@ -423,9 +409,7 @@ void Scheduler::Stop() {
     queue_.clear();
   }
   for (const auto& sequence : left) {
-    if (sequence->finished_) continue;
-    sequence->finished_ = true;
-    TokenEvent event;
+    TokenEvent event;  // dropped unless the sequence is still kRunning
     event.position = sequence->cache_.length();
     event.finish = FinishReason::kCancelled;
     if (sequence->Push(std::move(event)) && sequence->listener_) {

@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/check.h"
 #include "common/decoder.h"
 #include "common/sampler.h"
 #include "generator/model_manager.h"
@@ -57,8 +58,6 @@ enum class FinishReason {
   kBlockSize,  // the sequence filled the model's block_size
   kCancelled,  // the scheduler stopped (shutdown); the event has no token
 };
-
-absl::string_view FinishReasonName(FinishReason reason);
 
 // One generated token of one sequence, or its kCancelled end.
 struct TokenEvent {
@@ -85,6 +84,24 @@ class Scheduler;
 // lock) pops events; the scheduler owns the compute state.
 class Sequence {
  public:
+  // A sequence's life. Every change goes through Become (under mu_), which
+  // aborts on one that kTransitions does not list. Only kRunning sequences
+  // are stepped (when their buffer has room); the scheduler drops the others
+  // before its next step. kDone and kCancelled are final: Cancel() there
+  // does nothing.
+  enum class State { kRunning, kEnded, kDone, kCancelled };
+  static constexpr Transition<State> kTransitions[] = {
+      // The scheduler buffers the terminal event (bos, max_tokens,
+      // block_size; cancelled at Stop()).
+      {State::kRunning, State::kEnded},
+      // Cancel(): the consumer went away.
+      {State::kRunning, State::kCancelled},
+      // The consumer pops the terminal event.
+      {State::kEnded, State::kDone},
+      // Cancel() before that: the buffered events are dropped.
+      {State::kEnded, State::kCancelled},
+  };
+
   Sequence(const Sequence&) = delete;
   Sequence& operator=(const Sequence&) = delete;
 
@@ -98,25 +115,26 @@ class Sequence {
   // Appends every buffered event to *events, oldest first, under one lock;
   // the number appended (0 when none is buffered).
   size_t PopAll(std::vector<TokenEvent>* events) ABSL_LOCKS_EXCLUDED(mu_);
+  State state() const ABSL_LOCKS_EXCLUDED(mu_);
   // True once the last event (the one with a finish reason) was popped.
-  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool done() const { return state() == State::kDone; }
   // Stops the sequence: the scheduler drops it before its next step and no
   // further events are produced. Idempotent, thread-safe.
   void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
-  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   friend class Scheduler;
   Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
            std::function<void()> listener);
 
-  // Scheduler side. Runnable: not cancelled and room in the buffer.
+  // Scheduler side. Runnable: kRunning and room in the buffer.
   bool Runnable() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Appends an event (a terminal one even over capacity); false when the
-  // sequence was cancelled or has already ended.
+  // Appends an event (a terminal one even over capacity); false unless
+  // kRunning.
   bool Push(TokenEvent event) ABSL_LOCKS_EXCLUDED(mu_);
   // Consumes the logits of the token just fed; the next event, if any.
   bool Advance(const float* logits, TokenEvent* event);
+  void Become(State to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Scheduler* const scheduler_;
   const std::shared_ptr<const ServableModel> servable_;
@@ -130,14 +148,10 @@ class Sequence {
   std::vector<int> tokens_;  // BOS, prompt, generated tokens still to feed
   int max_tokens_;
   int generated_ = 0;
-  bool finished_ = false;  // the terminal event was produced
-  bool notify_ = false;    // produced an event this step
 
   mutable absl::Mutex mu_;
   std::deque<TokenEvent> buffer_ ABSL_GUARDED_BY(mu_);
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // terminal event buffered
-  bool done_ ABSL_GUARDED_BY(mu_) = false;   // terminal event popped
+  State state_ ABSL_GUARDED_BY(mu_) = State::kRunning;
 };
 
 struct SchedulerOptions {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the generator's and the shared server's test suites (tests/generator:
 # scheduler, model manager, service, follower, metrics; tests/server: runner,
-# security, reflection) with ThreadSanitizer in build-tsan and runs them. Any TSan report fails its test.
+# security, reflection, stream reactors) with ThreadSanitizer in build-tsan
+# and runs them. Any TSan report fails its test.
 #
 # Debian's gRPC, protobuf and Abseil are not built with TSan:
 # tests/tsan/absl_sync_annotations.cc makes Abseil's Mutex, CondVar and

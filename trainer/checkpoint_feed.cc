@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -10,40 +13,11 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "server/grpc_status.h"
+#include "server/read_ahead.h"
+#include "server/stream_reactor.h"
 #include "trainer/checkpoint_listing.h"
 
 namespace microgpt {
-
-// ------------------------------------------------------------ subscription
-
-std::optional<v1::CheckpointEvent> CheckpointSubscription::Pop() {
-  absl::MutexLock lock(&mu_);
-  if (queue_.empty()) return std::nullopt;
-  v1::CheckpointEvent event = std::move(queue_.front());
-  queue_.pop_front();
-  return event;
-}
-
-bool CheckpointSubscription::Closed() const {
-  absl::MutexLock lock(&mu_);
-  return closed_ && queue_.empty();
-}
-
-void CheckpointSubscription::Push(v1::CheckpointEvent event, bool notify) {
-  {
-    absl::MutexLock lock(&mu_);
-    queue_.push_back(std::move(event));
-  }
-  if (notify && on_event_) on_event_();
-}
-
-void CheckpointSubscription::Close() {
-  {
-    absl::MutexLock lock(&mu_);
-    closed_ = true;
-  }
-  if (on_event_) on_event_();
-}
 
 // -------------------------------------------------------------------- feed
 
@@ -57,6 +31,10 @@ v1::CheckpointEvent EventOf(const v1::CheckpointInfo& info) {
   v1::CheckpointEvent event;
   *event.mutable_checkpoint() = info;
   return event;
+}
+
+absl::Status ShuttingDown() {
+  return absl::UnavailableError("the trainer is shutting down");
 }
 
 }  // namespace
@@ -77,14 +55,14 @@ void CheckpointFeed::Start() {
 }
 
 void CheckpointFeed::Stop() {
-  std::vector<std::shared_ptr<CheckpointSubscription>> subscriptions;
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return;
     stopped_ = true;
     stop_.Notify();
-    subscriptions = subscriptions_;
-    for (const auto& subscription : subscriptions) subscription->Close();
+    for (const Subscriber& subscriber : subscribers_) {
+      subscriber.events->Close(ShuttingDown());
+    }
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -131,150 +109,48 @@ void CheckpointFeed::PollOnce() {
   absl::MutexLock lock(&mu_);
   for (v1::CheckpointInfo& info : found) {
     known_set_.insert({info.model(), info.version()});
-    for (const auto& subscription : subscriptions_) {
-      if (Matches(subscription->model(), info.model())) {
-        subscription->Push(EventOf(info));
+    for (const Subscriber& subscriber : subscribers_) {
+      if (Matches(subscriber.model, info.model())) {
+        subscriber.events->Push(EventOf(info));
       }
     }
     known_.push_back(std::move(info));
   }
 }
 
-std::shared_ptr<CheckpointSubscription> CheckpointFeed::Subscribe(
-    std::string model, std::function<void()> on_event) {
-  auto subscription = std::make_shared<CheckpointSubscription>(
-      std::move(model), std::move(on_event));
+std::shared_ptr<CheckpointEvents> CheckpointFeed::Subscribe(std::string model) {
+  auto events = std::make_shared<CheckpointEvents>();
   absl::MutexLock lock(&mu_);
   if (stopped_) {
-    subscription->Close();
-    return subscription;
+    events->Close(ShuttingDown());
+    return events;
   }
   // Oldest first: by model, then version.
   std::vector<const v1::CheckpointInfo*> matching;
   for (const v1::CheckpointInfo& info : known_) {
-    if (Matches(subscription->model(), info.model())) {
-      matching.push_back(&info);
-    }
+    if (Matches(model, info.model())) matching.push_back(&info);
   }
   std::sort(matching.begin(), matching.end(), [](const auto* a, const auto* b) {
     return std::make_pair(a->model(), a->version()) <
            std::make_pair(b->model(), b->version());
   });
   for (const v1::CheckpointInfo* info : matching) {
-    subscription->Push(EventOf(*info), /*notify=*/false);  // the caller writes
+    events->Push(EventOf(*info));
   }
-  subscriptions_.push_back(subscription);
-  return subscription;
+  subscribers_.push_back({std::move(model), events});
+  return events;
 }
 
-void CheckpointFeed::Unsubscribe(const CheckpointSubscription* subscription) {
+void CheckpointFeed::Unsubscribe(const CheckpointEvents* events) {
   absl::MutexLock lock(&mu_);
-  subscriptions_.erase(
-      std::remove_if(
-          subscriptions_.begin(), subscriptions_.end(),
-          [subscription](const auto& s) { return s.get() == subscription; }),
-      subscriptions_.end());
+  subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
+                                    [events](const Subscriber& s) {
+                                      return s.events.get() == events;
+                                    }),
+                     subscribers_.end());
 }
-
-// ------------------------------------------------------- WatchCheckpoints
 
 namespace {
-
-class WatchCheckpointsReactor final
-    : public grpc::ServerWriteReactor<v1::CheckpointEvent> {
- public:
-  WatchCheckpointsReactor(CheckpointFeed* feed, std::string model)
-      : feed_(feed) {
-    std::shared_ptr<CheckpointSubscription> subscription =
-        feed_->Subscribe(std::move(model), [this] { WriteNext(); });
-    {
-      absl::MutexLock lock(&mu_);
-      subscription_ = std::move(subscription);
-    }
-    WriteNext();
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool cancelled;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      cancelled = cancelled_;
-    }
-    if (!ok || cancelled) {
-      FinishOnce(
-          grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
-    } else {
-      WriteNext();
-    }
-  }
-
-  void OnCancel() override {
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (writing_) return;  // OnWriteDone finishes
-    }
-    FinishOnce(
-        grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
-  }
-
-  void OnDone() override {
-    feed_->Unsubscribe(subscription_.get());
-    delete this;
-  }
-
- private:
-  void WriteNext() {
-    bool write = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (subscription_ == nullptr || writing_ || finished_ || cancelled_) {
-        return;
-      }
-      std::optional<v1::CheckpointEvent> event = subscription_->Pop();
-      if (event) {
-        current_ = *std::move(event);
-        writing_ = true;
-        write = true;
-      } else if (!subscription_->Closed()) {
-        return;
-      }
-    }
-    if (write) {
-      StartWrite(&current_);
-    } else {
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "the trainer is shutting down"));
-    }
-  }
-
-  void FinishOnce(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-    }
-    Finish(status);
-  }
-
-  CheckpointFeed* const feed_;
-  absl::Mutex mu_;
-  std::shared_ptr<CheckpointSubscription> subscription_;
-  v1::CheckpointEvent current_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-template <typename Message>
-class FailedReactor final : public grpc::ServerWriteReactor<Message> {
- public:
-  explicit FailedReactor(const absl::Status& status) {
-    this->Finish(ToGrpcStatus(status));
-  }
-  void OnDone() override { delete this; }
-};
 
 // ------------------------------------------------------ DownloadCheckpoint
 
@@ -329,42 +205,29 @@ absl::StatusOr<std::vector<FileToSend>> FilesOfVersion(
   return result;
 }
 
-class DownloadReactor final
-    : public grpc::ServerWriteReactor<v1::CheckpointChunk> {
+// Cuts a version's files into chunks, in order. Its reads block: it runs on
+// the trainer's reader thread (StartReadAhead), never on gRPC's.
+class ChunkReader {
  public:
-  DownloadReactor(std::vector<FileToSend> files, size_t chunk_bytes)
+  ChunkReader(std::vector<FileToSend> files, size_t chunk_bytes)
       : files_(std::move(files)),
-        chunk_bytes_(std::clamp<size_t>(chunk_bytes, 1, 1 << 20)) {
-    WriteNext();
-  }
+        chunk_bytes_(std::clamp<size_t>(chunk_bytes, 1, 1 << 20)) {}
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "the download was cancelled"));
-      return;
-    }
-    WriteNext();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  // Reads the next chunk into chunk_ and writes it, or finishes.
-  void WriteNext() {
-    absl::StatusOr<bool> more = NextChunk();
+  // The next chunk, nullopt after the last one.
+  absl::StatusOr<std::optional<v1::CheckpointChunk>> Next() {
+    v1::CheckpointChunk chunk;
+    absl::StatusOr<bool> more = NextChunk(chunk);
     if (!more.ok()) {
       LogWarning(
           absl::StrCat("DownloadCheckpoint: ", more.status().ToString()));
-      Finish(ToGrpcStatus(more.status()));
-    } else if (!*more) {
-      Finish(grpc::Status::OK);
-    } else {
-      StartWrite(&chunk_);
+      return more.status();
     }
+    if (!*more) return std::nullopt;
+    return chunk;
   }
 
-  absl::StatusOr<bool> NextChunk() {
+ private:
+  absl::StatusOr<bool> NextChunk(v1::CheckpointChunk& chunk) {
     while (index_ < files_.size()) {
       const FileToSend& file = files_[index_];
       std::string data;
@@ -389,14 +252,14 @@ class DownloadReactor final
         NextFile();
         continue;
       }
-      chunk_.Clear();
-      chunk_.set_file(file.name);
-      chunk_.set_offset(offset_);
-      chunk_.set_file_size(file.size);
-      chunk_.set_sha256(file.sha256);
+      chunk.Clear();
+      chunk.set_file(file.name);
+      chunk.set_offset(offset_);
+      chunk.set_file_size(file.size);
+      chunk.set_sha256(file.sha256);
       offset_ += static_cast<int64_t>(data.size());
       const bool last = data.size() < chunk_bytes_;
-      *chunk_.mutable_data() = std::move(data);
+      *chunk.mutable_data() = std::move(data);
       if (last) NextFile();
       return true;
     }
@@ -415,7 +278,6 @@ class DownloadReactor final
   size_t index_ = 0;
   int64_t offset_ = 0;
   std::ifstream in_;
-  v1::CheckpointChunk chunk_;
 };
 
 }  // namespace
@@ -425,20 +287,29 @@ grpc::ServerWriteReactor<v1::CheckpointEvent>* NewWatchCheckpointsReactor(
   if (!request.model().empty()) {
     if (absl::Status status = ValidateModelName(request.model());
         !status.ok()) {
-      return new FailedReactor<v1::CheckpointEvent>(status);
+      return new FailedStreamReactor<v1::CheckpointEvent>(status);
     }
   }
-  return new WatchCheckpointsReactor(feed, request.model());
+  std::shared_ptr<CheckpointEvents> events = feed->Subscribe(request.model());
+  return new QueueStreamReactor<v1::CheckpointEvent>(
+      events, "the watch",
+      [feed, events = events.get()] { feed->Unsubscribe(events); });
 }
 
 grpc::ServerWriteReactor<v1::CheckpointChunk>* NewDownloadCheckpointReactor(
-    const CheckpointStore* store, size_t chunk_bytes,
+    const CheckpointStore* store, WorkThread* reader, size_t chunk_bytes,
     const v1::DownloadCheckpointRequest& request) {
   absl::StatusOr<std::vector<FileToSend>> files =
       FilesOfVersion(*store, request);
   if (!files.ok())
-    return new FailedReactor<v1::CheckpointChunk>(files.status());
-  return new DownloadReactor(*std::move(files), chunk_bytes);
+    return new FailedStreamReactor<v1::CheckpointChunk>(files.status());
+  auto chunks = std::make_shared<ChunkReader>(*std::move(files), chunk_bytes);
+  // One chunk queued while gRPC writes the one before: a client that stops
+  // reading stops the reads.
+  return new QueueStreamReactor<v1::CheckpointChunk>(
+      StartReadAhead<v1::CheckpointChunk>(reader, /*depth=*/1,
+                                          [chunks] { return chunks->Next(); }),
+      "the download");
 }
 
 }  // namespace microgpt

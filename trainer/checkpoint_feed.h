@@ -11,7 +11,7 @@
 //   CheckpointFeed feed(&store, CheckpointFeedOptions{});
 //   feed.Start();                          // first scan, synchronously
 //   return NewWatchCheckpointsReactor(&feed, request);   // in the service
-//   return NewDownloadCheckpointReactor(&store, options, request);
+//   return NewDownloadCheckpointReactor(&store, &reader, chunk_bytes, request);
 //   feed.Stop();                           // watch streams end UNAVAILABLE
 #ifndef MICROGPT_TRAINER_CHECKPOINT_FEED_H_
 #define MICROGPT_TRAINER_CHECKPOINT_FEED_H_
@@ -20,10 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +34,8 @@
 #include "absl/time/time.h"
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "server/stream_queue.h"
+#include "server/work_thread.h"
 
 namespace microgpt {
 
@@ -48,30 +47,7 @@ struct CheckpointFeedOptions {
 };
 
 // One watcher's queue of checkpoint events.
-class CheckpointSubscription {
- public:
-  CheckpointSubscription(std::string model, std::function<void()> on_event)
-      : model_(std::move(model)), on_event_(std::move(on_event)) {}
-
-  const std::string& model() const { return model_; }
-
-  // The oldest queued event, or nullopt when there is none.
-  std::optional<v1::CheckpointEvent> Pop();
-  // True once the feed stopped and the queue is empty: the stream ends.
-  bool Closed() const;
-
-  // Producer side (the feed).
-  // Queues an event and, if `notify`, calls on_event.
-  void Push(v1::CheckpointEvent event, bool notify = true);
-  void Close();
-
- private:
-  const std::string model_;
-  const std::function<void()> on_event_;
-  mutable absl::Mutex mu_;
-  std::deque<v1::CheckpointEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-};
+using CheckpointEvents = StreamQueue<v1::CheckpointEvent>;
 
 class CheckpointFeed {
  public:
@@ -92,14 +68,13 @@ class CheckpointFeed {
   // Serialised with concurrent calls.
   void PollOnce();
 
-  // A new subscription (model "" = every model) preloaded with every version
-  // known so far (on_event is not called for those). `on_event` runs after
-  // each later push and on close, on the feed's thread with the feed's lock
-  // held: it must be quick and must not call into the feed. After Stop(), a
-  // closed subscription. Unsubscribe before `on_event` becomes invalid.
-  std::shared_ptr<CheckpointSubscription> Subscribe(
-      std::string model, std::function<void()> on_event);
-  void Unsubscribe(const CheckpointSubscription* subscription);
+  // A new watcher's queue (model "" = every model), holding every version
+  // known so far; set its listener, then pop. Later versions are pushed on
+  // the feed's thread with the feed's lock held, so the listener must be
+  // quick and must not call into the feed. Stop() closes it UNAVAILABLE;
+  // after Stop(), it comes closed.
+  std::shared_ptr<CheckpointEvents> Subscribe(std::string model);
+  void Unsubscribe(const CheckpointEvents* events);
 
  private:
   const CheckpointStore* const store_;
@@ -113,8 +88,11 @@ class CheckpointFeed {
   absl::Mutex mu_;
   std::set<std::pair<std::string, int64_t>> known_set_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::CheckpointInfo> known_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<CheckpointSubscription>> subscriptions_
-      ABSL_GUARDED_BY(mu_);
+  struct Subscriber {
+    std::string model;  // "" = every model
+    std::shared_ptr<CheckpointEvents> events;
+  };
+  std::vector<Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::Notification stop_;
@@ -126,8 +104,10 @@ class CheckpointFeed {
 // the feed stops (UNAVAILABLE). DownloadCheckpoint: see the proto.
 grpc::ServerWriteReactor<v1::CheckpointEvent>* NewWatchCheckpointsReactor(
     CheckpointFeed* feed, const v1::WatchCheckpointsRequest& request);
+// The files are read on `reader` (which must outlive the call), at most a
+// chunk ahead of the one being written.
 grpc::ServerWriteReactor<v1::CheckpointChunk>* NewDownloadCheckpointReactor(
-    const CheckpointStore* store, size_t chunk_bytes,
+    const CheckpointStore* store, WorkThread* reader, size_t chunk_bytes,
     const v1::DownloadCheckpointRequest& request);
 
 }  // namespace microgpt

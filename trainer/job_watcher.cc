@@ -4,56 +4,31 @@
 #include <utility>
 
 namespace microgpt {
+namespace {
+
+StreamQueue<v1::TrainingEvent>::Options WatcherOptions(
+    size_t capacity, std::atomic<int64_t>* dropped_checkpoints) {
+  StreamQueue<v1::TrainingEvent>::Options options;
+  options.capacity = std::max<size_t>(capacity, 2);
+  options.drop = [dropped_checkpoints](auto& queued) {
+    auto victim = std::find_if(queued.begin(), queued.end(),
+                               [](const auto& e) { return e.has_progress(); });
+    if (victim == queued.end()) {
+      victim = std::find_if(queued.begin(), queued.end(), [](const auto& e) {
+        return e.has_checkpoint_published();
+      });
+      if (victim != queued.end()) ++*dropped_checkpoints;
+    }
+    return victim;
+  };
+  return options;
+}
+
+}  // namespace
 
 JobWatcher::JobWatcher(std::function<void()> on_event, size_t capacity)
-    : on_event_(std::move(on_event)),
-      capacity_(std::max<size_t>(capacity, 2)) {}
-
-void JobWatcher::Push(v1::TrainingEvent event) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (queue_.size() >= capacity_) {
-      auto victim =
-          std::find_if(queue_.begin(), queue_.end(),
-                       [](const auto& e) { return e.has_progress(); });
-      if (victim == queue_.end()) {
-        victim = std::find_if(queue_.begin(), queue_.end(), [](const auto& e) {
-          return e.has_checkpoint_published();
-        });
-        if (victim != queue_.end()) ++dropped_checkpoints_;
-      }
-      if (victim != queue_.end()) queue_.erase(victim);
-    }
-    queue_.push_back(std::move(event));
-  }
-  if (on_event_) on_event_();
-}
-
-std::optional<v1::TrainingEvent> JobWatcher::Pop() {
-  absl::MutexLock lock(&mu_);
-  if (queue_.empty()) return std::nullopt;
-  v1::TrainingEvent event = std::move(queue_.front());
-  queue_.pop_front();
-  return event;
-}
-
-std::optional<v1::TrainingEvent> JobWatcher::PopWithTimeout(
-    absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto nonempty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty();
-  };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&nonempty), timeout)) {
-    return std::nullopt;
-  }
-  v1::TrainingEvent event = std::move(queue_.front());
-  queue_.pop_front();
-  return event;
-}
-
-int64_t JobWatcher::dropped_checkpoints() const {
-  absl::MutexLock lock(&mu_);
-  return dropped_checkpoints_;
+    : StreamQueue(WatcherOptions(capacity, &dropped_checkpoints_)) {
+  SetListener(std::move(on_event));
 }
 
 }  // namespace microgpt

@@ -1,61 +1,47 @@
-// JobWatcher: one subscriber's queue of a training job's events.
+// JobWatcher: one subscriber's queue of a training job's events, a
+// StreamQueue (server/stream_queue.h) with the job's drop policy.
 //
-// The job pushes events from its thread; the subscriber pops them at its own
-// pace (a gRPC stream, a terminal). The queue is bounded: when it is full, the
-// oldest progress event is dropped first (a newer one supersedes it), then the
+// The job pushes events from its thread and closes the queue (OK) after the
+// final `finished` event; the subscriber pops them at its own pace (a gRPC
+// stream, a terminal). The queue is bounded: when it is full, the oldest
+// progress event is dropped first (a newer one supersedes it), then the
 // oldest checkpoint event; the final `finished` event is never dropped. So a
 // slow watcher costs the job a bounded amount of memory and never blocks it.
 //
-//   auto watcher =
-//       std::make_shared<JobWatcher>(/*on_event=*/[&] { cv.Signal(); });
+//   auto watcher = std::make_shared<JobWatcher>();
 //   job.Subscribe(watcher);
-//   while (auto event = watcher->Pop()) Print(*event);
+//   while (auto event = watcher->PopWithTimeout(absl::Seconds(1)))
+//     Print(*event);
 #ifndef MICROGPT_TRAINER_JOB_WATCHER_H_
 #define MICROGPT_TRAINER_JOB_WATCHER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <optional>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "server/stream_queue.h"
 
 namespace microgpt {
 
-class JobWatcher {
+class JobWatcher final : public StreamQueue<v1::TrainingEvent> {
  public:
   static constexpr size_t kDefaultCapacity = 256;
 
-  // `on_event` (optional) runs after each Push, on the pushing thread, while
-  // the job holds its lock: it must be quick and must not call into the job.
+  // `on_event` (optional) is the queue's listener: it runs after each push,
+  // on the pushing thread, while the job holds its lock, so it must be quick
+  // and must not call into the job.
   explicit JobWatcher(std::function<void()> on_event = nullptr,
                       size_t capacity = kDefaultCapacity);
 
-  JobWatcher(const JobWatcher&) = delete;
-  JobWatcher& operator=(const JobWatcher&) = delete;
-
-  // Producer side.
-  void Push(v1::TrainingEvent event);
-
-  // Consumer side: the oldest queued event, or nullopt when there is none.
-  std::optional<v1::TrainingEvent> Pop();
-  // Like Pop, waiting up to `timeout` for an event.
-  std::optional<v1::TrainingEvent> PopWithTimeout(absl::Duration timeout);
-
   // Checkpoint events dropped because the queue was full (progress events
   // are superseded, not counted).
-  int64_t dropped_checkpoints() const;
+  int64_t dropped_checkpoints() const { return dropped_checkpoints_.load(); }
 
  private:
-  const std::function<void()> on_event_;
-  const size_t capacity_;
-  mutable absl::Mutex mu_;
-  std::deque<v1::TrainingEvent> queue_ ABSL_GUARDED_BY(mu_);
-  int64_t dropped_checkpoints_ ABSL_GUARDED_BY(mu_) = 0;
+  // Written by the drop policy, under the queue's lock.
+  std::atomic<int64_t> dropped_checkpoints_{0};
 };
 
 }  // namespace microgpt

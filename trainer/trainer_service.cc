@@ -9,103 +9,12 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "server/grpc_status.h"
+#include "server/stream_reactor.h"
 #include "trainer/checkpoint_listing.h"
 #include "trainer/dataset_path.h"
 #include "trainer/job_options.h"
 
 namespace microgpt {
-namespace {
-
-// Streams one job's events to one client. The job's thread pushes events into
-// the watcher and pokes the reactor; writes go out one at a time, each
-// OnWriteDone starting the next. The stream ends after the `finished` event,
-// or when the client goes away (the job goes on).
-class WatchReactor final : public grpc::ServerWriteReactor<v1::TrainingEvent> {
- public:
-  explicit WatchReactor(std::shared_ptr<TrainingJob> job)
-      : job_(std::move(job)) {
-    watcher_ = std::make_shared<JobWatcher>([this] { WriteNext(); });
-    job_->Subscribe(watcher_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool last, cancelled;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      last = wrote_last_;
-      cancelled = cancelled_;
-    }
-    if (!ok || cancelled) {
-      // OnCancel left the Finish to us when it came during this write.
-      FinishOnce(
-          grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
-    } else if (last) {
-      FinishOnce(grpc::Status::OK);
-    } else {
-      WriteNext();
-    }
-  }
-
-  void OnCancel() override {
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (writing_) return;  // OnWriteDone finishes
-    }
-    FinishOnce(
-        grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
-  }
-
-  void OnDone() override {
-    job_->Unsubscribe(watcher_.get());
-    delete this;
-  }
-
- private:
-  void WriteNext() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (writing_ || finished_ || cancelled_) return;
-      std::optional<v1::TrainingEvent> event = watcher_->Pop();
-      if (!event) return;
-      current_ = *std::move(event);
-      wrote_last_ = current_.has_finished();
-      writing_ = true;
-    }
-    StartWrite(&current_);
-  }
-
-  void FinishOnce(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-    }
-    Finish(status);
-  }
-
-  const std::shared_ptr<TrainingJob> job_;
-  std::shared_ptr<JobWatcher> watcher_;
-  absl::Mutex mu_;
-  v1::TrainingEvent current_;  // the message being written
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool wrote_last_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-// A stream that ends at once with an error.
-class FailedWatchReactor final
-    : public grpc::ServerWriteReactor<v1::TrainingEvent> {
- public:
-  explicit FailedWatchReactor(const absl::Status& status) {
-    Finish(ToGrpcStatus(status));
-  }
-  void OnDone() override { delete this; }
-};
-
-}  // namespace
 
 TrainerServiceImpl::TrainerServiceImpl(TrainerServiceOptions options)
     : options_(std::move(options)),
@@ -214,8 +123,17 @@ grpc::ServerWriteReactor<v1::TrainingEvent>* TrainerServiceImpl::WatchTraining(
     grpc::CallbackServerContext* context,
     const v1::WatchTrainingRequest* request) {
   absl::StatusOr<std::shared_ptr<TrainingJob>> job = FindJob(request->job_id());
-  if (!job.ok()) return new FailedWatchReactor(job.status());
-  return new WatchReactor(*std::move(job));
+  if (!job.ok()) {
+    return new FailedStreamReactor<v1::TrainingEvent>(job.status());
+  }
+  // The job's thread pushes into the watcher and the reactor writes. The
+  // stream ends after the `finished` event (the job closes the watcher), or
+  // when the client goes away (the job goes on).
+  auto watcher = std::make_shared<JobWatcher>();
+  (*job)->Subscribe(watcher);
+  return new QueueStreamReactor<v1::TrainingEvent>(
+      watcher, "the watch",
+      [job = *std::move(job), watcher] { job->Unsubscribe(watcher.get()); });
 }
 
 grpc::ServerUnaryReactor* TrainerServiceImpl::GetTraining(
@@ -290,8 +208,9 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>*
 TrainerServiceImpl::DownloadCheckpoint(
     grpc::CallbackServerContext* context,
     const v1::DownloadCheckpointRequest* request) {
-  return NewDownloadCheckpointReactor(
-      &store_, options_.checkpoint_feed.chunk_bytes, *request);
+  return NewDownloadCheckpointReactor(&store_, &checkpoint_reader_,
+                                      options_.checkpoint_feed.chunk_bytes,
+                                      *request);
 }
 
 absl::StatusOr<std::shared_ptr<TrainingJob>> TrainerServiceImpl::FindJob(

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/checkpoint_store.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
+#include "server/work_thread.h"
 #include "trainer/checkpoint_feed.h"
 #include "trainer/job_options.h"
 #include "trainer/training_job.h"
@@ -111,6 +112,8 @@ class TrainerServiceImpl final : public v1::Trainer::CallbackService {
   const TrainerServiceOptions options_;
   CheckpointStore store_;
   CheckpointFeed checkpoint_feed_;  // WatchCheckpoints
+  // DownloadCheckpoint's file reads, off gRPC's threads.
+  WorkThread checkpoint_reader_;
 
   mutable absl::Mutex mu_;
   // Started jobs, oldest first.

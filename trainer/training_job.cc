@@ -297,6 +297,7 @@ void TrainingJob::End(const absl::Status& status) {
     v1::TrainingEvent event;
     *event.mutable_finished() = final_job;
     EmitLocked(event);
+    for (const auto& watcher : watchers_) watcher->Close(absl::OkStatus());
     watchers_.clear();
     callbacks.swap(on_ended_);
   }
@@ -365,6 +366,7 @@ void TrainingJob::Subscribe(std::shared_ptr<JobWatcher> watcher) {
     v1::TrainingEvent event;
     *event.mutable_finished() = SnapshotLocked();
     watcher->Push(std::move(event));
+    watcher->Close(absl::OkStatus());
     return;
   }
   watchers_.push_back(std::move(watcher));

@@ -84,7 +84,8 @@ class TrainingJob {
   void WaitUntilEnded() const;
 
   // Adds a watcher. It first receives the latest progress (when the run has
-  // started) and, when the job has already ended, the finished event.
+  // started) and, when the job has already ended, the finished event. The
+  // job closes the watcher (OK) after the finished event.
   void Subscribe(std::shared_ptr<JobWatcher> watcher);
   // Removes a watcher; once this returns, the job no longer touches it.
   void Unsubscribe(const JobWatcher* watcher);
