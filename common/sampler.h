@@ -56,6 +56,7 @@ class Sampler {
   // weights_; the filters zero the ones they remove.
   double RawNormaliser(const float* x, float m, int vocab) const;
   double TemperedWeights(const float* x, float m, int vocab);
+  void UpdateTotal();
   void KeepTopK(const float* x, int vocab, int k);
   void KeepNucleus(const float* x, int vocab, int k);
   int Draw(int vocab);
@@ -65,6 +66,7 @@ class Sampler {
   Rng rng_;
   std::vector<int> order_;      // scratch: ids ordered by logit
   std::vector<float> weights_;  // scratch: tempered weights by id, padded
+  float weights_total_ = 0;     // their sum, lane by lane
   std::vector<float> clean_;    // scratch: logits with NaN as -inf
 };
 

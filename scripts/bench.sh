@@ -12,6 +12,8 @@
 #   scripts/bench.sh --min_time 1 --repetitions 1 # quick look
 #   scripts/bench.sh --rows train_d,decode_d_x64  # some rows only
 #   scripts/bench.sh --no-build                   # use the binaries in $BUILD_DIR
+#   scripts/bench.sh --baseline OTHER_BUILD_DIR   # also an earlier build's engine_bench,
+#                                                 # row by row, to compare the two
 #
 # PYTORCH_PYTHON picks another interpreter for the PyTorch side (default
 # /usr/bin/python3). OPENBLAS_CORETYPE defaults to Haswell, the kernels the
@@ -26,6 +28,7 @@ min_time=3
 repetitions=3
 rows=train_a,train_b,train_c,train_d,decode_a_x1,decode_a_x64,decode_d_x1,decode_d_x64
 build=1
+baseline=""
 data="$root/../shared/data/names.txt"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --rows) rows=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -41,7 +45,7 @@ done
 
 # Only what this script runs (scripts/build.sh builds $BUILD_TARGETS).
 [ "$build" = 1 ] && BUILD_TARGETS=${BUILD_TARGETS:-engine_bench} bash scripts/build.sh
-bin="$root/${BUILD_DIR:-build}"
+bin=$(realpath "${BUILD_DIR:-build}")
 [ -x "$bin/bench/engine_bench" ] || { echo "bench.sh: $bin/bench/engine_bench is missing" >&2; exit 1; }
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 
@@ -74,7 +78,16 @@ if [ ! -x "$python" ] || ! "$python" -c 'import torch' 2>/dev/null; then
 fi
 
 engine_files=()
+baseline_files=()
 for row in ${rows//,/ }; do
+  if [ -n "$baseline" ]; then
+    echo "  $row: baseline microgpt ($baseline)..." >&2
+    "$baseline/bench/engine_bench" --benchmark_filter="^${row}(/|\$)" \
+      --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
+      --benchmark_out="$out/baseline_$row.json" --benchmark_out_format=json \
+      >"$out/baseline_$row.log" 2>&1 || { cat "$out/baseline_$row.log" >&2; exit 1; }
+    baseline_files+=("$out/baseline_$row.json")
+  fi
   echo "  $row: microgpt..." >&2
   "$bin/bench/engine_bench" --benchmark_filter="^${row}(/|\$)" \
     --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
@@ -92,4 +105,9 @@ echo "load after: $load_after"
 echo
 [ -x "$python" ] || python=python3
 "$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${engine_files[@]}"
+if [ -n "$baseline" ]; then
+  echo
+  echo "baseline ($baseline), measured row by row just before the table above:"
+  "$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${baseline_files[@]}"
+fi
 echo "load average (1, 5, 15 min): $load_before before, $load_after after; $(nproc) cores"
