@@ -33,6 +33,7 @@
 #include "common/blas_threads.h"
 #include "common/dataset.h"
 #include "common/decoder.h"
+#include "common/denormals.h"
 #include "common/model.h"
 #include "common/rng.h"
 #include "common/sampler.h"
@@ -100,6 +101,7 @@ const Corpus& Documents() {
 }
 
 void BM_Train(benchmark::State& state, const Reference& r) {
+  FlushDenormalsOnThisThread();  // as the trainer's job thread
   TrainingOptions options;
   options.config = ConfigOf(r, 2);  // vocab_size comes from the documents
   options.batch_size = r.batch;
@@ -212,6 +214,7 @@ class SlicePool {
 
  private:
   void HelperLoop(size_t k) {
+    FlushDenormalsOnThisThread();  // as the generator's workers
     int64_t seen = 0;
     while (true) {
       {
@@ -240,6 +243,7 @@ class SlicePool {
 // (Scheduler::RunStep's slices). An iteration is one step: `streams` tokens.
 void BM_Decode(benchmark::State& state, const Reference& r, int streams,
                int workers) {
+  FlushDenormalsOnThisThread();  // as the generator's workers
   const Model model = Model::Initialize(ConfigOf(r, 27), 1);
   std::vector<std::unique_ptr<DecodeSlice>> slices;
   const int per_slice = (streams + workers - 1) / workers;

@@ -7,6 +7,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "common/check.h"
+#include "common/denormals.h"
 #include "common/layers.h"
 
 namespace microgpt {
@@ -74,6 +75,7 @@ class TrainingGraph::Workers {
   }
 
   void Loop() {
+    FlushDenormalsOnThisThread();
     for (;;) {
       absl::FunctionRef<void(int)>* fn;
       int i;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/blas_threads.h"
+#include "common/denormals.h"
 #include "common/log.h"
 
 namespace microgpt {
@@ -266,6 +267,7 @@ void Scheduler::UpdateBlasThreads() {
 }
 
 void Scheduler::Loop() {
+  FlushDenormalsOnThisThread();
   std::vector<std::shared_ptr<Sequence>> runnable;
   while (true) {
     runnable.clear();
@@ -343,6 +345,7 @@ void Scheduler::RunStep(
 }
 
 void Scheduler::HelperLoop(int worker) {
+  FlushDenormalsOnThisThread();
   int64_t seen = 0;
   while (true) {
     {

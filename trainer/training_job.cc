@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/blas_threads.h"
 #include "common/dataset.h"
+#include "common/denormals.h"
 #include "common/log.h"
 #include "common/loss_curve.h"
 #include "common/parameters.h"
@@ -139,6 +140,8 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
 
 void TrainingJob::Run(
     const std::function<void(const absl::Status&)>& on_started) {
+  // This thread runs the steps (and the calling share of TrainingGraph's).
+  FlushDenormalsOnThisThread();
   if (observer_ != nullptr) {
     observer_->OnState(options_.model, v1::JOB_STATE_RUNNING);
   }

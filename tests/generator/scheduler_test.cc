@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "common/blas_threads.h"
+#include "common/denormals.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/generator/test_util.h"
@@ -196,6 +198,25 @@ TEST(SchedulerTest, ActiveBatchIsCappedAndTheQueueDrains) {
     EXPECT_EQ(Drain(*sequence).size(), 64u);
   }
   EXPECT_TRUE(WaitFor([&] { return scheduler.stats().active == 0; }));
+}
+
+// Model math runs with subnormal floats flushed (common/denormals.h): on
+// Intel cores they cost a slow path per operation.
+TEST(SchedulerTest, StepsRunWithDenormalsFlushed) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(), 1));
+  SchedulerOptions options;
+  std::atomic<int> steps{0}, flushed{0};
+  options.on_step = [&](int) {  // on the thread that runs the step
+    ++steps;
+    if (DenormalsFlushedOnThisThread()) ++flushed;
+  };
+  Scheduler scheduler(options);
+  scheduler.Start();
+  auto sequences = scheduler.Submit({Spec(servable, 1)}, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  Drain(*(*sequences)[0]);
+  EXPECT_GT(steps.load(), 0);
+  EXPECT_EQ(flushed.load(), steps.load());
 }
 
 TEST(SchedulerTest, SlowReaderDoesNotStallOthers) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/checkpoint_store.h"
+#include "common/denormals.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/checkpoint_listing.h"
 #include "trainer/job_options.h"
@@ -69,6 +70,41 @@ std::vector<float> ProgressLosses(const std::vector<v1::TrainingEvent>& events,
 
 double Mean(const std::vector<float>& v) {
   return std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+}
+
+// Records on which threads the job reported, whether they flushed subnormal
+// floats (common/denormals.h): the job's thread runs the model math.
+class FlushRecorder final : public TrainingObserver {
+ public:
+  void OnState(absl::string_view, v1::JobState) override { Record(); }
+  void OnProgress(absl::string_view, const v1::TrainingProgress&) override {
+    Record();
+  }
+  void OnPublished(absl::string_view, int64_t) override { Record(); }
+  int calls = 0, flushed = 0;
+
+ private:
+  void Record() {
+    ++calls;
+    if (DenormalsFlushedOnThisThread()) ++flushed;
+  }
+};
+
+TEST(TrainingJobTest, RunsWithDenormalsFlushedAndReportsToItsObserver) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  const v1::StartTrainingRequest request = SmallRequest("m", 20);
+  auto options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok()) << options.status();
+  FlushRecorder observer;
+  TrainingJob job("test", *options, request, &store, &observer);
+  // On a thread of its own that did not ask for flushing, as the service's
+  // worker is.
+  std::thread([&] { job.Run([](const absl::Status&) {}); }).join();
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  // RUNNING, at least a progress per step, one publish, SUCCEEDED.
+  EXPECT_GE(observer.calls, 1 + 20 + 1 + 1);
+  EXPECT_EQ(observer.flushed, observer.calls);
 }
 
 TEST(TrainingJobTest, PublishesEveryCheckpointEveryAndAtTheEnd) {
