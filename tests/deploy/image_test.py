@@ -243,8 +243,6 @@ def run_overlay(work, pods):
     cluster.add({"kind": "ConfigMap", "metadata": {"name": "microgpt-datasets"},
                  "data": {"names.txt": open(os.path.join(data_dir, "words.txt")).read()}})
     job = Pod(cluster, cluster.get("Job", "microgpt-train"))
-    job.spec = dict(job.spec)
-    job.spec.pop("affinity", None)  # one node: the trainer's
     pods.append(job)
     job.start()
     code = job.wait_exit(300)

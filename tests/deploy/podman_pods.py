@@ -36,8 +36,9 @@ import time
 
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
-# Pod and container fields that only affect scheduling, metadata or
-# probes handled here; any other field is an error.
+# Pod and container fields run here, or that only place a pod (affinity and
+# topology spread: every pod here is on this one machine, as the train Job's
+# required affinity to the trainer's node asks); any other field is an error.
 POD_FIELDS = {"containers", "volumes", "securityContext", "serviceAccountName",
               "automountServiceAccountToken", "enableServiceLinks", "terminationGracePeriodSeconds",
               "topologySpreadConstraints", "affinity", "restartPolicy"}
