@@ -56,6 +56,10 @@ absl::Status ServerRunner::Start(absl::string_view name) {
       MakeServerCredentials(options_.security);
   if (!credentials.ok()) return credentials.status();
   builder.AddListeningPort(address, *credentials, &port_);
+  // gRPC sets SO_REUSEPORT by default, so a second server on a busy port
+  // would start and silently take a share of its calls (a stale process,
+  // another user's server). Without it the bind fails.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Only what clients send is limited: what the services send is bounded by
   // their own code (a token, a checkpoint chunk of at most 1 MiB), and a
   // receive limit lowered for small requests must not break downloads.
@@ -79,7 +83,8 @@ absl::Status ServerRunner::Start(absl::string_view name) {
   if (server_ == nullptr || port_ == 0) {
     server_.reset();
     return absl::UnavailableError(
-        absl::StrCat(name, ": cannot listen on ", address));
+        absl::StrCat(name, ": cannot listen on ", address,
+                     " (is another server using that port?)"));
   }
   SetServing(false);
   std::printf("%s listening on %s:%d\n", std::string(name).c_str(),

@@ -55,7 +55,8 @@ class ServerRunner {
   void AddService(grpc::Service* service, std::string health_name);
 
   // Builds and starts the server and prints "<name> listening on HOST:PORT".
-  // UNAVAILABLE when the address cannot be bound, INVALID_ARGUMENT for bad
+  // UNAVAILABLE naming the address when it cannot be bound, also when another
+  // process listens on it (no SO_REUSEPORT sharing); INVALID_ARGUMENT for bad
   // options.
   absl::Status Start(absl::string_view name);
 

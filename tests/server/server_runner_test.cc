@@ -120,5 +120,33 @@ TEST(ServerRunnerTest, NonPositiveMessageLimitIsAStartError) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("max message size"));
 }
 
+// A port another server listens on is refused, naming the address: with
+// gRPC's default SO_REUSEPORT the second server started and took a share of
+// the first one's calls.
+TEST(ServerRunnerTest, APortInUseIsRefusedNamingTheAddress) {
+  StubGenerator first_service, second_service;
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  ServerRunner first(options);
+  first.AddService(&first_service, v1::Generator::service_full_name());
+  ASSERT_TRUE(first.Start("first").ok());
+
+  options.port = first.port();
+  ServerRunner second(options);
+  second.AddService(&second_service, v1::Generator::service_full_name());
+  const absl::Status status = second.Start("second");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(
+      std::string(status.message()),
+      HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", first.port())));
+  // Every call still reaches the first server.
+  auto stub = v1::Generator::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", first.port()),
+                          grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Generate(*stub, "x").ok());
+  EXPECT_EQ(first_service.generate_calls.load(), 20);
+  EXPECT_EQ(second_service.generate_calls.load(), 0);
+}
+
 }  // namespace
 }  // namespace microgpt
