@@ -77,22 +77,23 @@ if [ ! -x "$python" ] || ! "$python" -c 'import torch' 2>/dev/null; then
   echo "PyTorch: skipped ($(sed -n 's/.*"skipped": "\(.*\)"}/\1/p' "$out/pytorch.jsonl"))"
 fi
 
+# run_engine BIN NAME ROW: one row of engine_bench BIN, its JSON in $out/NAME_ROW.json.
+run_engine() {
+  "$1/bench/engine_bench" --benchmark_filter="^${3}(/|\$)" \
+    --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
+    --benchmark_out="$out/${2}_$3.json" --benchmark_out_format=json \
+    >"$out/${2}_$3.log" 2>&1 || { cat "$out/${2}_$3.log" >&2; exit 1; }
+}
 engine_files=()
 baseline_files=()
 for row in ${rows//,/ }; do
   if [ -n "$baseline" ]; then
     echo "  $row: baseline microgpt ($baseline)..." >&2
-    "$baseline/bench/engine_bench" --benchmark_filter="^${row}(/|\$)" \
-      --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
-      --benchmark_out="$out/baseline_$row.json" --benchmark_out_format=json \
-      >"$out/baseline_$row.log" 2>&1 || { cat "$out/baseline_$row.log" >&2; exit 1; }
+    run_engine "$baseline" baseline "$row"
     baseline_files+=("$out/baseline_$row.json")
   fi
   echo "  $row: microgpt..." >&2
-  "$bin/bench/engine_bench" --benchmark_filter="^${row}(/|\$)" \
-    --benchmark_min_time="$min_time" --benchmark_repetitions="$repetitions" \
-    --benchmark_out="$out/engine_$row.json" --benchmark_out_format=json \
-    >"$out/engine_$row.log" 2>&1 || { cat "$out/engine_$row.log" >&2; exit 1; }
+  run_engine "$bin" engine "$row"
   engine_files+=("$out/engine_$row.json")
   if [ "$torch_ok" = 1 ]; then
     echo "  $row: PyTorch..." >&2

@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "tests/flock_holder.h"
 #include "tests/status_matchers.h"
+#include "tests/temp_dir.h"
 
 namespace microgpt {
 namespace {
@@ -206,17 +207,6 @@ TEST(TemporaryNameTest, HiddenUniqueAndNeverAVersionOrFile) {
 
 class CheckpointDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = ::testing::TempDir() + "/checkpoint_dir_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-    model_dir_ = dir_ + "/root/names";  // created by the first publish
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-
   // Publishes SomeFiles() and their manifest as `version`.
   absl::Status PublishSomeFiles(int64_t version) {
     return PublishVersionDirectory(
@@ -236,8 +226,10 @@ class CheckpointDirTest : public ::testing::Test {
     return absl::StrCat(model_dir_, "/", version);
   }
 
-  std::string dir_;
-  std::string model_dir_;
+  testing::TempDir temp_;
+  const std::string dir_ = temp_.path();
+  const std::string model_dir_ =
+      dir_ + "/root/names";  // created by the first publish
 };
 
 TEST_F(CheckpointDirTest, PublishedVersionVerifiesAndReadsBack) {

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/status_matchers.h"
+#include "tests/temp_dir.h"
 
 namespace microgpt {
 namespace {
@@ -87,17 +88,6 @@ bool Exists(const std::string& path) {
 
 class CheckpointStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string templ = ::testing::TempDir() + "/checkpoint_store_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-    root_ = dir_ + "/models";  // created by the first Publish
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-
   // Publishes TestModel(version) and its optimizer state as `version`.
   absl::Status PublishVersion(CheckpointStore& store, int64_t version,
                               bool with_optimizer = true,
@@ -132,8 +122,9 @@ class CheckpointStoreTest : public ::testing::Test {
     WriteBytes(manifest_path, manifest.dump());
   }
 
-  std::string dir_;
-  std::string root_;
+  testing::TempDir temp_;
+  const std::string dir_ = temp_.path();
+  const std::string root_ = dir_ + "/models";  // created by the first Publish
 };
 
 TEST(Sha256Test, KnownAnswers) {

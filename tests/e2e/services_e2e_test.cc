@@ -234,8 +234,8 @@ TEST_F(ServicesTest, CliNamesTheCauseOfBadFilesAndWrongAddresses) {
     ChildProcess cli(argv, Path("cli.log"));
     const int code = cli.Wait(absl::Seconds(20)).value_or(-1);
     std::ifstream log(Path("cli.log"));
-    return std::make_pair(
-        code, std::string(std::istreambuf_iterator<char>(log), {}));
+    return std::make_pair(code,
+                          std::string(std::istreambuf_iterator<char>(log), {}));
   };
   const std::string token_file = Path("token");
   for (const auto& [file, where] :

@@ -36,6 +36,7 @@
 #include "common/tokenizer.h"
 #include "gtest/gtest.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
+#include "tests/temp_dir.h"
 
 namespace microgpt {
 namespace testing {
@@ -50,27 +51,6 @@ inline constexpr int kSanitizerSlowdown = 10;
 #else
 inline constexpr int kSanitizerSlowdown = 1;
 #endif
-
-// A fresh directory, removed with everything in it at destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TEST_TMPDIR");
-    std::string pattern =
-        std::string(base != nullptr ? base : "/tmp") + "/microgpt_gen_XXXXXX";
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The reference sizes unless changed; vocab_size comes from `chars`.
 inline ModelConfig SmallConfig(int block_size = 16, int n_embd = 16) {

@@ -61,6 +61,13 @@ grpc::Status Generate(v1::Generator::Stub& stub, const std::string& prompt) {
   return reader->Finish();
 }
 
+// A Generator stub on a plaintext channel to `runner`.
+std::unique_ptr<v1::Generator::Stub> StubOf(const ServerRunner& runner) {
+  return v1::Generator::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner.port()),
+                          grpc::InsecureChannelCredentials()));
+}
+
 TEST(ServerRunnerTest, OversizedRequestIsResourceExhaustedAndServingGoesOn) {
   StubGenerator service;
   ServerOptions options;
@@ -69,9 +76,7 @@ TEST(ServerRunnerTest, OversizedRequestIsResourceExhaustedAndServingGoesOn) {
   ServerRunner runner(options);
   runner.AddService(&service, v1::Generator::service_full_name());
   ASSERT_TRUE(runner.Start("test").ok());
-  auto stub = v1::Generator::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner.port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = StubOf(runner);
 
   const grpc::Status oversized = Generate(*stub, std::string(2000, 'a'));
   EXPECT_EQ(oversized.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
@@ -98,9 +103,7 @@ TEST(ServerRunnerTest, ResponsesAreNotLimitedByTheRequestLimit) {
   ServerRunner runner(options);
   runner.AddService(&service, v1::Generator::service_full_name());
   ASSERT_TRUE(runner.Start("test").ok());
-  auto stub = v1::Generator::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner.port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = StubOf(runner);
   grpc::ClientContext context;
   v1::ListModelsResponse models;
   const grpc::Status status = stub->ListModels(&context, {}, &models);
@@ -140,9 +143,7 @@ TEST(ServerRunnerTest, APortInUseIsRefusedNamingTheAddress) {
       std::string(status.message()),
       HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", first.port())));
   // Every call still reaches the first server.
-  auto stub = v1::Generator::NewStub(
-      grpc::CreateChannel(absl::StrCat("127.0.0.1:", first.port()),
-                          grpc::InsecureChannelCredentials()));
+  auto stub = StubOf(first);
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Generate(*stub, "x").ok());
   EXPECT_EQ(first_service.generate_calls.load(), 20);
   EXPECT_EQ(second_service.generate_calls.load(), 0);

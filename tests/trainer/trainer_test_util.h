@@ -15,32 +15,9 @@
 
 #include "absl/status/status.h"
 #include "microgpt/v1/microgpt.pb.h"
+#include "tests/temp_dir.h"
 
 namespace microgpt::testing {
-
-// A fresh directory, removed with everything in it when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "microgpt-trainer-XXXXXX")
-            .string();
-    path_ = mkdtemp(pattern.data()) != nullptr ? pattern : "";
-    EXPECT_FALSE(path_.empty()) << "mkdtemp failed";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 inline void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream file(path, std::ios::binary);
