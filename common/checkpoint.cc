@@ -22,6 +22,8 @@ constexpr absl::string_view kConfigKey = "microgpt.config";
 constexpr absl::string_view kVocabKey = "microgpt.vocab";
 constexpr absl::string_view kStepKey = "microgpt.step";
 constexpr absl::string_view kLossKey = "microgpt.loss";
+constexpr absl::string_view kFormatKey = "microgpt.format";
+constexpr absl::string_view kValLossKey = "microgpt.val_loss";
 constexpr absl::string_view kAdamStepKey = "microgpt.adam_step";
 constexpr absl::string_view kDataEpochKey = "microgpt.data_epoch";
 constexpr absl::string_view kDataCursorKey = "microgpt.data_cursor";
@@ -200,15 +202,29 @@ std::string SerializeModel(const ModelCheckpoint& checkpoint) {
         std::pair{kLossKey, FormatDouble(checkpoint.loss)}}) {
     if (!writer.AddMetadata(key, value).ok()) return "";
   }
+  // Only what differs from a checkpoint of before the formats, which a
+  // reader of that time then still loads the same way.
+  if (checkpoint.format != DatasetFormat::kDocuments &&
+      !writer
+           .AddMetadata(kFormatKey,
+                        std::string(DatasetFormatName(checkpoint.format)))
+           .ok()) {
+    return "";
+  }
+  if (checkpoint.val_loss.has_value() &&
+      !writer.AddMetadata(kValLossKey, FormatDouble(*checkpoint.val_loss))
+           .ok()) {
+    return "";
+  }
   return writer.Serialize();
 }
 
 namespace {
 
-// The step and loss a model file's metadata records.
-absl::StatusOr<ModelStepAndLoss> StepAndLoss(const SafetensorsFile& file,
-                                             absl::string_view file_name) {
-  ModelStepAndLoss recorded;
+// What a model file's metadata records of its training.
+absl::StatusOr<ModelRecord> Record(const SafetensorsFile& file,
+                                   absl::string_view file_name) {
+  ModelRecord recorded;
   MICROGPT_ASSIGN_OR_RETURN(recorded.step,
                             ParseCount(file, file_name, kStepKey));
   MICROGPT_ASSIGN_OR_RETURN(const std::string* loss_text,
@@ -217,15 +233,31 @@ absl::StatusOr<ModelStepAndLoss> StepAndLoss(const SafetensorsFile& file,
     return Invalid(file_name,
                    absl::StrCat("metadata \"", kLossKey, "\" is not a number"));
   }
+  if (const std::string* format = file.FindMetadata(kFormatKey)) {
+    absl::StatusOr<DatasetFormat> parsed = ParseDatasetFormat(*format);
+    if (!parsed.ok()) {
+      return Invalid(file_name, absl::StrCat("metadata \"", kFormatKey, "\": ",
+                                             parsed.status().message()));
+    }
+    recorded.format = *parsed;
+  }
+  if (const std::string* val_loss = file.FindMetadata(kValLossKey)) {
+    double value;
+    if (!ParseDouble(*val_loss, &value)) {
+      return Invalid(file_name, absl::StrCat("metadata \"", kValLossKey,
+                                             "\" is not a number"));
+    }
+    recorded.val_loss = value;
+  }
   return recorded;
 }
 
 }  // namespace
 
-absl::StatusOr<ModelStepAndLoss> ReadModelStepAndLoss(const std::string& path) {
+absl::StatusOr<ModelRecord> ReadModelRecord(const std::string& path) {
   SafetensorsFile header;  // the metadata alone
   MICROGPT_ASSIGN_OR_RETURN(header.metadata, ReadSafetensorsMetadata(path));
-  return StepAndLoss(header, path);
+  return Record(header, path);
 }
 
 absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes) {
@@ -258,17 +290,20 @@ absl::StatusOr<ModelCheckpoint> ParseModel(absl::string_view bytes) {
                             config->vocab_size, " (expected ",
                             config->vocab_size - 1, " characters and BOS)"));
   }
-  MICROGPT_ASSIGN_OR_RETURN(const ModelStepAndLoss recorded,
-                            StepAndLoss(file, kFile));
+  MICROGPT_ASSIGN_OR_RETURN(const ModelRecord recorded, Record(file, kFile));
 
   const ParameterLayout layout(*config);
   MICROGPT_RETURN_IF_ERROR(CheckParameterTensors(file, kFile, "", layout));
   std::vector<std::string> expected;
   for (const TensorSpec& spec : layout.tensors()) expected.push_back(spec.name);
   MICROGPT_RETURN_IF_ERROR(CheckNoOtherTensors(file, kFile, expected));
-  return ModelCheckpoint{*config, *std::move(tokenizer),
-                         ReadParameterTensors(file, "", layout), recorded.step,
-                         recorded.loss};
+  return ModelCheckpoint{*config,
+                         *std::move(tokenizer),
+                         ReadParameterTensors(file, "", layout),
+                         recorded.step,
+                         recorded.loss,
+                         recorded.format,
+                         recorded.val_loss};
 }
 
 std::string SerializeOptimizer(const OptimizerCheckpoint& state,

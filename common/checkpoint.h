@@ -10,6 +10,8 @@
 //                    its length)
 //   microgpt.step    "1000"
 //   microgpt.loss    "2.31"
+//   microgpt.format  "text" (absent: "documents", as before the formats)
+//   microgpt.val_loss "1.83" (only when the run held out validation data)
 //
 // Any safetensors reader loads it.
 //
@@ -22,11 +24,13 @@
 #define MICROGPT_COMMON_CHECKPOINT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/dataset.h"
 #include "common/parameters.h"
 #include "common/rng.h"
 #include "common/tokenizer.h"
@@ -38,16 +42,21 @@ struct ModelCheckpoint {
   Tokenizer tokenizer;
   std::vector<float> parameters;  // ParameterLayout(config) order
   int64_t step = 0;
-  double loss = 0.0;
+  double loss = 0.0;  // mean training loss of the last step
+  DatasetFormat format = DatasetFormat::kDocuments;  // of the training data
+  std::optional<double> val_loss;  // validation loss of these weights
 };
 
 // What a model file records of its training, read from its header alone
-// (listing versions without loading their weights).
-struct ModelStepAndLoss {
+// (listing versions without loading their weights): ModelCheckpoint's fields
+// of the same names.
+struct ModelRecord {
   int64_t step = 0;
   double loss = 0.0;
+  DatasetFormat format = DatasetFormat::kDocuments;
+  std::optional<double> val_loss;
 };
-absl::StatusOr<ModelStepAndLoss> ReadModelStepAndLoss(const std::string& path);
+absl::StatusOr<ModelRecord> ReadModelRecord(const std::string& path);
 
 struct OptimizerCheckpoint {
   int64_t adam_step = 0;

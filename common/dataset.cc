@@ -73,6 +73,17 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
 
 }  // namespace
 
+absl::string_view DatasetFormatName(DatasetFormat format) {
+  return format == DatasetFormat::kText ? "text" : "documents";
+}
+
+absl::StatusOr<DatasetFormat> ParseDatasetFormat(absl::string_view name) {
+  if (name == "documents") return DatasetFormat::kDocuments;
+  if (name == "text") return DatasetFormat::kText;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "format must be \"documents\" or \"text\", got \"", name, "\""));
+}
+
 absl::StatusOr<std::vector<std::string>> ParseDocuments(
     absl::string_view text) {
   std::vector<std::string> documents;

@@ -1,5 +1,9 @@
-// Datasets: text files of documents, one per line. Surrounding whitespace is
-// stripped and empty lines are dropped (docs/model.md).
+// Datasets, in one of two formats (docs/model.md):
+// - documents: a text file of documents, one per line. Surrounding
+//   whitespace is stripped and empty lines are dropped; each document is
+//   trained on as [BOS] + characters + [BOS].
+// - text: the whole file is one character stream, newline included; training
+//   reads windows of block_size + 1 characters at random offsets.
 #ifndef MICROGPT_COMMON_DATASET_H_
 #define MICROGPT_COMMON_DATASET_H_
 
@@ -11,6 +15,13 @@
 #include "absl/strings/string_view.h"
 
 namespace microgpt {
+
+enum class DatasetFormat { kDocuments, kText };
+
+// "documents" or "text".
+absl::string_view DatasetFormatName(DatasetFormat format);
+// The format of a name DatasetFormatName gives; INVALID_ARGUMENT otherwise.
+absl::StatusOr<DatasetFormat> ParseDatasetFormat(absl::string_view name);
 
 // Upper bound on a dataset file read into memory.
 inline constexpr int64_t kMaxDatasetBytes = int64_t{1} << 30;

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/rng.h"
 #include "generator/request_validation.h"
+#include "server/dataset_format_proto.h"
 #include "server/grpc_status.h"
 #include "server/stream_state.h"
 
@@ -392,6 +393,10 @@ grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
       version->set_version(servable->version);
       version->set_step(servable->step);
       version->set_loss(servable->loss);
+      if (servable->val_loss.has_value()) {
+        version->set_val_loss(*servable->val_loss);
+      }
+      version->set_format(ToProto(servable->format));
     }
     const ServableModel& newest = *model.versions.front();
     const ModelConfig& config = newest.model.config();

@@ -51,7 +51,8 @@ absl::StatusOr<std::shared_ptr<const ServableModel>> ModelManager::Load(
                                          std::move(checkpoint.parameters)));
   return std::make_shared<const ServableModel>(ServableModel{
       std::string(name), version, checkpoint.step, checkpoint.loss,
-      std::move(model), std::move(checkpoint.tokenizer)});
+      std::move(model), std::move(checkpoint.tokenizer), checkpoint.format,
+      checkpoint.val_loss});
 }
 
 std::vector<std::shared_ptr<const ServableModel>> ModelManager::PollModel(

@@ -46,6 +46,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -60,6 +61,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/checkpoint_store.h"
+#include "common/dataset.h"
 #include "common/model.h"
 #include "common/tokenizer.h"
 
@@ -73,6 +75,8 @@ struct ServableModel {
   double loss = 0.0;  // mean training loss recorded at publication
   Model model;
   Tokenizer tokenizer;
+  DatasetFormat format = DatasetFormat::kDocuments;  // of its training data
+  std::optional<double> val_loss;  // recorded at publication, if held out
 };
 
 struct ModelManagerOptions {

@@ -88,7 +88,7 @@ void CheckpointFeed::PollOnce() {
         absl::MutexLock lock(&mu_);
         if (known_set_.count(key) > 0) continue;
       }
-      absl::StatusOr<ModelStepAndLoss> metadata =
+      absl::StatusOr<ModelRecord> metadata =
           ReadVersionMetadata(*store_, model, version);
       if (!metadata.ok()) {
         LogWarning(absl::StrCat("checkpoint feed: skipping ", model, "/",
@@ -96,13 +96,7 @@ void CheckpointFeed::PollOnce() {
         unreadable_.insert(key);
         continue;
       }
-      v1::CheckpointInfo info;
-      info.set_model(model);
-      info.set_version(version);
-      info.set_step(metadata->step);
-      info.set_loss(metadata->loss);
-      info.set_path(store_->VersionPath(model, version));
-      found.push_back(std::move(info));
+      found.push_back(CheckpointInfoOf(*store_, model, version, *metadata));
     }
   }
   if (found.empty()) return;

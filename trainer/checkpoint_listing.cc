@@ -4,17 +4,34 @@
 #include "common/checkpoint_dir.h"
 #include "common/file_io.h"
 #include "common/log.h"
+#include "server/dataset_format_proto.h"
 
 namespace microgpt {
 
-absl::StatusOr<ModelStepAndLoss> ReadVersionMetadata(
-    const CheckpointStore& store, absl::string_view model, int64_t version) {
-  absl::StatusOr<ModelStepAndLoss> header = ReadModelStepAndLoss(
-      JoinPath(store.VersionPath(model, version), kModelFile));
+absl::StatusOr<ModelRecord> ReadVersionMetadata(const CheckpointStore& store,
+                                                absl::string_view model,
+                                                int64_t version) {
+  absl::StatusOr<ModelRecord> header =
+      ReadModelRecord(JoinPath(store.VersionPath(model, version), kModelFile));
   if (header.ok()) return header;
   auto checkpoint = store.LoadModel(model, version);
   if (!checkpoint.ok()) return checkpoint.status();
-  return ModelStepAndLoss{checkpoint->step, checkpoint->loss};
+  return ModelRecord{checkpoint->step, checkpoint->loss, checkpoint->format,
+                     checkpoint->val_loss};
+}
+
+v1::CheckpointInfo CheckpointInfoOf(const CheckpointStore& store,
+                                    absl::string_view model, int64_t version,
+                                    const ModelRecord& record) {
+  v1::CheckpointInfo info;
+  info.set_model(std::string(model));
+  info.set_version(version);
+  info.set_step(record.step);
+  info.set_loss(record.loss);
+  if (record.val_loss.has_value()) info.set_val_loss(*record.val_loss);
+  info.set_format(ToProto(record.format));
+  info.set_path(store.VersionPath(model, version));
+  return info;
 }
 
 absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpointInfos(
@@ -50,12 +67,7 @@ absl::StatusOr<std::vector<v1::CheckpointInfo>> ListCheckpointInfos(
                                 "\": ", metadata.status().ToString()));
         continue;
       }
-      v1::CheckpointInfo& info = checkpoints.emplace_back();
-      info.set_model(name);
-      info.set_version(version);
-      info.set_step(metadata->step);
-      info.set_loss(metadata->loss);
-      info.set_path(store.VersionPath(name, version));
+      checkpoints.push_back(CheckpointInfoOf(store, name, version, *metadata));
     }
   }
   return checkpoints;

@@ -1,6 +1,6 @@
 // The published versions in a checkpoint store, as ListCheckpoints reports
-// them: model, version, the step and loss recorded in the version's model
-// metadata, and its directory.
+// them: model, version, what the version's model metadata records of its
+// training (step, loss, format, validation loss), and its directory.
 //
 //   auto checkpoints = ListCheckpointInfos(store, /*model=*/"");  // all models
 #ifndef MICROGPT_TRAINER_CHECKPOINT_LISTING_H_
@@ -18,12 +18,19 @@
 
 namespace microgpt {
 
-// Step and loss of a published version, read from the header of its
+// The record of a published version, read from the header of its
 // model.safetensors alone (a few KiB, whatever the model's size). Falls back
 // to a full, verified CheckpointStore::LoadModel when the header does not
 // hold them.
-absl::StatusOr<ModelStepAndLoss> ReadVersionMetadata(
-    const CheckpointStore& store, absl::string_view model, int64_t version);
+absl::StatusOr<ModelRecord> ReadVersionMetadata(const CheckpointStore& store,
+                                                absl::string_view model,
+                                                int64_t version);
+
+// A version as the API reports it (ListCheckpoints, WatchCheckpoints, the
+// checkpoint_published event): its record and its directory in `store`.
+v1::CheckpointInfo CheckpointInfoOf(const CheckpointStore& store,
+                                    absl::string_view model, int64_t version,
+                                    const ModelRecord& record);
 
 // Checkpoints of `model` (every model when empty), by model name, then version
 // ascending. A model without a directory has none (an empty list, not an

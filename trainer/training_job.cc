@@ -16,6 +16,7 @@
 #include "common/loss_curve.h"
 #include "common/parameters.h"
 #include "common/tokenizer.h"
+#include "trainer/checkpoint_listing.h"
 #include "trainer/job_state.h"
 
 namespace microgpt {
@@ -224,11 +225,9 @@ bool TrainingJob::Publish(TrainingRun& run, double loss) {
   }
   v1::TrainingEvent event;
   v1::CheckpointInfo* info = event.mutable_checkpoint_published();
-  info->set_model(options_.model);
-  info->set_version(version);
-  info->set_step(version);
-  info->set_loss(loss);
-  info->set_path(store_->VersionPath(options_.model, version));
+  *info = CheckpointInfoOf(
+      *store_, options_.model, version,
+      ModelRecord{model.step, model.loss, model.format, model.val_loss});
   LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
                           loss));
   if (observer_ != nullptr) observer_->OnPublished(options_.model, version);
