@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -14,6 +15,10 @@
 
 namespace microgpt {
 namespace {
+
+// Orange stands apart from the training loss's two blues, also for readers
+// who do not tell red from green.
+constexpr char kValidationColor[] = "#d95f02";
 
 std::string XmlEscape(absl::string_view text) {
   std::string out;
@@ -54,7 +59,14 @@ void LossCurve::Add(int64_t step, double loss) {
   if (!points_.empty() && step <= points_.back().step) return;
   ema_ = kLossSmoothing * ema_ + (1 - kLossSmoothing) * loss;
   weight_ = kLossSmoothing * weight_ + (1 - kLossSmoothing);
-  points_.push_back({step, loss, ema_ / weight_});
+  points_.push_back({step, loss, ema_ / weight_, std::nullopt});
+}
+
+void LossCurve::AddValidation(int64_t step, double val_loss) {
+  const auto point = std::lower_bound(
+      points_.begin(), points_.end(), step,
+      [](const LossPoint& p, int64_t s) { return p.step < s; });
+  if (point != points_.end() && point->step == step) point->val_loss = val_loss;
 }
 
 void LossCurve::TruncateAfter(int64_t step) {
@@ -63,17 +75,22 @@ void LossCurve::TruncateAfter(int64_t step) {
   for (const LossPoint& point : kept) {
     if (point.step > step) break;
     Add(point.step, point.loss);
+    points_.back().val_loss = point.val_loss;
   }
 }
 
 std::string FormatLossCsv(const LossCurve& curve) {
-  std::string csv = "step,loss,smoothed\n";
+  std::string csv = "step,loss,smoothed,val_loss\n";
   for (const LossPoint& point : curve.points()) {
     // 9 significant digits read a float32 loss back exactly: a resumed run
     // recomputes the same smoothed values and writes the same file as an
     // uninterrupted one.
-    absl::StrAppendFormat(&csv, "%d,%.9g,%.6g\n", point.step, point.loss,
+    absl::StrAppendFormat(&csv, "%d,%.9g,%.6g,", point.step, point.loss,
                           point.smoothed);
+    if (point.val_loss.has_value()) {
+      absl::StrAppendFormat(&csv, "%.9g", *point.val_loss);
+    }
+    csv += '\n';
   }
   return csv;
 }
@@ -91,9 +108,21 @@ absl::StatusOr<LossCurve> ParseLossCsv(absl::string_view csv) {
     double loss = 0;
     if (fields.size() < 2 || !absl::SimpleAtoi(fields[0], &step) ||
         !absl::SimpleAtod(fields[1], &loss) || !std::isfinite(loss)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("line ", line_number,
-                       ": expected step,loss[,smoothed], got \"", line, "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "line ", line_number,
+          ": expected step,loss[,smoothed[,val_loss]], got \"", line, "\""));
+    }
+    // An empty val_loss is a step without evaluation; files written before
+    // validation existed have no such column.
+    std::optional<double> val_loss;
+    if (fields.size() >= 4 && !fields[3].empty()) {
+      double value = 0;
+      if (!absl::SimpleAtod(fields[3], &value) || !std::isfinite(value)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("line ", line_number, ": val_loss \"", fields[3],
+                         "\" is not a finite number"));
+      }
+      val_loss = value;
     }
     if (!curve.empty() && step <= curve.points().back().step) {
       return absl::InvalidArgumentError(
@@ -101,6 +130,7 @@ absl::StatusOr<LossCurve> ParseLossCsv(absl::string_view csv) {
                        " does not follow step ", curve.points().back().step));
     }
     curve.Add(step, loss);
+    if (val_loss.has_value()) curve.AddValidation(step, *val_loss);
   }
   return curve;
 }
@@ -145,6 +175,10 @@ std::string RenderLossCurveSvg(const LossCurve& curve,
     for (const LossPoint& p : points) {
       y_lo = std::min({y_lo, p.loss, p.smoothed});
       y_hi = std::max({y_hi, p.loss, p.smoothed});
+      if (p.val_loss.has_value()) {
+        y_lo = std::min(y_lo, *p.val_loss);
+        y_hi = std::max(y_hi, *p.val_loss);
+      }
     }
   }
   // Steps start at 0 on the axis when the run does (from step 1).
@@ -216,10 +250,17 @@ std::string RenderLossCurveSvg(const LossCurve& curve,
                           "fill=\"#888888\">no data</text>\n",
                           left + plot_w / 2, top + plot_h / 2);
   } else {
-    std::string raw, smooth;
+    std::string raw, smooth, validation, markers;
     for (const LossPoint& p : points) {
       absl::StrAppendFormat(&raw, "%.2f,%.2f ", sx(p.step), sy(p.loss));
       absl::StrAppendFormat(&smooth, "%.2f,%.2f ", sx(p.step), sy(p.smoothed));
+      if (p.val_loss.has_value()) {
+        absl::StrAppendFormat(&validation, "%.2f,%.2f ", sx(p.step),
+                              sy(*p.val_loss));
+        absl::StrAppendFormat(&markers,
+                              "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3\"/>\n",
+                              sx(p.step), sy(*p.val_loss));
+      }
     }
     raw.pop_back();
     smooth.pop_back();
@@ -230,21 +271,44 @@ std::string RenderLossCurveSvg(const LossCurve& curve,
         "<polyline id=\"smoothed\" fill=\"none\" stroke=\"#08519c\" "
         "stroke-width=\"2\" points=\"%s\"/>\n",
         raw, smooth);
+    const bool has_validation = !validation.empty();
+    // Drawn last, on top: its few points would hide under the dense loss.
+    if (has_validation) {
+      validation.pop_back();
+      absl::StrAppendFormat(
+          &svg,
+          "<polyline id=\"validation\" fill=\"none\" stroke=\"%s\" "
+          "stroke-width=\"2\" points=\"%s\"/>\n"
+          "<g id=\"validation-markers\" fill=\"%s\">\n%s</g>\n",
+          kValidationColor, validation, kValidationColor, markers);
+    }
     // Legend, top right inside the plot.
     const double lx = left + plot_w - 190, ly = top + 12;
     absl::StrAppendFormat(
         &svg,
         "<g id=\"legend\">\n<rect x=\"%.1f\" y=\"%.1f\" width=\"180\" "
-        "height=\"44\" fill=\"white\" fill-opacity=\"0.85\" "
+        "height=\"%d\" fill=\"white\" fill-opacity=\"0.85\" "
         "stroke=\"#cccccc\"/>\n"
         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
         "stroke=\"#9ecae1\" stroke-width=\"2\"/>\n"
         "<text x=\"%.1f\" y=\"%.1f\">loss per step</text>\n"
         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
         "stroke=\"#08519c\" stroke-width=\"2\"/>\n"
-        "<text x=\"%.1f\" y=\"%.1f\">smoothed (EMA %.2f)</text>\n</g>\n",
-        lx, ly - 4, lx + 8, ly + 10, lx + 32, ly + 10, lx + 40, ly + 14, lx + 8,
-        ly + 28, lx + 32, ly + 28, lx + 40, ly + 32, kLossSmoothing);
+        "<text x=\"%.1f\" y=\"%.1f\">smoothed (EMA %.2f)</text>\n",
+        lx, ly - 4, has_validation ? 62 : 44, lx + 8, ly + 10, lx + 32, ly + 10,
+        lx + 40, ly + 14, lx + 8, ly + 28, lx + 32, ly + 28, lx + 40, ly + 32,
+        kLossSmoothing);
+    if (has_validation) {
+      absl::StrAppendFormat(
+          &svg,
+          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+          "stroke=\"%s\" stroke-width=\"2\"/>\n"
+          "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n"
+          "<text x=\"%.1f\" y=\"%.1f\">validation</text>\n",
+          lx + 8, ly + 46, lx + 32, ly + 46, kValidationColor, lx + 20, ly + 46,
+          kValidationColor, lx + 40, ly + 50);
+    }
+    svg += "</g>\n";
   }
   svg += "</svg>\n";
   return svg;
