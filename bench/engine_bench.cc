@@ -79,9 +79,9 @@ struct Corpus {
 const Corpus& Documents() {
   static const Corpus* corpus = [] {
     auto* c = new Corpus;
-    auto loaded = LoadDocuments(DataPath());
+    auto loaded = LoadDataset(DataPath(), DatasetFormat::kDocuments);
     if (loaded.ok()) {
-      c->documents = *std::move(loaded);
+      c->documents = std::move(loaded->documents);
       c->source = DataPath();
       return c;
     }
@@ -112,7 +112,8 @@ void BM_Train(benchmark::State& state, const Reference& r) {
   // once per product; the narrow ones on one thread (a step of (b) is ~130 us
   // of CPU, too short to pay for the hand-offs).
   options.threads = TrainingThreadsFor(options.config);
-  auto run = TrainingRun::Start(options, Documents().documents);
+  auto run =
+      TrainingRun::Start(options, DocumentsDataset(Documents().documents));
   if (!run.ok()) {
     state.SkipWithError(std::string(run.status().message()).c_str());
     return;

@@ -154,9 +154,13 @@ absl::Status CheckpointsCommand(TrainerClient& trainer,
   if (!checkpoints.ok()) return checkpoints.status();
   if (checkpoints->empty()) std::printf("no checkpoints\n");
   for (const v1::CheckpointInfo& c : *checkpoints) {
-    std::printf("%-16s version %-8lld step %-8lld loss %.4f  %s\n",
-                c.model().c_str(), static_cast<long long>(c.version()),
-                static_cast<long long>(c.step()), c.loss(), c.path().c_str());
+    std::string line =
+        absl::StrFormat("%-16s version %-8d step %-8d loss %.4f  %s", c.model(),
+                        c.version(), c.step(), c.loss(), c.path());
+    if (c.has_val_loss())
+      absl::StrAppendFormat(&line, "  val %.4f", c.val_loss());
+    if (c.format() == v1::DATASET_FORMAT_TEXT) absl::StrAppend(&line, "  text");
+    std::printf("%s\n", line.c_str());
   }
   return absl::OkStatus();
 }
@@ -219,6 +223,10 @@ absl::Status ModelsCommand(GeneratorClient& generator) {
       std::string line =
           absl::StrFormat("%-16s version %-8d step %-8d loss %.4f",
                           model.name(), v.version(), v.step(), v.loss());
+      if (v.has_val_loss())
+        absl::StrAppendFormat(&line, "  val %.4f", v.val_loss());
+      if (v.format() == v1::DATASET_FORMAT_TEXT)
+        absl::StrAppend(&line, "  text");
       if (newest) {
         absl::StrAppendFormat(
             &line,

@@ -26,6 +26,7 @@
 #include "cli/plot_command.h"
 #include "common/dataset.h"
 #include "microgpt/client.h"
+#include "trainer/training_flags.h"
 
 ABSL_FLAG(
     std::string, generator, "",
@@ -46,22 +47,8 @@ ABSL_FLAG(std::string, tls_key_file, "", "PEM key of --tls_cert_file.");
 // train
 ABSL_FLAG(std::string, data, "",
           "train: dataset file, relative to the trainer's --data_root.");
-ABSL_FLAG(
-    std::string, data_file, "",
-    "train: local dataset file, sent with the request (one document a line).");
-ABSL_FLAG(int64_t, steps, 0,
-          "train: total steps (0: the trainer's default, 1000).");
-ABSL_FLAG(int32_t, batch_size, 0, "train: documents per step (0: 1).");
-ABSL_FLAG(int32_t, n_embd, 0, "train: embedding width (0: 16).");
-ABSL_FLAG(int32_t, n_head, 0, "train: attention heads (0: 4).");
-ABSL_FLAG(int32_t, n_layer, 0, "train: layers (0: 1).");
-ABSL_FLAG(int32_t, block_size, 0, "train: context length (0: 16).");
-ABSL_FLAG(std::optional<float>, lr, std::nullopt,
-          "train: learning rate (default 0.01).");
-ABSL_FLAG(int64_t, checkpoint_every, 0,
-          "train: publish every N steps (0: only at the end).");
-ABSL_FLAG(bool, resume, false,
-          "train: continue from the latest published version.");
+ABSL_FLAG(std::string, data_file, "",
+          "train: local dataset file, sent with the request in its --format.");
 ABSL_FLAG(bool, detach, false, "train: print the job id and return at once.");
 // train, generate
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
@@ -97,9 +84,12 @@ constexpr char kUsage[] =
     "the microgpt command-line client.\n"
     "\n"
     "  microgpt train --model NAME (--data PATH | --data_file FILE)\n"
-    "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
-    "       --block_size N --lr X --seed N --checkpoint_every N --resume "
-    "--detach]\n"
+    "      [--format documents|text --val_fraction F --eval_every N\n"
+    "       --steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
+    "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
+    "N\n"
+    "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
+    "       --seed N --checkpoint_every N --resume --detach]\n"
     "  microgpt watch JOB_ID          follow a training job\n"
     "  microgpt jobs                  list training jobs\n"
     "  microgpt cancel JOB_ID         cancel a training job\n"
@@ -178,34 +168,31 @@ absl::StatusOr<v1::StartTrainingRequest> TrainRequestFromFlags() {
     return absl::InvalidArgumentError(
         "give exactly one of --data and --data_file");
   }
+  if (absl::Status status = TrainingRequestFromFlags(&request); !status.ok()) {
+    return status;
+  }
+  if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
   if (!data.empty()) {
     request.set_dataset_path(data);
-  } else {
-    // The trainer's own parsing (strict UTF-8, stripped lines, no empty
-    // ones): a file it would refuse is refused here, naming the line and
-    // byte, before anything is sent.
-    absl::StatusOr<std::vector<std::string>> documents =
-        LoadDocuments(data_file);
-    if (!documents.ok()) {
-      return absl::Status(
-          documents.status().code(),
-          absl::StrCat("--data_file ", documents.status().message()));
-    }
-    for (std::string& d : *documents) {
-      request.mutable_inline_dataset()->add_documents(std::move(d));
-    }
+    return request;
   }
-  v1::ModelConfig* config = request.mutable_config();
-  config->set_n_embd(absl::GetFlag(FLAGS_n_embd));
-  config->set_n_head(absl::GetFlag(FLAGS_n_head));
-  config->set_n_layer(absl::GetFlag(FLAGS_n_layer));
-  config->set_block_size(absl::GetFlag(FLAGS_block_size));
-  request.set_steps(absl::GetFlag(FLAGS_steps));
-  request.set_batch_size(absl::GetFlag(FLAGS_batch_size));
-  if (auto lr = absl::GetFlag(FLAGS_lr)) request.set_learning_rate(*lr);
-  if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
-  request.set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
-  request.set_resume(absl::GetFlag(FLAGS_resume));
+  // The trainer's own parsing (strict UTF-8; documents: stripped lines, no
+  // empty ones): a file it would refuse is refused here, naming the line and
+  // byte, before anything is sent.
+  const DatasetFormat format = request.format() == v1::DATASET_FORMAT_TEXT
+                                   ? DatasetFormat::kText
+                                   : DatasetFormat::kDocuments;
+  absl::StatusOr<Dataset> dataset = LoadDataset(data_file, format);
+  if (!dataset.ok()) {
+    return absl::Status(
+        dataset.status().code(),
+        absl::StrCat("--data_file ", dataset.status().message()));
+  }
+  v1::InlineDataset* inline_dataset = request.mutable_inline_dataset();
+  inline_dataset->set_text(std::move(dataset->text));
+  for (std::string& d : dataset->documents) {
+    inline_dataset->add_documents(std::move(d));
+  }
   return request;
 }
 

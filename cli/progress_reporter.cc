@@ -42,9 +42,13 @@ std::string ProgressReporter::Describe(const v1::TrainingProgress& p) {
   } else if (steps_seen > 0 && seconds_seen > 0) {
     eta = (p.total_steps() - p.step()) * seconds_seen / steps_seen;
   }
+  std::string val;
+  if (p.has_val_loss()) {
+    val = absl::StrFormat(" | val %.4f @%d", p.val_loss(), p.val_step());
+  }
   return absl::StrFormat(
-      "step %d/%d | loss %.4f | %s tok/s | ETA %s", p.step(), p.total_steps(),
-      p.loss(), FormatRate(p.tokens_per_second()), FormatDuration(eta));
+      "step %d/%d | loss %.4f%s | %s tok/s | ETA %s", p.step(), p.total_steps(),
+      p.loss(), val, FormatRate(p.tokens_per_second()), FormatDuration(eta));
 }
 
 void ProgressReporter::OnProgress(const v1::TrainingProgress& p) {
@@ -78,8 +82,10 @@ void ProgressReporter::OnProgress(const v1::TrainingProgress& p) {
 
 void ProgressReporter::OnCheckpoint(const v1::CheckpointInfo& c) {
   ClearLine();
-  absl::FPrintF(out_, "published %s version %d (step %d, loss %.4f): %s\n",
-                c.model(), c.version(), c.step(), c.loss(), c.path());
+  std::string val;
+  if (c.has_val_loss()) val = absl::StrFormat(", val %.4f", c.val_loss());
+  absl::FPrintF(out_, "published %s version %d (step %d, loss %.4f%s): %s\n",
+                c.model(), c.version(), c.step(), c.loss(), val, c.path());
   if (tty_ && last_.total_steps() > 0) {
     OnProgress(last_);  // redraw the bar below
   } else {

@@ -1,5 +1,8 @@
-// Adam with bias-corrected moments and a linearly decaying learning rate,
-// as docs/model.md's reference optimiser: lr_t = lr * (1 - step / num_steps).
+// Adam with bias-corrected moments and a scheduled learning rate. The
+// default is docs/model.md's reference optimiser, a linear decay:
+// lr_t = lr * (1 - step / num_steps). Optionally (nanoGPT's options) a linear
+// warmup over the first warmup_steps steps, then the linear decay or half a
+// cosine from lr down to min_lr over the steps left.
 #ifndef MICROGPT_COMMON_ADAM_H_
 #define MICROGPT_COMMON_ADAM_H_
 
@@ -9,19 +12,26 @@
 
 namespace microgpt {
 
+enum class LearningRateSchedule { kLinear, kCosine };
+
 struct AdamOptions {
   float lr = 0.01f;
   float beta1 = 0.85f;
   float beta2 = 0.99f;
   float eps = 1e-8f;
-  int64_t num_steps = 1000;  // the horizon of the linear decay
+  int64_t num_steps = 1000;  // the horizon of the decay
+  LearningRateSchedule schedule = LearningRateSchedule::kLinear;
+  // Steps 0 .. warmup_steps - 1 use lr * (step + 1) / (warmup_steps + 1);
+  // < num_steps.
+  int64_t warmup_steps = 0;
+  float min_lr = 0.0f;  // kCosine's floor, in [0, lr]
 };
 
 class Adam {
  public:
   Adam(const AdamOptions& options, size_t num_parameters);
 
-  // The learning rate of step `step` (0-based).
+  // The learning rate of step `step` (0-based), in [0, lr].
   float LearningRate(int64_t step) const;
   // One update of params with grads at step(), then step() grows by one.
   // Returns the learning rate used.

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -71,6 +72,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
   return bytes;
 }
 
+absl::Status InvalidUtf8Error(int64_t line_number, size_t byte_in_line) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", line_number, " is not valid UTF-8 (byte ",
+                   byte_in_line + 1, " of the line)"));
+}
+
 }  // namespace
 
 absl::string_view DatasetFormatName(DatasetFormat format) {
@@ -94,9 +101,7 @@ absl::StatusOr<std::vector<std::string>> ParseDocuments(
     absl::string_view line = text.substr(0, end);
     text.remove_prefix(end == absl::string_view::npos ? text.size() : end + 1);
     if (const size_t bad = FindInvalidUtf8(line); bad != line.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("line ", line_number, " is not valid UTF-8 (byte ",
-                       bad + 1, " of the line)"));
+      return InvalidUtf8Error(line_number, bad);
     }
     line = absl::StripAsciiWhitespace(line);
     if (!line.empty()) documents.emplace_back(line);
@@ -108,16 +113,53 @@ absl::StatusOr<std::vector<std::string>> ParseDocuments(
   return documents;
 }
 
-absl::StatusOr<std::vector<std::string>> LoadDocuments(const std::string& path,
-                                                       int64_t max_bytes) {
+Dataset DocumentsDataset(std::vector<std::string> documents) {
+  Dataset dataset;
+  dataset.documents = std::move(documents);
+  return dataset;
+}
+
+Dataset TextDataset(std::string text) {
+  Dataset dataset;
+  dataset.format = DatasetFormat::kText;
+  dataset.text = std::move(text);
+  return dataset;
+}
+
+absl::StatusOr<Dataset> ParseText(std::string text) {
+  if (const size_t bad = FindInvalidUtf8(text); bad != text.size()) {
+    const size_t line_start = text.rfind('\n', bad);
+    const size_t start = line_start == std::string::npos ? 0 : line_start + 1;
+    const int64_t line_number =
+        1 + std::count(text.begin(), text.begin() + start, '\n');
+    return InvalidUtf8Error(line_number, bad - start);
+  }
+  if (text.empty()) {
+    return absl::InvalidArgumentError("the dataset is empty (no characters)");
+  }
+  return TextDataset(std::move(text));
+}
+
+absl::StatusOr<Dataset> LoadDataset(const std::string& path,
+                                    DatasetFormat format, int64_t max_bytes) {
   absl::StatusOr<std::string> bytes = ReadFile(path, max_bytes);
   if (!bytes.ok()) return bytes.status();
-  absl::StatusOr<std::vector<std::string>> documents = ParseDocuments(*bytes);
-  if (!documents.ok()) {
-    return absl::Status(documents.status().code(),
-                        absl::StrCat(path, ": ", documents.status().message()));
+  absl::StatusOr<Dataset> dataset;
+  if (format == DatasetFormat::kText) {
+    dataset = ParseText(*std::move(bytes));
+  } else {
+    absl::StatusOr<std::vector<std::string>> documents = ParseDocuments(*bytes);
+    if (documents.ok()) {
+      dataset = DocumentsDataset(*std::move(documents));
+    } else {
+      dataset = documents.status();
+    }
   }
-  return documents;
+  if (!dataset.ok()) {
+    return absl::Status(dataset.status().code(),
+                        absl::StrCat(path, ": ", dataset.status().message()));
+  }
+  return dataset;
 }
 
 }  // namespace microgpt

@@ -30,10 +30,28 @@ inline constexpr int64_t kMaxDatasetBytes = int64_t{1} << 30;
 // (naming the line) or has no document at all.
 absl::StatusOr<std::vector<std::string>> ParseDocuments(absl::string_view text);
 
-// Reads and parses a dataset file. NOT_FOUND when it does not exist,
-// INVALID_ARGUMENT when it is larger than `max_bytes` or not a dataset.
-absl::StatusOr<std::vector<std::string>> LoadDocuments(
-    const std::string& path, int64_t max_bytes = kMaxDatasetBytes);
+// A dataset as read, in its format.
+struct Dataset {
+  DatasetFormat format = DatasetFormat::kDocuments;
+  std::vector<std::string> documents;  // kDocuments: at least one
+  std::string text;                    // kText: valid UTF-8, not empty
+};
+
+// Datasets of documents or text already in memory, unchecked (tests,
+// benchmarks): the parsers below check what comes from outside.
+Dataset DocumentsDataset(std::vector<std::string> documents);
+Dataset TextDataset(std::string text);
+
+// `text` as a kText dataset: INVALID_ARGUMENT when it is not valid UTF-8
+// (naming the line and byte) or empty.
+absl::StatusOr<Dataset> ParseText(std::string text);
+
+// Reads a dataset file in `format` (ParseDocuments or ParseText). NOT_FOUND
+// when it does not exist, INVALID_ARGUMENT when it is larger than
+// `max_bytes` or not a dataset of that format; errors name the path.
+absl::StatusOr<Dataset> LoadDataset(const std::string& path,
+                                    DatasetFormat format,
+                                    int64_t max_bytes = kMaxDatasetBytes);
 
 }  // namespace microgpt
 

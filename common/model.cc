@@ -7,9 +7,10 @@
 
 namespace microgpt {
 
-void InitializeParameters(uint64_t seed, std::vector<float>& parameters) {
+void InitializeParameters(uint64_t seed, std::vector<float>& parameters,
+                          double std) {
   Rng rng(seed);
-  for (float& p : parameters) p = static_cast<float>(0.08 * rng.Normal());
+  for (float& p : parameters) p = static_cast<float>(std * rng.Normal());
 }
 
 Model::Model(const ModelConfig& config, std::vector<float> parameters)
@@ -26,9 +27,8 @@ absl::StatusOr<Model> Model::FromParameters(const ModelConfig& config,
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   const size_t expected = ParameterLayout(config).total_size();
   if (parameters.size() != expected) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("model needs %d parameters, got %d", expected,
-                        parameters.size()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "model needs %d parameters, got %d", expected, parameters.size()));
   }
   return Model(config, std::move(parameters));
 }

@@ -37,9 +37,13 @@ class Model {
   std::vector<float> parameters_;
 };
 
-// Writes N(0, 0.08^2) draws into `parameters` (the initialisation of
-// docs/model.md).
-void InitializeParameters(uint64_t seed, std::vector<float>& parameters);
+// The standard deviation of docs/model.md's initialisation.
+inline constexpr double kInitStd = 0.08;
+
+// Writes N(0, std^2) draws into `parameters` (the initialisation of
+// docs/model.md with std = kInitStd).
+void InitializeParameters(uint64_t seed, std::vector<float>& parameters,
+                          double std = kInitStd);
 
 }  // namespace microgpt
 

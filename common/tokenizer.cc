@@ -35,6 +35,10 @@ std::string Printable(char32_t c) {
 
 }  // namespace
 
+std::string CharacterName(char32_t c) {
+  return absl::StrCat("'", Printable(c), "' (", CodePointName(c), ")");
+}
+
 Tokenizer::Tokenizer(std::vector<char32_t> chars) : chars_(std::move(chars)) {
   utf8_.reserve(chars_.size());
   for (char32_t c : chars_) utf8_.push_back(EncodeUtf8(c));
@@ -99,9 +103,9 @@ absl::StatusOr<std::vector<int>> Tokenizer::Encode(
     }
     const auto it = std::lower_bound(chars_.begin(), chars_.end(), c);
     if (it == chars_.end() || *it != c) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "character '", Printable(c), "' (", CodePointName(c),
-          ") at position ", position, " is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("character ", CharacterName(c), " at position ",
+                       position, " is not in the vocabulary"));
     }
     ids.push_back(static_cast<int>(it - chars_.begin()));
     byte_offset += n;

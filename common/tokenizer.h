@@ -6,13 +6,17 @@
 #define MICROGPT_COMMON_TOKENIZER_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace microgpt {
+
+// A character as errors name it, escaped when it does not print:
+// "'Z' (U+005A)", "'\\n' (U+000A)".
+std::string CharacterName(char32_t c);
 
 class Tokenizer {
  public:

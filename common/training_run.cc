@@ -1,45 +1,30 @@
 #include "common/training_run.h"
 
+#include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/model.h"
-#include "common/sha256.h"
 #include "common/status_macros.h"
 
 namespace microgpt {
 namespace {
 
-// The data order has its own stream, apart from the initialisation's.
-constexpr uint64_t kDataSeedOffset = 0x9e3779b97f4a7c15ULL;
-
-absl::StatusOr<std::string> DatasetFingerprint(
-    const std::vector<std::string>& documents) {
-  Sha256Hasher hasher;
-  for (const std::string& doc : documents) {
-    hasher.Update(doc);
-    hasher.Update("\n");
-  }
-  return hasher.HexDigest();
-}
-
-absl::StatusOr<std::vector<std::vector<int>>> EncodeAll(
-    const Tokenizer& tokenizer, const std::vector<std::string>& documents) {
-  std::vector<std::vector<int>> encoded;
-  encoded.reserve(documents.size());
-  for (size_t i = 0; i < documents.size(); ++i) {
-    absl::StatusOr<std::vector<int>> doc =
-        tokenizer.EncodeDocument(documents[i]);
-    if (!doc.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("document ", i + 1, ": ", doc.status().message()));
+// The characters of `dataset` that `tokenizer` lacks, as a readable list.
+std::string MissingCharacters(const Dataset& dataset,
+                              const Tokenizer& tokenizer) {
+  const Tokenizer needed = TokenizerFor(dataset);
+  std::vector<std::string> missing;
+  for (char32_t c : needed.chars()) {
+    if (!std::binary_search(tokenizer.chars().begin(), tokenizer.chars().end(),
+                            c)) {
+      missing.push_back(CharacterName(c));
     }
-    encoded.push_back(*std::move(doc));
   }
-  return encoded;
+  return absl::StrJoin(missing, ", ");
 }
 
 }  // namespace
@@ -71,49 +56,93 @@ absl::Status TrainingOptions::Validate() const {
   if (!(adam.eps > 0.0f)) {
     return absl::InvalidArgumentError("eps must be > 0");
   }
+  if (adam.warmup_steps < 0 || adam.warmup_steps >= steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warmup_steps must be in [0, steps = ", steps, "), got ",
+                     adam.warmup_steps));
+  }
+  if (!(adam.min_lr >= 0.0f && adam.min_lr <= adam.lr)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "min_learning_rate must be in [0, learning_rate = ", adam.lr, "], got ",
+        adam.min_lr));
+  }
+  if (!(init_std > 0.0 && init_std <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("init_std must be in (0, 1], got ", init_std));
+  }
+  if (!(grad_clip >= 0.0f) || !std::isfinite(grad_clip)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grad_clip must be a finite number >= 0 (0: no clipping), got ",
+        grad_clip));
+  }
+  if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("val_fraction must be in [0, 0.5], got ", val_fraction));
+  }
   return absl::OkStatus();
 }
 
 TrainingRun::TrainingRun(TrainingOptions options, Tokenizer tokenizer,
-                         std::vector<std::vector<int>> documents,
-                         std::string dataset_sha256)
+                         TrainingData data)
     : options_(options),
       tokenizer_(std::move(tokenizer)),
-      documents_(std::move(documents)),
-      dataset_sha256_(std::move(dataset_sha256)),
+      data_(std::move(data)),
       graph_(options_.config, options_.batch_size, options_.threads),
       adam_(options_.adam, graph_.layout().total_size()),
       parameters_(graph_.layout().total_size()),
-      grads_(graph_.layout().total_size()),
-      data_rng_(options_.seed + kDataSeedOffset) {
+      grads_(graph_.layout().total_size()) {
   batch_.reserve(options_.batch_size);
 }
 
-absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Start(
-    TrainingOptions options, const std::vector<std::string>& documents) {
-  MICROGPT_RETURN_IF_ERROR(options.Validate());
-  if (documents.empty()) {
-    return absl::InvalidArgumentError("the dataset has no documents");
-  }
-  Tokenizer tokenizer = Tokenizer::FromDocuments(documents);
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Make(
+    TrainingOptions options, const Dataset& dataset, Tokenizer tokenizer) {
   options.config.vocab_size = tokenizer.vocab_size();
+  MICROGPT_RETURN_IF_ERROR(options.Validate());
   MICROGPT_RETURN_IF_ERROR(options.config.Validate());
   options.adam.num_steps = options.steps;
-  MICROGPT_ASSIGN_OR_RETURN(std::vector<std::vector<int>> encoded,
-                            EncodeAll(tokenizer, documents));
-  MICROGPT_ASSIGN_OR_RETURN(std::string fingerprint,
-                            DatasetFingerprint(documents));
-  std::unique_ptr<TrainingRun> run(
-      new TrainingRun(options, std::move(tokenizer), std::move(encoded),
-                      std::move(fingerprint)));
-  InitializeParameters(run->options_.seed, run->parameters_);
-  run->NextEpoch();
+  MICROGPT_ASSIGN_OR_RETURN(
+      TrainingData data,
+      TrainingData::Make(dataset, tokenizer, options.val_fraction,
+                         options.config.block_size, options.seed));
+  return std::unique_ptr<TrainingRun>(
+      new TrainingRun(options, std::move(tokenizer), std::move(data)));
+}
+
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Start(
+    TrainingOptions options, const Dataset& dataset) {
+  MICROGPT_RETURN_IF_ERROR(options.Validate());
+  MICROGPT_ASSIGN_OR_RETURN(
+      std::unique_ptr<TrainingRun> run,
+      Make(std::move(options), dataset, TokenizerFor(dataset)));
+  InitializeParameters(run->options_.seed, run->parameters_,
+                       run->options_.init_std);
+  return run;
+}
+
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::StartFrom(
+    TrainingOptions options, const Dataset& dataset, ModelCheckpoint model) {
+  options.config = model.config;
+  if (const std::string missing = MissingCharacters(dataset, model.tokenizer);
+      !missing.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the dataset has characters the model's vocabulary lacks: ", missing,
+        " (fine-tuning keeps the vocabulary; train a new model instead)"));
+  }
+  const size_t num_parameters = ParameterLayout(model.config).total_size();
+  if (model.parameters.size() != num_parameters) {
+    return absl::FailedPreconditionError(
+        "the model's weights do not match its config");
+  }
+  MICROGPT_ASSIGN_OR_RETURN(
+      std::unique_ptr<TrainingRun> run,
+      Make(std::move(options), dataset, std::move(model.tokenizer)));
+  run->parameters_ = std::move(model.parameters);
   return run;
 }
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Resume(
-    TrainingOptions options, const std::vector<std::string>& documents,
-    ModelCheckpoint model, OptimizerCheckpoint optimizer) {
+    TrainingOptions options, const Dataset& dataset, ModelCheckpoint model,
+    OptimizerCheckpoint optimizer) {
   options.config = model.config;
   MICROGPT_RETURN_IF_ERROR(options.Validate());
   if (options.steps < optimizer.adam_step) {
@@ -121,70 +150,64 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Resume(
         absl::StrFormat("steps (%d) is below the checkpoint's step (%d)",
                         options.steps, optimizer.adam_step));
   }
-  MICROGPT_ASSIGN_OR_RETURN(std::string fingerprint,
-                            DatasetFingerprint(documents));
-  if (fingerprint != optimizer.dataset_sha256) {
-    return absl::FailedPreconditionError(
-        "the dataset differs from the one the checkpoint was trained on");
+  if (dataset.format != model.format) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the checkpoint was trained on a ", DatasetFormatName(model.format),
+        " dataset, not ", DatasetFormatName(dataset.format)));
   }
   const size_t num_parameters = ParameterLayout(model.config).total_size();
   if (model.parameters.size() != num_parameters ||
       optimizer.m.size() != num_parameters ||
-      optimizer.v.size() != num_parameters ||
-      optimizer.data_order.size() != documents.size() ||
-      optimizer.data_cursor < 0 ||
-      optimizer.data_cursor > static_cast<int64_t>(documents.size())) {
+      optimizer.v.size() != num_parameters) {
     return absl::FailedPreconditionError(
-        "the optimizer state does not match the model and dataset");
+        "the optimizer state does not match the model");
   }
-  for (int32_t index : optimizer.data_order) {
-    if (index < 0 || index >= static_cast<int64_t>(documents.size())) {
-      return absl::FailedPreconditionError(
-          "the optimizer state's data order is out of range");
-    }
-  }
-  options.adam.num_steps = options.steps;
-  MICROGPT_ASSIGN_OR_RETURN(std::vector<std::vector<int>> encoded,
-                            EncodeAll(model.tokenizer, documents));
-  std::unique_ptr<TrainingRun> run(new TrainingRun(
-      options, std::move(model.tokenizer), std::move(encoded), fingerprint));
+  MICROGPT_ASSIGN_OR_RETURN(
+      std::unique_ptr<TrainingRun> run,
+      Make(std::move(options), dataset, std::move(model.tokenizer)));
+  MICROGPT_RETURN_IF_ERROR(run->data_.RestoreOrder(optimizer));
   run->parameters_ = std::move(model.parameters);
   run->adam_.Restore(std::move(optimizer.m), std::move(optimizer.v),
                      optimizer.adam_step);
-  run->order_ = std::move(optimizer.data_order);
-  run->epoch_ = optimizer.data_epoch;
-  run->cursor_ = optimizer.data_cursor;
-  run->data_rng_ = Rng::FromState(optimizer.rng_state);
   return run;
 }
 
-void TrainingRun::NextEpoch() {
-  // Fisher-Yates over the document indices.
-  order_.resize(documents_.size());
-  std::iota(order_.begin(), order_.end(), 0);
-  for (size_t i = order_.size(); i > 1; --i) {
-    std::swap(order_[i - 1], order_[data_rng_.UniformInt(i)]);
-  }
-  cursor_ = 0;
-}
-
 StepStats TrainingRun::Step() {
-  batch_.clear();
-  for (int b = 0; b < options_.batch_size; ++b) {
-    if (cursor_ == static_cast<int64_t>(order_.size())) {
-      ++epoch_;
-      NextEpoch();
-    }
-    batch_.push_back(&documents_[order_[cursor_++]]);
-  }
+  data_.NextBatch(options_.batch_size, &batch_);
   const float loss = graph_.Forward(parameters_.data(), batch_);
   graph_.Backward(parameters_.data(), grads_.data());
+  double sum_of_squares = 0;
+  for (const float g : grads_) sum_of_squares += static_cast<double>(g) * g;
+  const float grad_norm = static_cast<float>(std::sqrt(sum_of_squares));
+  if (options_.grad_clip > 0 && grad_norm > options_.grad_clip) {
+    const float scale = options_.grad_clip / grad_norm;
+    for (float& g : grads_) g *= scale;
+  }
   const float lr = adam_.Update(parameters_.data(), grads_.data());
-  return {adam_.step(), loss, lr, graph_.num_targets()};
+  return {adam_.step(), loss, lr, graph_.num_targets(), grad_norm};
 }
 
-ModelCheckpoint TrainingRun::ModelSnapshot(double loss) const {
-  return {options_.config, tokenizer_, parameters_, step(), loss};
+double TrainingRun::Evaluate() {
+  // Forward only, in batches the graph has room for; each batch's mean
+  // weighted by its targets gives the mean over every position.
+  const std::vector<std::vector<int>>& sequences = data_.validation();
+  double total = 0;
+  for (size_t first = 0; first < sequences.size();
+       first += options_.batch_size) {
+    const size_t n =
+        std::min<size_t>(options_.batch_size, sequences.size() - first);
+    batch_.clear();
+    for (size_t i = 0; i < n; ++i) batch_.push_back(&sequences[first + i]);
+    const float mean = graph_.Forward(parameters_.data(), batch_);
+    total += static_cast<double>(mean) * graph_.num_targets();
+  }
+  return total / static_cast<double>(data_.validation_targets());
+}
+
+ModelCheckpoint TrainingRun::ModelSnapshot(
+    double loss, std::optional<double> val_loss) const {
+  return {options_.config, tokenizer_, parameters_, step(), loss,
+          format(),        val_loss};
 }
 
 OptimizerCheckpoint TrainingRun::OptimizerSnapshot() const {
@@ -192,11 +215,7 @@ OptimizerCheckpoint TrainingRun::OptimizerSnapshot() const {
   state.adam_step = adam_.step();
   state.m = adam_.m();
   state.v = adam_.v();
-  state.data_order = order_;
-  state.data_epoch = epoch_;
-  state.data_cursor = cursor_;
-  state.rng_state = data_rng_.state();
-  state.dataset_sha256 = dataset_sha256_;
+  data_.SaveOrder(&state);
   return state;
 }
 

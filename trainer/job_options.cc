@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -13,6 +14,8 @@
 #include "common/checkpoint_store.h"
 #include "common/dataset.h"
 #include "common/tokenizer.h"
+#include "common/training_data.h"
+#include "server/dataset_format_proto.h"
 
 namespace microgpt {
 namespace {
@@ -42,6 +45,93 @@ absl::StatusOr<ModelConfig> ConfigFromRequest(const v1::ModelConfig& proto) {
   return config;
 }
 
+// The request's choices beyond sizes, steps and rate: validation, the start
+// (init_from), the initialisation, the schedule and clipping.
+absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
+                                        TrainingJobOptions* options) {
+  TrainingOptions& training = options->training;
+  const float val_fraction = request.val_fraction();
+  if (!(val_fraction >= 0 && val_fraction <= 0.5f)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "val_fraction must be in [0, 0.5] (0: no validation), got ",
+        val_fraction));
+  }
+  training.val_fraction = val_fraction;
+  if (request.eval_every() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eval_every must be >= 0 (0 means at every publish), got ",
+                     request.eval_every()));
+  }
+  if (request.eval_every() > 0 && val_fraction == 0) {
+    return absl::InvalidArgumentError(
+        "eval_every needs val_fraction > 0 (data held out to evaluate on)");
+  }
+  options->eval_every = request.eval_every();
+  if (!request.init_from().empty()) {
+    if (options->resume) {
+      return absl::InvalidArgumentError(
+          "init_from and resume exclude each other: resume continues this "
+          "model's own run, init_from starts a new one from another's weights");
+    }
+    if (request.has_config()) {
+      return absl::InvalidArgumentError(
+          "config must be unset with init_from (the sizes are the "
+          "checkpoint's)");
+    }
+    if (absl::Status status =
+            ParseInitFrom(request.init_from(), &options->init_from_model,
+                          &options->init_from_version);
+        !status.ok()) {
+      return status;
+    }
+  }
+  if (request.has_init_std()) {
+    const float init_std = request.init_std();
+    if (!(init_std > 0 && init_std <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("init_std must be in (0, 1], got ", init_std));
+    }
+    training.init_std = init_std;
+  }
+  switch (request.lr_schedule()) {
+    case v1::LEARNING_RATE_SCHEDULE_UNSPECIFIED:
+    case v1::LEARNING_RATE_SCHEDULE_LINEAR:
+      training.adam.schedule = LearningRateSchedule::kLinear;
+      break;
+    case v1::LEARNING_RATE_SCHEDULE_COSINE:
+      training.adam.schedule = LearningRateSchedule::kCosine;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("lr_schedule ", request.lr_schedule(),
+                       " is not a LearningRateSchedule"));
+  }
+  if (request.warmup_steps() < 0 || request.warmup_steps() >= training.steps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("warmup_steps must be in [0, steps = ", training.steps,
+                     "), got ", request.warmup_steps()));
+  }
+  training.adam.warmup_steps = request.warmup_steps();
+  training.adam.min_lr = training.adam.lr / 10;
+  if (request.has_min_learning_rate()) {
+    const float min_lr = request.min_learning_rate();
+    if (!(min_lr >= 0 && min_lr <= training.adam.lr)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "min_learning_rate must be in [0, learning_rate = ", training.adam.lr,
+          "], got ", min_lr));
+    }
+    training.adam.min_lr = min_lr;
+  }
+  const float grad_clip = request.grad_clip();
+  if (!std::isfinite(grad_clip) || grad_clip < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grad_clip must be a finite number >= 0 (0: no clipping), got ",
+        grad_clip));
+  }
+  training.grad_clip = grad_clip;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateJobId(absl::string_view job_id) {
@@ -61,9 +151,17 @@ absl::Status ValidateJobId(absl::string_view job_id) {
   return absl::OkStatus();
 }
 
-absl::Status CheckDataset(const std::vector<std::string>& documents,
-                          const TrainingLimits& limits,
+absl::Status CheckDataset(const Dataset& dataset, const TrainingLimits& limits,
                           absl::string_view field) {
+  if (dataset.format == DatasetFormat::kText) {
+    if (static_cast<int64_t>(dataset.text.size()) > limits.max_dataset_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " has ", dataset.text.size(),
+          " bytes of text, more than the limit of ", limits.max_dataset_bytes));
+    }
+    return absl::OkStatus();
+  }
+  const std::vector<std::string>& documents = dataset.documents;
   if (static_cast<int64_t>(documents.size()) > limits.max_documents) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, " has ", documents.size(), " documents, more than the limit of ",
@@ -128,6 +226,24 @@ absl::Status CheckTrainingFits(const TrainingOptions& training,
       " bytes (--max_training_bytes); make the model or the batch smaller"));
 }
 
+absl::Status ParseInitFrom(absl::string_view init_from, std::string* model,
+                           int64_t* version) {
+  const size_t colon = init_from.rfind(':');
+  *model = std::string(init_from.substr(0, colon));
+  *version = 0;
+  if (absl::Status status = ValidateModelName(*model); !status.ok()) {
+    return Prefixed("init_from: ", status);
+  }
+  if (colon != absl::string_view::npos &&
+      (!absl::SimpleAtoi(init_from.substr(colon + 1), version) ||
+       *version < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "init_from must be MODEL or MODEL:VERSION with VERSION >= 1, got \"",
+        absl::CHexEscape(init_from), "\""));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
     const v1::StartTrainingRequest& request, const TrainingLimits& limits) {
   TrainingJobOptions options;
@@ -137,6 +253,11 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
   }
   options.model = request.model();
 
+  if (!FromProto(request.format(), &options.dataset.format)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format ", request.format(), " is not a DatasetFormat"));
+  }
+  const bool text = options.dataset.format == DatasetFormat::kText;
   switch (request.dataset_case()) {
     case v1::StartTrainingRequest::kDatasetPath:
       if (request.dataset_path().empty()) {
@@ -145,6 +266,27 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
       options.dataset_file = request.dataset_path();
       break;
     case v1::StartTrainingRequest::kInlineDataset: {
+      const v1::InlineDataset& inline_dataset = request.inline_dataset();
+      if (text != !inline_dataset.text().empty() ||
+          (text && !inline_dataset.documents().empty())) {
+        return absl::InvalidArgumentError(
+            text ? "inline_dataset: the TEXT format takes inline_dataset.text "
+                   "(and no documents)"
+                 : "inline_dataset: the DOCUMENTS format takes "
+                   "inline_dataset.documents (and no text)");
+      }
+      if (text) {
+        if (static_cast<int64_t>(inline_dataset.text().size()) >
+            limits.max_dataset_bytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "inline_dataset has ", inline_dataset.text().size(),
+              " bytes, more than the limit of ", limits.max_dataset_bytes));
+        }
+        auto parsed = ParseText(inline_dataset.text());
+        if (!parsed.ok()) return Prefixed("inline_dataset: ", parsed.status());
+        options.dataset = *std::move(parsed);
+        break;
+      }
       // The entries as the lines of a dataset file, so the same rules apply
       // (strip, drop empty, UTF-8); "line N" in an error is entry N - 1.
       const auto& documents = request.inline_dataset().documents();
@@ -169,9 +311,9 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
       }
       auto parsed = ParseDocuments(absl::StrJoin(documents, "\n"));
       if (!parsed.ok()) return Prefixed("inline_dataset: ", parsed.status());
-      options.documents = *std::move(parsed);
+      options.dataset.documents = *std::move(parsed);
       if (absl::Status status =
-              CheckDataset(options.documents, limits, "inline_dataset");
+              CheckDataset(options.dataset, limits, "inline_dataset");
           !status.ok()) {
         return status;
       }
@@ -216,15 +358,19 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
         request.checkpoint_every()));
   }
   options.checkpoint_every = request.checkpoint_every();
+  if (absl::Status status = TrainingChoicesFromRequest(request, &options);
+      !status.ok()) {
+    return status;
+  }
   training.threads = TrainingThreadsFor(training.config);
   if (absl::Status status = training.Validate(); !status.ok()) return status;
-  if (!options.resume) {
+  if (!options.resume && options.init_from_model.empty()) {
     // The vocabulary of a dataset file is known once it is read (the job
     // checks again then); until then, the smallest one.
     training.config.vocab_size =
-        options.documents.empty()
-            ? 2
-            : Tokenizer::FromDocuments(options.documents).vocab_size();
+        options.dataset_file.empty()
+            ? TokenizerFor(options.dataset).vocab_size()
+            : 2;
     if (absl::Status status = CheckTrainingFits(training, limits);
         !status.ok()) {
       return status;

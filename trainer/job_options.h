@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/config.h"
+#include "common/dataset.h"
 #include "common/training_run.h"
 #include "microgpt/v1/microgpt.pb.h"
 
@@ -48,12 +49,20 @@ struct TrainingLimits {
 
 struct TrainingJobOptions {
   std::string model;  // a valid model name
-  // The dataset: a file to read (when non-empty), else `documents`.
+  // The dataset: a file to read in dataset.format (when non-empty), else
+  // `dataset` itself.
   std::string dataset_file;
-  std::vector<std::string> documents;
+  Dataset dataset;
   TrainingOptions training;      // validated; config ignored when resuming
   int64_t checkpoint_every = 0;  // 0 = only at the end
+  // The validation loss every this many steps (and at every publish);
+  // 0 = only at publishes. Only with training.val_fraction > 0.
+  int64_t eval_every = 0;
   bool resume = false;
+  // A new run from this published model's weights (init_from); empty: from
+  // a fresh initialisation. Version 0 is its latest.
+  std::string init_from_model;
+  int64_t init_from_version = 0;
   // Checked by JobOptionsFromRequest as far as the request allows, and by
   // CheckDataset / CheckTrainingFits once the dataset is read.
   TrainingLimits limits;
@@ -64,7 +73,9 @@ struct TrainingJobOptions {
 // decides how to confine it (see ResolveDatasetPath). INVALID_ARGUMENT naming
 // the field: "model", "dataset_path"/"inline_dataset" (no dataset, or beyond
 // the limits of CheckDataset), "config.n_head", "steps", "batch_size",
-// "learning_rate", "checkpoint_every". RESOURCE_EXHAUSTED when a new model
+// "learning_rate", "checkpoint_every", "format", "val_fraction",
+// "eval_every", "init_from", "init_std", "lr_schedule", "warmup_steps",
+// "min_learning_rate", "grad_clip". RESOURCE_EXHAUSTED when a new model
 // would not fit limits.max_training_bytes (CheckTrainingFits; for a dataset
 // file, with the smallest vocabulary until the file is read).
 absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
@@ -76,11 +87,15 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
 absl::Status ValidateJobId(absl::string_view job_id);
 
 // INVALID_ARGUMENT naming `field` ("dataset_path", "inline_dataset") and the
-// limit when the documents exceed `limits`: their count, the bytes of one, or
-// their bytes together.
-absl::Status CheckDataset(const std::vector<std::string>& documents,
-                          const TrainingLimits& limits,
+// limit when the dataset exceeds `limits`: its bytes, and for documents their
+// count and the bytes of one.
+absl::Status CheckDataset(const Dataset& dataset, const TrainingLimits& limits,
                           absl::string_view field);
+
+// "MODEL" or "MODEL:VERSION" (VERSION >= 1) as model and version (0 for
+// the latest); INVALID_ARGUMENT naming init_from otherwise.
+absl::Status ParseInitFrom(absl::string_view init_from, std::string* model,
+                           int64_t* version);
 
 // Bytes a training run of `config` (vocab_size included) holds, from the
 // buffers TrainingGraph and TrainingRun allocate: the parameters, their

@@ -21,11 +21,17 @@
 namespace microgpt {
 namespace {
 
+// True for the progress of a step whose validation loss was just computed.
+bool Evaluated(const v1::TrainingProgress& p) {
+  return p.has_val_loss() && p.val_step() == p.step();
+}
+
 void PrintProgress(const v1::TrainingProgress& p) {
-  std::printf("step %lld/%lld | loss %.4f | lr %.6f | %.0f tok/s\n",
-              static_cast<long long>(p.step()),
-              static_cast<long long>(p.total_steps()), p.loss(),
-              p.learning_rate(), p.tokens_per_second());
+  std::printf("step %lld/%lld | loss %.4f", static_cast<long long>(p.step()),
+              static_cast<long long>(p.total_steps()), p.loss());
+  if (Evaluated(p)) std::printf(" | val %.4f", p.val_loss());
+  std::printf(" | lr %.6f | %.0f tok/s | %.1f s\n", p.learning_rate(),
+              p.tokens_per_second(), p.elapsed_seconds());
   std::fflush(stdout);
 }
 
@@ -77,15 +83,18 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
                   : std::max<int64_t>(1, (p.total_steps() - start_step) / 10);
           next_print = start_step + print_every;
         }
-        if (p.step() >= next_print || p.step() == p.total_steps()) {
+        if (p.step() >= next_print || p.step() == p.total_steps() ||
+            Evaluated(p)) {
           PrintProgress(p);
           while (next_print <= p.step()) next_print += print_every;
         }
       } else if (event->has_checkpoint_published()) {
         const v1::CheckpointInfo& c = event->checkpoint_published();
-        std::printf("published %s version %lld: %s (loss %.4f)\n",
+        std::printf("published %s version %lld: %s (loss %.4f",
                     c.model().c_str(), static_cast<long long>(c.version()),
                     c.path().c_str(), c.loss());
+        if (c.has_val_loss()) std::printf(", val %.4f", c.val_loss());
+        std::printf(")\n");
         std::fflush(stdout);
       } else if (event->has_finished()) {
         finished = true;

@@ -37,6 +37,7 @@
 #include "trainer/loss_plot.h"
 #include "trainer/trainer_metrics.h"
 #include "trainer/trainer_server.h"
+#include "trainer/training_flags.h"
 
 // Both commands.
 ABSL_FLAG(std::string, checkpoint_root, "", "Directory of published versions.");
@@ -60,22 +61,11 @@ ABSL_FLAG(int64_t, max_training_bytes,
           "activations of a full batch) is larger fails with "
           "RESOURCE_EXHAUSTED.");
 // train
-ABSL_FLAG(std::string, data, "", "train: dataset file, one document per line.");
+ABSL_FLAG(std::string, data, "",
+          "train: dataset file, read in --format (documents: one per line).");
 ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
-ABSL_FLAG(int64_t, steps, 1000, "train: total steps (the lr decay horizon).");
-ABSL_FLAG(int32_t, batch_size, 1, "train: documents per step.");
-ABSL_FLAG(int32_t, n_embd, 16, "train: embedding width.");
-ABSL_FLAG(int32_t, n_head, 4, "train: attention heads (must divide n_embd).");
-ABSL_FLAG(int32_t, n_layer, 1, "train: transformer layers.");
-ABSL_FLAG(int32_t, block_size, 16, "train: context length.");
-ABSL_FLAG(float, lr, 0.01f,
-          "train: Adam learning rate (decays linearly to 0).");
-ABSL_FLAG(uint64_t, seed, 42,
-          "train: seed of the initialisation and data order.");
-ABSL_FLAG(int64_t, checkpoint_every, 0,
-          "train: publish a version every N steps (0: only at the end).");
-ABSL_FLAG(bool, resume, false,
-          "train: continue from the model's latest published version.");
+ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
+          "train: seed of the initialisation and data order (default 42).");
 ABSL_FLAG(int64_t, print_every, 0,
           "train: a progress line every N steps (0: about ten per run).");
 ABSL_FLAG(std::string, plot, "",
@@ -105,9 +95,12 @@ constexpr char kUsage[] =
     "trains microgpt models.\n"
     "\n"
     "  microgpt-trainer train --data FILE --model NAME --checkpoint_root DIR\n"
-    "      [--steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
-    "       --block_size N --lr X --seed N --checkpoint_every N --resume\n"
-    "       --plot curve.svg]\n"
+    "      [--format documents|text --val_fraction F --eval_every N\n"
+    "       --steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
+    "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
+    "N\n"
+    "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
+    "       --seed N --checkpoint_every N --resume --plot curve.svg]\n"
     "  microgpt-trainer serve --checkpoint_root DIR\n"
     "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
     "--insecure_no_auth)\n"
@@ -120,21 +113,14 @@ constexpr char kUsage[] =
     "       after each publish, never one a generator holds a lease on).\n";
 
 // The request the train command's flags describe.
-v1::StartTrainingRequest RequestFromFlags() {
+absl::StatusOr<v1::StartTrainingRequest> RequestFromFlags() {
   v1::StartTrainingRequest request;
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_dataset_path(absl::GetFlag(FLAGS_data));
-  v1::ModelConfig* config = request.mutable_config();
-  config->set_n_embd(absl::GetFlag(FLAGS_n_embd));
-  config->set_n_head(absl::GetFlag(FLAGS_n_head));
-  config->set_n_layer(absl::GetFlag(FLAGS_n_layer));
-  config->set_block_size(absl::GetFlag(FLAGS_block_size));
-  request.set_steps(absl::GetFlag(FLAGS_steps));
-  request.set_batch_size(absl::GetFlag(FLAGS_batch_size));
-  request.set_learning_rate(absl::GetFlag(FLAGS_lr));
-  request.set_seed(absl::GetFlag(FLAGS_seed));
-  request.set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
-  request.set_resume(absl::GetFlag(FLAGS_resume));
+  if (absl::Status status = TrainingRequestFromFlags(&request); !status.ok()) {
+    return status;
+  }
+  if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
   return request;
 }
 
@@ -176,7 +162,9 @@ absl::Status Train(TrainingObserver* observer) {
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
   options.observer = observer;
-  MICROGPT_RETURN_IF_ERROR(TrainLocally(RequestFromFlags(), options));
+  MICROGPT_ASSIGN_OR_RETURN(const v1::StartTrainingRequest request,
+                            RequestFromFlags());
+  MICROGPT_RETURN_IF_ERROR(TrainLocally(request, options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
   if (!plot.empty()) {
     MICROGPT_RETURN_IF_ERROR(WriteLossPlot(options.checkpoint_root,

@@ -5,6 +5,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <limits>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -31,6 +32,11 @@ struct TrainerMetrics::Impl {
                           "Steps the latest job runs to.")),
         loss(Gauge("microgpt_trainer_loss",
                    "Mean cross-entropy of the latest step's batch.")),
+        val_loss(Gauge("microgpt_trainer_val_loss",
+                       "Validation loss of the latest evaluation (NaN "
+                       "before one, and without held-out data).")),
+        val_step(Gauge("microgpt_trainer_val_step",
+                       "Step of the latest validation loss.")),
         learning_rate(Gauge("microgpt_trainer_learning_rate",
                             "Learning rate of the latest step.")),
         tokens_per_second(Gauge("microgpt_trainer_tokens_per_second",
@@ -48,6 +54,7 @@ struct TrainerMetrics::Impl {
                  .Name("microgpt_trainer_jobs_total")
                  .Help("Jobs that ended, by final state.")
                  .Register(*registry)) {
+    val_loss.Set(std::numeric_limits<double>::quiet_NaN());
     for (v1::JobState s : kStates) {
       state.Add({{"state", JobStateName(s)}}).Set(0);
       if (s != v1::JOB_STATE_RUNNING) jobs.Add({{"state", JobStateName(s)}});
@@ -66,6 +73,8 @@ struct TrainerMetrics::Impl {
   prometheus::Gauge& step;
   prometheus::Gauge& total_steps;
   prometheus::Gauge& loss;
+  prometheus::Gauge& val_loss;
+  prometheus::Gauge& val_step;
   prometheus::Gauge& learning_rate;
   prometheus::Gauge& tokens_per_second;
   prometheus::Family<prometheus::Counter>& published;
@@ -100,6 +109,10 @@ void TrainerMetrics::OnProgress(absl::string_view model,
   impl_->step.Set(static_cast<double>(progress.step()));
   impl_->total_steps.Set(static_cast<double>(progress.total_steps()));
   impl_->loss.Set(progress.loss());
+  if (progress.has_val_loss()) {
+    impl_->val_loss.Set(progress.val_loss());
+    impl_->val_step.Set(static_cast<double>(progress.val_step()));
+  }
   impl_->learning_rate.Set(progress.learning_rate());
   impl_->tokens_per_second.Set(progress.tokens_per_second());
 }
@@ -114,6 +127,10 @@ void TrainerMetrics::OnState(absl::string_view model, v1::JobState state) {
   absl::MutexLock lock(&impl_->state_mu);
   for (v1::JobState s : kStates) {
     impl_->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
+  }
+  // A new job has no validation loss yet, whatever the last one had.
+  if (state == v1::JOB_STATE_RUNNING) {
+    impl_->val_loss.Set(std::numeric_limits<double>::quiet_NaN());
   }
   if (state != v1::JOB_STATE_RUNNING) {
     impl_->jobs.Add({{"state", JobStateName(state)}}).Increment();

@@ -15,7 +15,9 @@
 #include "common/log.h"
 #include "common/loss_curve.h"
 #include "common/parameters.h"
+#include "common/status_macros.h"
 #include "common/tokenizer.h"
+#include "common/training_data.h"
 #include "trainer/checkpoint_listing.h"
 #include "trainer/job_state.h"
 
@@ -28,10 +30,11 @@ constexpr absl::Duration kEventInterval = absl::Milliseconds(100);
 // A published version's loss: the mean over at most this many recent steps.
 constexpr size_t kLossWindow = 100;
 
-v1::StartTrainingRequest WithoutInlineDocuments(
+v1::StartTrainingRequest WithoutInlineDataset(
     v1::StartTrainingRequest request) {
   if (request.has_inline_dataset()) {
     request.mutable_inline_dataset()->clear_documents();
+    request.mutable_inline_dataset()->clear_text();
   }
   return request;
 }
@@ -48,9 +51,32 @@ TrainingJob::TrainingJob(std::string id, TrainingJobOptions options,
                          CheckpointStore* store, TrainingObserver* observer)
     : id_(std::move(id)),
       options_(std::move(options)),
-      request_(WithoutInlineDocuments(std::move(request))),
+      request_(WithoutInlineDataset(std::move(request))),
       store_(store),
       observer_(observer) {}
+
+absl::StatusOr<Dataset> TrainingJob::ReadDataset(DatasetFormat format) const {
+  if (options_.dataset_file.empty()) return options_.dataset;
+  absl::StatusOr<Dataset> dataset = LoadDataset(
+      options_.dataset_file, format, options_.limits.max_dataset_bytes);
+  if (!dataset.ok()) return Annotated(dataset.status(), "reading the dataset");
+  MICROGPT_RETURN_IF_ERROR(
+      CheckDataset(*dataset, options_.limits, "dataset_path"));
+  return dataset;
+}
+
+absl::StatusOr<int64_t> TrainingJob::LatestVersion(
+    const std::string& name, absl::string_view purpose) const {
+  auto versions = store_->ListVersions(name);
+  if ((!versions.ok() && absl::IsNotFound(versions.status())) ||
+      (versions.ok() && versions->empty())) {
+    return absl::NotFoundError(
+        absl::StrCat(purpose, ": model \"", name,
+                     "\" has no published version under ", store_->root()));
+  }
+  if (!versions.ok()) return Annotated(versions.status(), purpose);
+  return versions->back();
+}
 
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   // What a publisher killed mid-way left (only directories no live process
@@ -59,44 +85,45 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
       !cleaned.ok()) {
     LogWarning(absl::StrCat("job ", id_, ": ", cleaned.message()));
   }
-  std::vector<std::string> documents;
-  if (!options_.dataset_file.empty()) {
-    auto loaded =
-        LoadDocuments(options_.dataset_file, options_.limits.max_dataset_bytes);
-    if (!loaded.ok()) return Annotated(loaded.status(), "reading the dataset");
-    documents = *std::move(loaded);
-    if (absl::Status status =
-            CheckDataset(documents, options_.limits, "dataset_path");
-        !status.ok()) {
-      return status;
-    }
-  } else {
-    documents = options_.documents;
-  }
+  if (options_.resume) return ResumeLatest();
+  MICROGPT_ASSIGN_OR_RETURN(const Dataset dataset,
+                            ReadDataset(options_.dataset.format));
+  if (!options_.init_from_model.empty()) return StartFromPublished(dataset);
   TrainingOptions training = options_.training;
-  if (!options_.resume) {
-    // Now with the dataset's vocabulary.
-    training.config.vocab_size =
-        Tokenizer::FromDocuments(documents).vocab_size();
-    if (absl::Status status = CheckTrainingFits(training, options_.limits);
-        !status.ok()) {
-      return status;
-    }
-    ConfigureBlasThreads(EngineWork::kTraining, training.config,
-                         training.threads);
-    return TrainingRun::Start(training, std::move(documents));
-  }
+  // Now with the dataset's vocabulary.
+  training.config.vocab_size = TokenizerFor(dataset).vocab_size();
+  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
+  ConfigureBlasThreads(EngineWork::kTraining, training.config,
+                       training.threads);
+  return TrainingRun::Start(training, dataset);
+}
 
-  const std::string& name = options_.model;
-  auto versions = store_->ListVersions(name);
-  if ((!versions.ok() && absl::IsNotFound(versions.status())) ||
-      (versions.ok() && versions->empty())) {
-    return absl::NotFoundError(
-        absl::StrCat("resume: model \"", name,
-                     "\" has no published version under ", store_->root()));
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::StartFromPublished(
+    const Dataset& dataset) {
+  const std::string& name = options_.init_from_model;
+  int64_t version = options_.init_from_version;
+  if (version == 0) {
+    MICROGPT_ASSIGN_OR_RETURN(version, LatestVersion(name, "init_from"));
   }
-  if (!versions.ok()) return Annotated(versions.status(), "resume");
-  const int64_t version = versions->back();
+  const std::string context =
+      absl::StrCat("init_from version ", version, " of \"", name, "\"");
+  auto model = store_->LoadModel(name, version);
+  if (!model.ok()) return Annotated(model.status(), context);
+  TrainingOptions training = options_.training;
+  training.config = model->config;
+  training.threads = TrainingThreadsFor(training.config);
+  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
+  ConfigureBlasThreads(EngineWork::kTraining, training.config,
+                       training.threads);
+  auto run = TrainingRun::StartFrom(training, dataset, *std::move(model));
+  if (!run.ok()) return Annotated(run.status(), context);
+  return run;
+}
+
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeLatest() {
+  const std::string& name = options_.model;
+  MICROGPT_ASSIGN_OR_RETURN(const int64_t version,
+                            LatestVersion(name, "resume"));
   const std::string context =
       absl::StrCat("resume from version ", version, " of \"", name, "\"");
   auto model = store_->LoadModel(name, version);
@@ -119,17 +146,17 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
       loss_curve_.TruncateAfter(version);
     }
   }
+  // A dataset file is read in the format the checkpoint was trained on.
+  MICROGPT_ASSIGN_OR_RETURN(const Dataset dataset, ReadDataset(model->format));
+  TrainingOptions training = options_.training;
   training.config = model->config;
   training.threads = TrainingThreadsFor(training.config);
   // The request's batch_size may be larger than the version's.
-  if (absl::Status status = CheckTrainingFits(training, options_.limits);
-      !status.ok()) {
-    return status;
-  }
+  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
   ConfigureBlasThreads(EngineWork::kTraining, training.config,
                        training.threads);
-  auto run = TrainingRun::Resume(training, std::move(documents),
-                                 *std::move(model), *std::move(optimizer));
+  auto run = TrainingRun::Resume(training, dataset, *std::move(model),
+                                 *std::move(optimizer));
   if (!run.ok()) return Annotated(run.status(), context);
   if ((*run)->done()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -178,7 +205,19 @@ void TrainingJob::Train(TrainingRun& run) {
     }
     const StepStats stats = run.Step();
     tokens_ += stats.tokens;
-    UpdateProgress(run, &stats, /*force_event=*/run.done());
+    const bool publish = (options_.checkpoint_every > 0 &&
+                          stats.step % options_.checkpoint_every == 0) ||
+                         run.done();
+    const bool evaluate = run.has_validation() && std::isfinite(stats.loss) &&
+                          (publish || (options_.eval_every > 0 &&
+                                       stats.step % options_.eval_every == 0));
+    if (evaluate) {
+      latest_val_loss_ = run.Evaluate();
+      latest_val_step_ = stats.step;
+      LogInfo(absl::StrFormat("job %s: step %d: validation loss %.4f", id_,
+                              stats.step, *latest_val_loss_));
+    }
+    UpdateProgress(run, &stats, /*force_event=*/run.done() || evaluate);
     if (!std::isfinite(stats.loss)) {
       End(absl::AbortedError(absl::StrFormat(
           "the loss is not finite at step %d (the run diverged; "
@@ -188,11 +227,10 @@ void TrainingJob::Train(TrainingRun& run) {
     }
     recent_losses.push_back(stats.loss);
     loss_curve_.Add(stats.step, stats.loss);
+    if (evaluate) loss_curve_.AddValidation(stats.step, *latest_val_loss_);
     if (recent_losses.size() > kLossWindow) recent_losses.pop_front();
 
-    const bool scheduled = options_.checkpoint_every > 0 &&
-                           stats.step % options_.checkpoint_every == 0;
-    if (scheduled || run.done()) {
+    if (publish) {
       // Nothing is published once a cancel has been asked for.
       if (cancel_requested_.load()) {
         End(absl::CancelledError("cancelled"));
@@ -201,16 +239,18 @@ void TrainingJob::Train(TrainingRun& run) {
       const double loss =
           std::accumulate(recent_losses.begin(), recent_losses.end(), 0.0) /
           static_cast<double>(recent_losses.size());
-      if (!Publish(run, loss)) return;
+      // Evaluated at this very step when there is validation data.
+      if (!Publish(run, loss, latest_val_loss_)) return;
       recent_losses.clear();
     }
   }
   End(absl::OkStatus());
 }
 
-bool TrainingJob::Publish(TrainingRun& run, double loss) {
+bool TrainingJob::Publish(TrainingRun& run, double loss,
+                          std::optional<double> val_loss) {
   const int64_t version = run.step();
-  const ModelCheckpoint model = run.ModelSnapshot(loss);
+  const ModelCheckpoint model = run.ModelSnapshot(loss, val_loss);
   const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
   const absl::Status status = store_->Publish(
       options_.model, version, model, &optimizer, run.layout(),
@@ -267,6 +307,10 @@ void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
   progress.set_learning_rate(stats->lr);
   progress.set_tokens_per_second(elapsed > 0 ? tokens_ / elapsed : 0.0);
   progress.set_elapsed_seconds(elapsed);
+  if (latest_val_loss_.has_value()) {
+    progress.set_val_loss(static_cast<float>(*latest_val_loss_));
+    progress.set_val_step(latest_val_step_);
+  }
   if (observer_ != nullptr) observer_->OnProgress(options_.model, progress);
 
   const int64_t step_interval = std::max<int64_t>(1, run.options().steps / 100);

@@ -2,10 +2,14 @@
 //
 // Run() executes the whole job on the calling thread (the trainer service's
 // worker thread, or main() of the one-shot command): it reads the dataset,
-// starts a new TrainingRun or resumes the model's latest published version,
-// then steps until done or cancelled. It publishes version = step every
-// checkpoint_every steps and at the end; each version records the mean loss
-// of the steps since the previous publish (at most the last 100). A
+// starts a new TrainingRun (from a fresh initialisation, or from a published
+// model's weights with init_from) or resumes the model's latest published
+// version, then steps until done or cancelled. It publishes version = step
+// every checkpoint_every steps and at the end; each version records the mean
+// loss of the steps since the previous publish (at most the last 100) and,
+// when data is held out, the validation loss of its weights. The validation
+// loss is also computed every eval_every steps; each one goes into the loss
+// curve, the log and the progress events (val_loss, val_step). A
 // cancelled job stops after its current step and publishes nothing more; a
 // failed publish (disk full, unwritable root) fails the job with an error
 // naming the path and the system's reason, and the versions already there
@@ -16,7 +20,7 @@
 // Other threads read the job's state (Snapshot) and subscribe watchers that
 // receive progress, checkpoint_published and, last, finished events. Progress
 // events are throttled to about one per 100 ms or 1% of the steps; the last
-// step always gets one.
+// step and every evaluated step always get one.
 //
 //   TrainingJob job("job-1", options, request, &store);
 //   std::thread worker([&] { job.Run([](absl::Status started) { ... }); });
@@ -29,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,10 +100,21 @@ class TrainingJob {
   void OnEnded(std::function<void(const v1::TrainingJob&)> callback);
 
  private:
+  // Reads the dataset and sets up the run: new, from a published model's
+  // weights (init_from), or resumed.
   absl::StatusOr<std::unique_ptr<TrainingRun>> Prepare();
+  // The dataset file in `format`, or the request's inline dataset.
+  absl::StatusOr<Dataset> ReadDataset(DatasetFormat format) const;
+  // The newest version of `name`; NOT_FOUND, starting with `purpose`, when
+  // it has none.
+  absl::StatusOr<int64_t> LatestVersion(const std::string& name,
+                                        absl::string_view purpose) const;
+  absl::StatusOr<std::unique_ptr<TrainingRun>> StartFromPublished(
+      const Dataset& dataset);
+  absl::StatusOr<std::unique_ptr<TrainingRun>> ResumeLatest();
   void Train(TrainingRun& run);
   // Publishes the run's current step; false (and the job FAILED) on error.
-  bool Publish(TrainingRun& run, double loss);
+  bool Publish(TrainingRun& run, double loss, std::optional<double> val_loss);
   // Deletes old versions by the store's policy; failures are only logged.
   void ApplyRetention();
   void UpdateProgress(const TrainingRun& run, const StepStats* stats,
@@ -124,6 +140,9 @@ class TrainingJob {
   // Every step's loss from step 1 (a resumed run starts from its version's
   // loss.csv); each published version gets it as loss.csv.
   LossCurve loss_curve_;
+  // The latest validation loss and its step (none before the first).
+  std::optional<double> latest_val_loss_;
+  int64_t latest_val_step_ = 0;
   int64_t last_event_step_ = -1;
   absl::Time last_event_time_;
 

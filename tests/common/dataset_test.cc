@@ -69,7 +69,7 @@ TEST(ParseDocumentsTest, NoDocumentIsAnError) {
   }
 }
 
-class LoadDocumentsTest : public ::testing::Test {
+class LoadDatasetTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string templ = ::testing::TempDir() + "/dataset_test_XXXXXX";
@@ -89,46 +89,84 @@ class LoadDocumentsTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(LoadDocumentsTest, LoadsAFile) {
+TEST_F(LoadDatasetTest, LoadsAFile) {
   const std::string path = Write("names.txt", "emma\r\nolivia\r\n");
-  const auto docs = LoadDocuments(path);
+  const auto docs = LoadDataset(path, DatasetFormat::kDocuments);
   ASSERT_TRUE(docs.ok()) << docs.status();
-  EXPECT_THAT(*docs, ElementsAre("emma", "olivia"));
+  EXPECT_EQ(docs->format, DatasetFormat::kDocuments);
+  EXPECT_THAT(docs->documents, ElementsAre("emma", "olivia"));
 }
 
-TEST_F(LoadDocumentsTest, MissingFileIsNotFound) {
-  EXPECT_THAT(LoadDocuments(dir_ + "/missing.txt"),
+TEST_F(LoadDatasetTest, MissingFileIsNotFound) {
+  EXPECT_THAT(LoadDataset(dir_ + "/missing.txt", DatasetFormat::kDocuments),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.txt")));
-  EXPECT_THAT(LoadDocuments(dir_ + "/no/such/dir.txt"),
+  EXPECT_THAT(LoadDataset(dir_ + "/no/such/dir.txt", DatasetFormat::kDocuments),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
 }
 
-TEST_F(LoadDocumentsTest, SizeLimit) {
+TEST_F(LoadDatasetTest, SizeLimit) {
   const std::string path = Write("big.txt", std::string(99, 'a') + "\n");
-  EXPECT_TRUE(LoadDocuments(path, 100).ok());
-  EXPECT_THAT(LoadDocuments(path, 99),
+  EXPECT_TRUE(LoadDataset(path, DatasetFormat::kDocuments, 100).ok());
+  EXPECT_THAT(LoadDataset(path, DatasetFormat::kDocuments, 99),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("larger than the limit of 99 bytes")));
 }
 
-TEST_F(LoadDocumentsTest, DirectoryAndBadContentAreInvalid) {
-  EXPECT_THAT(LoadDocuments(dir_), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("directory")));
+TEST_F(LoadDatasetTest, DirectoryAndBadContentAreInvalid) {
+  EXPECT_THAT(
+      LoadDataset(dir_, DatasetFormat::kDocuments),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
   const std::string empty = Write("empty.txt", "\n\n");
-  EXPECT_THAT(LoadDocuments(empty), StatusIs(absl::StatusCode::kInvalidArgument,
-                                             HasSubstr("empty.txt")));
+  EXPECT_THAT(
+      LoadDataset(empty, DatasetFormat::kDocuments),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty.txt")));
   const std::string bad = Write("bad.txt", "ok\nbad\xFE\n");
-  EXPECT_THAT(LoadDocuments(bad), StatusIs(absl::StatusCode::kInvalidArgument,
-                                           HasSubstr("line 2")));
+  EXPECT_THAT(
+      LoadDataset(bad, DatasetFormat::kDocuments),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+}
+
+TEST_F(LoadDatasetTest, TextIsTheWholeFileNewlinesIncluded) {
+  const std::string text =
+      "First Citizen:\nBefore we proceed,\r\n\n  hear me.\n";
+  const auto dataset = LoadDataset(Write("t.txt", text), DatasetFormat::kText);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ(dataset->format, DatasetFormat::kText);
+  EXPECT_EQ(dataset->text, text);
+  EXPECT_TRUE(dataset->documents.empty());
+}
+
+TEST_F(LoadDatasetTest, BadTextIsRefusedNamingTheLineAndByte) {
+  EXPECT_THAT(
+      LoadDataset(Write("bad.txt", "ok\nab\xFE\n"), DatasetFormat::kText),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("bad.txt: line 2 is not valid UTF-8 (byte 3 "
+                         "of the line)")));
+  EXPECT_THAT(LoadDataset(Write("empty.txt", ""), DatasetFormat::kText),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  // Whitespace alone is text (nothing is stripped in this format).
+  EXPECT_TRUE(LoadDataset(Write("nl.txt", "\n\n"), DatasetFormat::kText).ok());
+}
+
+TEST(DatasetFormatTest, NamesRoundTrip) {
+  for (DatasetFormat format :
+       {DatasetFormat::kDocuments, DatasetFormat::kText}) {
+    const auto parsed = ParseDatasetFormat(DatasetFormatName(format));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, format);
+  }
+  EXPECT_THAT(ParseDatasetFormat("lines"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"documents\" or \"text\"")));
 }
 
 TEST(NamesDatasetTest, ReferenceDataset) {
   const std::string path = "/work/shared/data/names.txt";
   if (::access(path.c_str(), R_OK) != 0) GTEST_SKIP() << "no " << path;
-  const auto docs = LoadDocuments(path);
+  const auto docs = LoadDataset(path, DatasetFormat::kDocuments);
   ASSERT_TRUE(docs.ok()) << docs.status();
-  EXPECT_EQ(docs->size(), 32033u);
-  EXPECT_EQ(Tokenizer::FromDocuments(*docs).vocab_size(), 27);
+  EXPECT_EQ(docs->documents.size(), 32033u);
+  EXPECT_EQ(Tokenizer::FromDocuments(docs->documents).vocab_size(), 27);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 // Words over a small alphabet with a strong structure (consonant-vowel pairs)
 // so a tiny model can learn them quickly.
-std::vector<std::string> SyntheticDocuments(int count, uint64_t seed) {
+Dataset SyntheticDocuments(int count, uint64_t seed) {
   const std::string consonants = "bdklmnrst";
   const std::string vowels = "aeiou";
   Rng rng(seed);
@@ -30,7 +30,7 @@ std::vector<std::string> SyntheticDocuments(int count, uint64_t seed) {
     }
     docs.push_back(doc);
   }
-  return docs;
+  return DocumentsDataset(std::move(docs));
 }
 
 TrainingOptions SmallOptions(int64_t steps, int threads = 1) {
@@ -112,7 +112,8 @@ TEST_P(TrainingRunResumeTest, ContinuesExactlyAcrossEpochs) {
   for (int i = 0; i < n; ++i) EXPECT_EQ((*first)->Step().loss, whole_losses[i]);
   // Through the serialised files, as a restarted process would see them.
   const ParameterLayout& layout = (*first)->layout();
-  auto model = ParseModel(SerializeModel((*first)->ModelSnapshot(1.5)));
+  auto model =
+      ParseModel(SerializeModel((*first)->ModelSnapshot(1.5, std::nullopt)));
   auto optimizer = ParseOptimizer(
       SerializeOptimizer((*first)->OptimizerSnapshot(), layout), layout);
   ASSERT_TRUE(model.ok()) << model.status();
@@ -140,10 +141,10 @@ TEST(TrainingRunTest, ResumeRefusesAnotherDataset) {
   ASSERT_TRUE(run.ok());
   (*run)->Step();
   auto other = docs;
-  other[0] += "a";
-  auto resumed =
-      TrainingRun::Resume(SmallOptions(10), other, (*run)->ModelSnapshot(0),
-                          (*run)->OptimizerSnapshot());
+  other.documents[0] += "a";
+  auto resumed = TrainingRun::Resume(SmallOptions(10), other,
+                                     (*run)->ModelSnapshot(0, std::nullopt),
+                                     (*run)->OptimizerSnapshot());
   EXPECT_EQ(resumed.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
@@ -165,7 +166,9 @@ TEST(TrainingRunTest, RejectsBadOptions) {
   options.adam.lr = -1;
   EXPECT_EQ(TrainingRun::Start(options, docs).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(TrainingRun::Start(SmallOptions(10), {}).status().code(),
+  EXPECT_EQ(TrainingRun::Start(SmallOptions(10), DocumentsDataset({}))
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -53,7 +53,7 @@ TEST(JobOptionsTest, SetFieldsAreUsed) {
   EXPECT_EQ(options->training.config.n_head, 2);
   EXPECT_EQ(options->checkpoint_every, 10);
   EXPECT_TRUE(options->dataset_file.empty());
-  EXPECT_EQ(options->documents.size(), 14u);
+  EXPECT_EQ(options->dataset.documents.size(), 14u);
 }
 
 TEST(JobOptionsTest, InlineDocumentsAreStrippedAndEmptyOnesDropped) {
@@ -64,7 +64,7 @@ TEST(JobOptionsTest, InlineDocumentsAreStrippedAndEmptyOnesDropped) {
   }
   auto options = JobOptionsFromRequest(request);
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_THAT(options->documents, ElementsAre("emma", "ava"));
+  EXPECT_THAT(options->dataset.documents, ElementsAre("emma", "ava"));
 }
 
 TEST(JobOptionsTest, ErrorsNameTheField) {
@@ -155,14 +155,19 @@ TEST(JobOptionsTest, CheckDatasetNamesTheField) {
   limits.max_dataset_bytes = 10;
   limits.max_documents = 3;
   limits.max_document_bytes = 6;
-  EXPECT_TRUE(CheckDataset({"abcdef", "abcd"}, limits, "dataset_path").ok());
-  EXPECT_THAT(CheckDataset({"abcdef", "abcdefg"}, limits, "dataset_path"),
+  EXPECT_TRUE(
+      CheckDataset(DocumentsDataset({"abcdef", "abcd"}), limits, "dataset_path")
+          .ok());
+  EXPECT_THAT(CheckDataset(DocumentsDataset({"abcdef", "abcdefg"}), limits,
+                           "dataset_path"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "dataset_path: document 1 has 7 bytes"));
-  EXPECT_THAT(CheckDataset({"a", "b", "c", "d"}, limits, "dataset_path"),
+  EXPECT_THAT(CheckDataset(DocumentsDataset({"a", "b", "c", "d"}), limits,
+                           "dataset_path"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "dataset_path has 4 documents"));
-  EXPECT_THAT(CheckDataset({"abcdef", "abcde"}, limits, "dataset_path"),
+  EXPECT_THAT(CheckDataset(DocumentsDataset({"abcdef", "abcde"}), limits,
+                           "dataset_path"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "dataset_path has 11 bytes of documents"));
 }
