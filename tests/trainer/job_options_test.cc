@@ -111,6 +111,77 @@ TEST(JobOptionsTest, ErrorsNameTheField) {
        "learning_rate"},
       {"negative checkpoint_every", [](auto& r) { r.set_checkpoint_every(-5); },
        "checkpoint_every"},
+      {"unknown format",
+       [](auto& r) { r.set_format(static_cast<v1::DatasetFormat>(7)); },
+       "format 7"},
+      {"text format with documents",
+       [](auto& r) { r.set_format(v1::DATASET_FORMAT_TEXT); },
+       "TEXT format takes inline_dataset.text"},
+      {"documents format with text",
+       [](auto& r) { r.mutable_inline_dataset()->set_text("abc"); },
+       "DOCUMENTS format takes inline_dataset.documents"},
+      {"negative val_fraction", [](auto& r) { r.set_val_fraction(-0.1f); },
+       "val_fraction"},
+      {"val_fraction over half", [](auto& r) { r.set_val_fraction(0.6f); },
+       "val_fraction"},
+      {"nan val_fraction",
+       [](auto& r) {
+         r.set_val_fraction(std::numeric_limits<float>::quiet_NaN());
+       },
+       "val_fraction"},
+      {"negative eval_every",
+       [](auto& r) {
+         r.set_val_fraction(0.1f);
+         r.set_eval_every(-1);
+       },
+       "eval_every"},
+      {"eval_every without validation", [](auto& r) { r.set_eval_every(10); },
+       "eval_every needs val_fraction"},
+      {"init_from with resume",
+       [](auto& r) {
+         r.set_init_from("names");
+         r.set_resume(true);
+       },
+       "init_from and resume"},
+      {"init_from with config", [](auto& r) { r.set_init_from("names"); },
+       "config must be unset with init_from"},
+      {"init_from bad name",
+       [](auto& r) {
+         r.clear_config();
+         r.set_init_from("../x");
+       },
+       "init_from"},
+      {"init_from bad version",
+       [](auto& r) {
+         r.clear_config();
+         r.set_init_from("names:0");
+       },
+       "MODEL:VERSION with VERSION >= 1"},
+      {"init_from version not a number",
+       [](auto& r) {
+         r.clear_config();
+         r.set_init_from("names:latest");
+       },
+       "MODEL:VERSION"},
+      {"zero init_std", [](auto& r) { r.set_init_std(0); }, "init_std"},
+      {"huge init_std", [](auto& r) { r.set_init_std(2); }, "init_std"},
+      {"unknown lr_schedule",
+       [](auto& r) {
+         r.set_lr_schedule(static_cast<v1::LearningRateSchedule>(9));
+       },
+       "lr_schedule 9"},
+      {"warmup as long as the run", [](auto& r) { r.set_warmup_steps(10); },
+       "warmup_steps must be in [0, steps = 10)"},
+      {"negative warmup", [](auto& r) { r.set_warmup_steps(-1); },
+       "warmup_steps"},
+      {"min_learning_rate above learning_rate",
+       [](auto& r) { r.set_min_learning_rate(0.5f); }, "min_learning_rate"},
+      {"negative min_learning_rate",
+       [](auto& r) { r.set_min_learning_rate(-1); }, "min_learning_rate"},
+      {"negative grad_clip", [](auto& r) { r.set_grad_clip(-1); }, "grad_clip"},
+      {"inf grad_clip",
+       [](auto& r) { r.set_grad_clip(std::numeric_limits<float>::infinity()); },
+       "grad_clip"},
   };
   for (const Case& c : cases) {
     v1::StartTrainingRequest request = SmallRequest("m", 10);
@@ -222,6 +293,41 @@ TEST(JobOptionsTest, JobIds) {
                 StatusIs(absl::StatusCode::kInvalidArgument, "job_id"))
         << bad;
   }
+}
+
+TEST(JobOptionsTest, TextAndTrainingChoices) {
+  v1::StartTrainingRequest request;
+  request.set_model("m");
+  request.set_format(v1::DATASET_FORMAT_TEXT);
+  request.mutable_inline_dataset()->set_text("to be, or not\nto be");
+  request.set_val_fraction(0.25f);
+  request.set_eval_every(50);
+  request.set_steps(200);
+  request.set_init_std(0.02f);
+  request.set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_COSINE);
+  request.set_warmup_steps(20);
+  request.set_grad_clip(1);
+  auto options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->dataset.format, DatasetFormat::kText);
+  EXPECT_EQ(options->dataset.text, "to be, or not\nto be");
+  EXPECT_FLOAT_EQ(options->training.val_fraction, 0.25f);
+  EXPECT_EQ(options->eval_every, 50);
+  EXPECT_FLOAT_EQ(options->training.init_std, 0.02f);
+  EXPECT_EQ(options->training.adam.schedule, LearningRateSchedule::kCosine);
+  EXPECT_EQ(options->training.adam.warmup_steps, 20);
+  EXPECT_FLOAT_EQ(options->training.adam.min_lr, 0.001f);  // lr / 10
+  EXPECT_FLOAT_EQ(options->training.grad_clip, 1);
+  // The vocabulary counts the newline.
+  EXPECT_EQ(options->training.config.vocab_size, 10);
+
+  v1::StartTrainingRequest tune = SmallRequest("m", 10);
+  tune.clear_config();
+  tune.set_init_from("names:30");
+  options = JobOptionsFromRequest(tune);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->init_from_model, "names");
+  EXPECT_EQ(options->init_from_version, 30);
 }
 
 TEST(JobOptionsTest, ResumeIgnoresTheConfig) {

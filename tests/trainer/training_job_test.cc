@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -18,6 +19,7 @@
 
 #include "common/checkpoint_store.h"
 #include "common/denormals.h"
+#include "common/loss_curve.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/checkpoint_listing.h"
 #include "trainer/job_options.h"
@@ -25,6 +27,7 @@
 namespace microgpt {
 namespace {
 
+using ::microgpt::testing::SmallDocuments;
 using ::microgpt::testing::SmallRequest;
 using ::microgpt::testing::StatusIs;
 using ::microgpt::testing::TempDir;
@@ -378,6 +381,124 @@ TEST(TrainingJobTest, RequestIsReportedWithoutInlineDocuments) {
   EXPECT_EQ(result.job.request().inline_dataset().documents_size(), 0);
   EXPECT_EQ(result.job.request().steps(), 2);
   EXPECT_EQ(result.job.model(), "m");
+}
+
+// A text request over SmallDocuments() joined into lines.
+v1::StartTrainingRequest TextRequest(const std::string& model, int64_t steps) {
+  v1::StartTrainingRequest request = SmallRequest(model, steps);
+  std::string text;
+  for (int copy = 0; copy < 8; ++copy) {
+    for (const std::string& d : SmallDocuments()) text += d + "\n";
+  }
+  request.set_format(v1::DATASET_FORMAT_TEXT);
+  request.mutable_inline_dataset()->clear_documents();
+  request.mutable_inline_dataset()->set_text(text);
+  return request;
+}
+
+TEST(TrainingJobTest, ValidationIsReportedEverywhere) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = TextRequest("t", 30);
+  request.set_val_fraction(0.2f);
+  request.set_eval_every(10);
+  request.set_checkpoint_every(15);
+  JobResult result = RunJob(request, &store);
+  ASSERT_TRUE(result.status.ok()) << result.status;
+  // Evaluated at 10, 15 (publish), 20, 30 (publish and eval_every): each
+  // such step has a progress event carrying its own validation loss.
+  std::vector<int64_t> evaluated;
+  std::map<int64_t, float> val_at;
+  for (const auto& e : result.events) {
+    if (e.has_progress() && e.progress().has_val_loss() &&
+        e.progress().val_step() == e.progress().step()) {
+      evaluated.push_back(e.progress().step());
+      val_at[e.progress().step()] = e.progress().val_loss();
+    }
+    if (e.has_progress() && e.progress().step() < 10) {
+      EXPECT_FALSE(e.progress().has_val_loss());
+    }
+  }
+  EXPECT_THAT(evaluated, ElementsAre(10, 15, 20, 30));
+  std::vector<float> published_val;
+  for (const auto& e : result.events) {
+    if (!e.has_checkpoint_published()) continue;
+    const v1::CheckpointInfo& c = e.checkpoint_published();
+    ASSERT_TRUE(c.has_val_loss());
+    EXPECT_FLOAT_EQ(c.val_loss(), val_at[c.version()]);
+    EXPECT_EQ(c.format(), v1::DATASET_FORMAT_TEXT);
+  }
+  // The version's metadata and listing, and its loss.csv.
+  auto listed = ListCheckpointInfos(store, "t");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_FLOAT_EQ((*listed)[1].val_loss(), val_at[30]);
+  EXPECT_EQ((*listed)[1].format(), v1::DATASET_FORMAT_TEXT);
+  auto model = store.LoadModel("t", 30);
+  ASSERT_TRUE(model.ok());
+  EXPECT_EQ(model->format, DatasetFormat::kText);
+  ASSERT_TRUE(model->val_loss.has_value());
+  EXPECT_FLOAT_EQ(*model->val_loss, val_at[30]);
+  auto csv = store.LoadExtraFile("t", 30, kLossCurveFile);
+  ASSERT_TRUE(csv.ok());
+  auto curve = ParseLossCsv(*csv);
+  ASSERT_TRUE(curve.ok());
+  std::vector<int64_t> with_val;
+  for (const LossPoint& p : curve->points()) {
+    if (p.val_loss.has_value()) with_val.push_back(p.step);
+  }
+  EXPECT_THAT(with_val, ElementsAre(10, 15, 20, 30));
+}
+
+TEST(TrainingJobTest, ResumeReadsTheFileInTheCheckpointsFormat) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest first = TextRequest("t", 6);
+  const std::string path = dir.Sub("text.txt");
+  std::ofstream(path) << first.inline_dataset().text();
+  first.set_dataset_path(path);
+  ASSERT_TRUE(RunJob(first, &store).status.ok());
+  // The request says nothing of the format (as `--resume` alone does).
+  v1::StartTrainingRequest second = SmallRequest("t", 9);
+  second.set_dataset_path(path);
+  second.set_resume(true);
+  JobResult resumed = RunJob(second, &store);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status;
+  EXPECT_EQ(store.LoadModel("t", 9)->format, DatasetFormat::kText);
+}
+
+TEST(TrainingJobTest, InitFromStartsANewRunFromPublishedWeights) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest tune = TextRequest("tuned", 4);
+  tune.clear_config();
+  tune.set_init_from("base");
+  EXPECT_THAT(RunJob(tune, &store).started,
+              StatusIs(absl::StatusCode::kNotFound,
+                       "init_from: model \"base\" has no published version"));
+
+  v1::StartTrainingRequest base = SmallRequest("base", 6);
+  base.set_checkpoint_every(3);
+  ASSERT_TRUE(RunJob(base, &store).status.ok());
+  tune.set_init_from("base:3");
+  // Newlines are not in a documents model's vocabulary.
+  EXPECT_THAT(RunJob(tune, &store).started,
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "init_from version 3 of \"base\": the dataset has "
+                       "characters the model's vocabulary lacks: '\\n'"));
+  tune.set_format(v1::DATASET_FORMAT_DOCUMENTS);
+  tune.mutable_inline_dataset()->clear_text();
+  tune.mutable_inline_dataset()->add_documents("emma");
+  tune.mutable_inline_dataset()->add_documents("ella");
+  JobResult tuned = RunJob(tune, &store);
+  ASSERT_TRUE(tuned.status.ok()) << tuned.status;
+  // A new run: its own versions from step 1, the base's sizes.
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "tuned"), ElementsAre(4));
+  EXPECT_EQ(store.LoadModel("tuned", 4)->config,
+            store.LoadModel("base", 3)->config);
+  tune.set_init_from("base:5");
+  EXPECT_THAT(RunJob(tune, &store).started,
+              StatusIs(absl::StatusCode::kNotFound, ""));
 }
 
 }  // namespace
