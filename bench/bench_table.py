@@ -13,17 +13,54 @@ import argparse
 import json
 import sys
 
-# (row, counter, label, target ratio or None)
+# (row, counter, label, target): a target is ("ratio", x), microgpt at least x
+# times PyTorch; ("at_most_ratio", x), a time at most x times PyTorch's;
+# ("absolute", x), microgpt's figure at least x; or None.
 ROWS = [
-    ("train_a", "steps_per_s", "train (a) steps/s", 20),
-    ("train_b", "tokens_per_s", "train (b) tokens/s", 5),
+    ("train_a", "steps_per_s", "train (a) steps/s", ("ratio", 50)),
+    ("train_b", "tokens_per_s", "train (b) tokens/s", ("ratio", 5)),
     ("train_c", "tokens_per_s", "train (c) tokens/s", None),
-    ("train_d", "tokens_per_s", "train (d) tokens/s", 2.5),
-    ("decode_a_x1", "tokens_per_s", "decode (a), 1 stream, tokens/s", 100),
-    ("decode_a_x64", "tokens_per_s", "decode (a), 64 streams, aggregate tokens/s", 5),
+    ("train_d", "tokens_per_s", "train (d) tokens/s", ("ratio", 2.5)),
+    ("train_e", "tokens_per_s", "train (e) tokens/s, text", ("absolute", 35000)),
+    ("train_f", "tokens_per_s", "train (f) tokens/s, text", ("ratio", 2.5)),
+    ("decode_a_x1", "tokens_per_s", "decode (a), 1 stream, tokens/s", ("ratio", 100)),
+    ("decode_a_x64", "tokens_per_s", "decode (a), 64 streams, aggregate tokens/s",
+     ("ratio", 5)),
     ("decode_d_x1", "tokens_per_s", "decode (d), 1 stream, tokens/s", None),
-    ("decode_d_x64", "tokens_per_s", "decode (d), 64 streams, aggregate tokens/s", 3),
+    ("decode_d_x64", "tokens_per_s", "decode (d), 64 streams, aggregate tokens/s",
+     ("ratio", 3)),
+    ("decode_f_x1", "tokens_per_s", "decode (f), 1 stream, tokens/s", ("ratio", 3)),
+    ("decode_f_x64", "tokens_per_s", "decode (f), 64 streams, aggregate tokens/s",
+     ("ratio", 2.5)),
+    ("prefill_f_255", "ms_per_prompt",
+     "time to first token (f), 255-character prompt, ms", ("at_most_ratio", 1)),
 ]
+
+
+def describe(target):
+    if target is None:
+        return "—"
+    kind, value = target
+    if kind == "ratio":
+        return f"≥ {value:g}× PyTorch"
+    if kind == "at_most_ratio":
+        return f"≤ {value:g}× PyTorch's"
+    return f"≥ {human(value)}"
+
+
+def met(target, ours, theirs):
+    if target is None or ours is None:
+        return "—"
+    kind, value = target
+    if kind == "absolute":
+        ok = ours >= value
+    elif theirs is None:
+        return "—"
+    elif kind == "ratio":
+        ok = ours / theirs >= value
+    else:
+        ok = ours / theirs <= value
+    return "yes" if ok else "**no**"
 
 
 def human(x):
@@ -94,26 +131,29 @@ def main():
         theirs = torch_rows.get(row, {}).get(counter)
         if ours is None and theirs is None:
             continue
-        target_s = f"≥ {target:g}× PyTorch" if target else "—"
+        target_s = describe(target)
         if skipped:
-            print(f"| {label} | skipped | {human(ours)} | — | {target_s} | — |")
+            print(f"| {label} | skipped | {human(ours)} | — | {target_s} | "
+                  f"{met(target, ours, None)} |")
             continue
         ratio = ours / theirs if ours and theirs else None
         ratio_s = f"{ratio:.2f}×" if ratio else "—"
-        met = "—" if not target or ratio is None else ("yes" if ratio >= target else "**no**")
-        print(f"| {label} | {human(theirs)} | {human(ours)} | {ratio_s} | {target_s} | {met} |")
+        print(f"| {label} | {human(theirs)} | {human(ours)} | {ratio_s} | {target_s} | "
+              f"{met(target, ours, theirs)} |")
     print()
     print(f"microgpt: OpenBLAS {context.get('openblas_corename', '?')} kernels "
           f"(OPENBLAS_CORETYPE={context.get('openblas_coretype', '') or 'unset'}), "
           "threads as the services set them (common/blas_threads.h: OpenBLAS single-threaded, "
-          "two engine threads for the (c) and (d) training and (d) x64 decoding rows; "
+          "two engine threads for the (c)-(f) training and (d), (f) x64 decoding rows; "
           "the JSON counters threads, workers and blas_threads give each row's), "
-          f"data {context.get('data', '?')}")
+          f"data {context.get('data', '?')}, text {context.get('text', '?')}")
     if skipped:
         print(f"PyTorch: skipped: {skipped}")
     else:
         print(f"PyTorch: torch {header.get('torch', '?')}, "
-              f"{header.get('threads', '?')} thread(s), data {header.get('data', '?')}")
+              f"{header.get('threads', '?')} thread(s) (text rows: "
+              f"{header.get('text_threads', '?')}), data {header.get('data', '?')}, "
+              f"text {header.get('text', '?')}")
     return 0
 
 

@@ -4,9 +4,14 @@
 //   (b) as (a) with batch 32
 //   (c) n_embd 64, n_layer 2, n_head 4, block 16, batch 32
 //   (d) n_embd 128, n_layer 4, n_head 4, block 32, batch 64
-// Training reads names.txt ($MICROGPT_BENCH_DATA, default
+// and two text configurations (nanoGPT's):
+//   (e) n_embd 128, n_layer 4, n_head 4, block 64, batch 12 (its CPU recipe)
+//   (f) n_embd 384, n_layer 6, n_head 6, block 256, batch 16 (shakespeare_char)
+// Training (a)-(d) reads names.txt ($MICROGPT_BENCH_DATA, default
 // ../shared/data/names.txt) and falls back to generated names when it is
-// absent. Batches are packed (no padding); tokens/s counts target tokens.
+// absent; (e) and (f) read shakespeare.txt in the text format
+// ($MICROGPT_BENCH_TEXT, default ../shared/data/shakespeare.txt), or a
+// generated text. Batches are packed (no padding); tokens/s counts target tokens.
 // Training runs (c) and (d) on two TrainingGraph threads (counter `threads`),
 // decoding (d) x64 on two compute workers as the generator's scheduler
 // splits a batch (counter `workers`); OpenBLAS's threads follow
@@ -45,15 +50,19 @@ namespace {
 struct Reference {
   const char* name;
   int n_embd, n_layer, n_head, block_size, batch;
+  DatasetFormat format = DatasetFormat::kDocuments;
 };
 constexpr Reference kConfigs[] = {
     {"a", 16, 1, 4, 16, 1},
     {"b", 16, 1, 4, 16, 32},
     {"c", 64, 2, 4, 16, 32},
     {"d", 128, 4, 4, 32, 64},
+    {"e", 128, 4, 4, 64, 12, DatasetFormat::kText},
+    {"f", 384, 6, 6, 256, 16, DatasetFormat::kText},
 };
 // (config index, streams) of the decoding rows.
-constexpr int kDecodeRows[][2] = {{0, 1}, {0, 64}, {3, 1}, {3, 64}};
+constexpr int kDecodeRows[][2] = {{0, 1}, {0, 64}, {3, 1},
+                                  {3, 64}, {5, 1}, {5, 64}};
 
 ModelConfig ConfigOf(const Reference& r, int vocab_size) {
   ModelConfig c;
@@ -75,6 +84,40 @@ struct Corpus {
   std::vector<std::string> documents;
   std::string source;
 };
+
+const char* TextPath() {
+  const char* path = std::getenv("MICROGPT_BENCH_TEXT");
+  return path ? path : "../shared/data/shakespeare.txt";
+}
+
+// The text of (e) and (f) and where it came from.
+struct TextCorpus {
+  Dataset dataset;
+  std::string source;
+};
+
+const TextCorpus& Text() {
+  static const TextCorpus* corpus = [] {
+    auto* c = new TextCorpus;
+    auto loaded = LoadDataset(TextPath(), DatasetFormat::kText);
+    if (loaded.ok()) {
+      c->dataset = *std::move(loaded);
+      c->source = TextPath();
+      return c;
+    }
+    // Generated stand-in: 1 MB of lines of lowercase words.
+    c->source = "generated";
+    Rng rng(2);
+    std::string text;
+    while (text.size() < (1 << 20)) {
+      text += static_cast<char>('a' + rng.UniformInt(26));
+      if (rng.UniformInt(6) == 0) text += rng.UniformInt(8) == 0 ? '\n' : ' ';
+    }
+    c->dataset = TextDataset(std::move(text));
+    return c;
+  }();
+  return *corpus;
+}
 
 const Corpus& Documents() {
   static const Corpus* corpus = [] {
@@ -112,8 +155,10 @@ void BM_Train(benchmark::State& state, const Reference& r) {
   // once per product; the narrow ones on one thread (a step of (b) is ~130 us
   // of CPU, too short to pay for the hand-offs).
   options.threads = TrainingThreadsFor(options.config);
-  auto run =
-      TrainingRun::Start(options, DocumentsDataset(Documents().documents));
+  auto run = TrainingRun::Start(
+      options, r.format == DatasetFormat::kText
+                   ? Text().dataset
+                   : DocumentsDataset(Documents().documents));
   if (!run.ok()) {
     state.SkipWithError(std::string(run.status().message()).c_str());
     return;
@@ -245,7 +290,9 @@ class SlicePool {
 void BM_Decode(benchmark::State& state, const Reference& r, int streams,
                int workers) {
   FlushDenormalsOnThisThread();  // as the generator's workers
-  const Model model = Model::Initialize(ConfigOf(r, 27), 1);
+  // names.txt's vocabulary, or shakespeare.txt's (65 characters and BOS).
+  const int vocab = r.format == DatasetFormat::kText ? 66 : 27;
+  const Model model = Model::Initialize(ConfigOf(r, vocab), 1);
   std::vector<std::unique_ptr<DecodeSlice>> slices;
   const int per_slice = (streams + workers - 1) / workers;
   for (int begin = 0; begin < streams; begin += per_slice) {
@@ -307,6 +354,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("openblas_threads",
                               std::to_string(openblas_get_num_threads()));
   benchmark::AddCustomContext("data", microgpt::Documents().source);
+  benchmark::AddCustomContext("text", microgpt::Text().source);
   microgpt::RegisterAll();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

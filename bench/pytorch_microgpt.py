@@ -6,7 +6,10 @@ The same model as common/: a character-level GPT with rmsnorm without gain
 MLP, an untied lm_head, every weight drawn from N(0, 0.08^2); trained with
 Adam (betas 0.85/0.99, eps 1e-8, bias-corrected) at lr 0.01 decayed linearly,
 on batches of documents padded only to the batch's longest document (padded
-targets are ignored, so tokens/s counts real targets). Decoding feeds one
+targets are ignored, so tokens/s counts real targets); the text
+configurations (e) and (f) train on windows of shakespeare.txt at random
+offsets, as nanoGPT's get_batch does (--text). prefill_f_255 times one
+batched causal forward of a 255-character prompt (the time to first token). Decoding feeds one
 token per stream per step through a preallocated KV cache and samples at
 temperature 0.5 with torch.multinomial; every stream restarts from BOS when
 its cache is full, like bench/engine_bench.cc.
@@ -44,9 +47,16 @@ CONFIGS = {
     "b": (16, 1, 4, 16, 32),
     "c": (64, 2, 4, 16, 32),
     "d": (128, 4, 4, 32, 64),
+    # Text models (nanoGPT's): its CPU recipe and its shakespeare_char model.
+    "e": (128, 4, 4, 64, 12),
+    "f": (384, 6, 6, 256, 16),
 }
+TEXT_CONFIGS = {"e", "f"}
 # (config, streams) of the decoding rows.
-DECODE_ROWS = [("a", 1), ("a", 64), ("d", 1), ("d", 64)]
+DECODE_ROWS = [("a", 1), ("a", 64), ("d", 1), ("d", 64), ("f", 1), ("f", 64)]
+# Time to first token: one batched causal forward of a prompt of this many
+# characters (config f), what a prefill costs.
+PREFILL_ROWS = [("f", 255)]
 
 
 def emit(obj):
@@ -64,6 +74,23 @@ def load_documents(path):
     docs = ["".join(chr(97 + rng.randrange(26)) for _ in range(3 + rng.randrange(6)))
             for _ in range(32000)]
     return docs, "generated"
+
+
+def load_text(path):
+    """The text format: the whole file is one character stream."""
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read(), path
+    # Stand-in: 1 MB of lowercase words and lines (not engine_bench's bytes).
+    rng = random.Random(2)
+    out = []
+    size = 0
+    while size < 1 << 20:
+        out.append(chr(97 + rng.randrange(26)))
+        if rng.randrange(6) == 0:
+            out.append("\n" if rng.randrange(8) == 0 else " ")
+        size += len(out[-1])
+    return "".join(out), "generated"
 
 
 def load_checkpoint(directory, torch):
@@ -121,6 +148,8 @@ def verify(args, torch, F, rmsnorm, forward_train):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/names.txt")
+    parser.add_argument("--text", default="../shared/data/shakespeare.txt",
+                        help="the text of the text configurations (e), (f)")
     parser.add_argument("--min_time", type=float, default=3.0,
                         help="seconds measured per row (after the warm-up)")
     parser.add_argument("--warmup", type=float, default=0.5,
@@ -149,13 +178,18 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(42)
     docs, source = load_documents(args.data)
+    text, text_source = load_text(args.text)
+    text_stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+    text_ids = torch.tensor([text_stoi[c] for c in text], dtype=torch.long)
+    text_vocab = len(text_stoi) + 1  # as microgpt's: the characters and BOS
     chars = sorted(set("".join(docs)))
     stoi = {c: i for i, c in enumerate(chars)}
     bos = len(chars)
     vocab_size = len(chars) + 1
     emit({"impl": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
           "threads": torch.get_num_threads(), "data": source, "documents": len(docs),
-          "vocab_size": vocab_size,
+          "vocab_size": vocab_size, "text": text_source, "text_chars": len(text),
+          "text_vocab_size": text_vocab,
           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")})
     wanted = set(filter(None, args.rows.split(",")))
 
@@ -208,14 +242,31 @@ def main():
     def bench_train(name):
         n_embd, n_layer, n_head, block_size, batch = CONFIGS[name]
         num_steps = 1 << 30  # the lr decay horizon, never reached here
-        p = init_params(n_embd, n_layer, vocab_size, block_size, True)
+        is_text = name in TEXT_CONFIGS
+        V = text_vocab if is_text else vocab_size
+        p = init_params(n_embd, n_layer, V, block_size, True)
         opt = torch.optim.Adam(p.values(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / num_steps)
         order = torch.randperm(len(encoded))  # shuffled once
         cursor = 0
 
+        def text_step():
+            # nanoGPT's get_batch: windows at uniform random offsets; the loss
+            # is the mean over every position.
+            ix = torch.randint(len(text_ids) - block_size, (batch,))
+            chunk = torch.stack([text_ids[i:i + block_size + 1] for i in ix.tolist()])
+            logits = forward_train(p, chunk[:, :-1], n_layer, n_head)
+            loss = F.cross_entropy(logits.view(-1, V), chunk[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            return batch * block_size, loss
+
         def step():
             nonlocal cursor
+            if is_text:
+                return text_step()
             if cursor + batch > len(order):
                 cursor = 0
             rows = order[cursor:cursor + batch]
@@ -258,7 +309,8 @@ def main():
     # ------------------------------------------------------------ decoding
     def bench_decode(name, streams):
         n_embd, n_layer, n_head, block_size, _ = CONFIGS[name]
-        V = 27  # names.txt's vocabulary, as in engine_bench.cc
+        # names.txt's vocabulary, or shakespeare.txt's, as in engine_bench.cc
+        V = 66 if name in TEXT_CONFIGS else 27
         hd = n_embd // n_head
         scale = 1.0 / math.sqrt(hd)
         p = init_params(n_embd, n_layer, V, block_size, False)
@@ -312,6 +364,31 @@ def main():
               "config": name, "streams": streams, "steps": steps,
               "seconds": round(elapsed, 4), "tokens_per_s": steps * streams / elapsed})
 
+    # ------------------------------------------------------------ prefill
+    def bench_prefill(name, length):
+        n_embd, n_layer, n_head, block_size, _ = CONFIGS[name]
+        p = init_params(n_embd, n_layer, 66, block_size, False)
+        prompt = torch.randint(65, (1, length))
+
+        def run(seconds):
+            count = 0
+            start = time.perf_counter()
+            while True:
+                forward_train(p, prompt, n_layer, n_head)
+                count += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return count, elapsed
+
+        with torch.inference_mode():
+            run(args.warmup)
+            reps = sorted((run(args.min_time) for _ in range(max(1, args.repetitions))),
+                          key=lambda r: r[1] / r[0])
+            count, elapsed = reps[len(reps) // 2]
+        emit({"impl": "pytorch", "row": f"prefill_{name}_{length}", "kind": "prefill",
+              "config": name, "prompt": length, "count": count,
+              "seconds": round(elapsed, 4), "ms_per_prompt": 1000 * elapsed / count})
+
     if args.verify:
         return verify(args, torch, F, rmsnorm, forward_train)
 
@@ -321,6 +398,9 @@ def main():
     for name, streams in DECODE_ROWS:
         if not wanted or f"decode_{name}_x{streams}" in wanted:
             bench_decode(name, streams)
+    for name, length in PREFILL_ROWS:
+        if not wanted or f"prefill_{name}_{length}" in wanted:
+            bench_prefill(name, length)
     return 0
 
 
