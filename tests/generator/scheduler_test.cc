@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,9 +35,9 @@ std::shared_ptr<const ServableModel> MakeServable(
     DatasetFormat format = DatasetFormat::kDocuments) {
   Model model =
       *Model::FromParameters(checkpoint.config, checkpoint.parameters);
-  return std::make_shared<const ServableModel>(
-      ServableModel{"m", version, checkpoint.step, checkpoint.loss,
-                    std::move(model), checkpoint.tokenizer, format});
+  return std::make_shared<const ServableModel>(ServableModel{
+      "m", version, checkpoint.step, checkpoint.loss, std::move(model),
+      checkpoint.tokenizer, format, std::nullopt});
 }
 
 // Letters, space and newline: a text model's vocabulary.
