@@ -18,8 +18,11 @@
 // common/blas_threads.h as in the services (counter `blas_threads`: one).
 //
 // The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
-// and decode_<cfg>_x<streams>. Rates are over wall-clock time (UseRealTime),
-// as on the PyTorch side, since OpenBLAS and training may run threads.
+// and decode_<cfg>_x<streams>; first_token_<cfg>_chunk<n> (a 255-character
+// prompt's time to first token) and decode_past_block_<cfg>_x1 (a text
+// stream past block_size) are the engine's own. Rates are over wall-clock time
+// (UseRealTime), as on the PyTorch side, since OpenBLAS and training may run
+// threads.
 //
 //   OPENBLAS_CORETYPE=Haswell build/bench/engine_bench --benchmark_min_time=2
 //   ... --benchmark_format=json          (what scripts/bench.sh reads)
@@ -315,6 +318,78 @@ void BM_Decode(benchmark::State& state, const Reference& r, int streams,
                          benchmark::Counter::kIsRate);
 }
 
+// Time to first token of a 255-character prompt on config r with a block of
+// 256: BOS and the prompt fed in chunks of `chunk` tokens with
+// Decoder::Prefill (the scheduler's prefill_chunk), then one token sampled.
+// Chunk 1 is the token-by-token feeding of a single-row forward. An
+// iteration is one prompt.
+void BM_FirstToken(benchmark::State& state, const Reference& r, int chunk) {
+  FlushDenormalsOnThisThread();  // as the generator's workers
+  constexpr int kFed = 256;      // BOS and 255 characters
+  ModelConfig config = ConfigOf(r, 27);
+  config.block_size = kFed;
+  const Model model = Model::Initialize(config, 1);
+  Decoder decoder(model, chunk);
+  KVCache cache(config);
+  Sampler sampler(SamplingParams{}, 1);
+  std::vector<int> context(kFed, config.vocab_size - 1);
+  Rng rng(3);
+  for (int t = 1; t < kFed; ++t) {
+    context[t] = static_cast<int>(rng.UniformInt(config.vocab_size - 1));
+  }
+  std::vector<float> logits(config.vocab_size);
+  const int default_blas_threads = openblas_get_num_threads();
+  const int blas_threads =
+      ConfigureBlasThreads(EngineWork::kDecoding, config, 1);
+  for (auto _ : state) {
+    cache.Clear();
+    for (int begin = 0; begin < kFed; begin += chunk) {
+      decoder.Prefill(absl::MakeConstSpan(context.data() + begin,
+                                          std::min(chunk, kFed - begin)),
+                      &cache, Decoder::PrefillLogits::kLast, logits.data());
+    }
+    benchmark::DoNotOptimize(sampler.Sample(logits).id);
+  }
+  openblas_set_num_threads(default_blas_threads);
+  state.counters["chunk"] = chunk;
+  state.counters["blas_threads"] = blas_threads;
+}
+
+// One text-model stream generating past config r's block_size, a token per
+// iteration: when a token does not fit in the full cache, the context's last
+// block_size / 2 tokens are fed again from position 0 in one Prefill (the
+// scheduler's refill), so its cost is spread over the tokens.
+void BM_DecodePastBlock(benchmark::State& state, const Reference& r) {
+  FlushDenormalsOnThisThread();  // as the generator's workers
+  const ModelConfig config = ConfigOf(r, 27);
+  const Model model = Model::Initialize(config, 1);
+  const int keep = std::max(1, config.block_size / 2);
+  Decoder decoder(model, keep);
+  KVCache cache(config);
+  Sampler sampler(SamplingParams{}, 1);
+  std::vector<int> context = {0};
+  context.reserve(config.block_size + 1);
+  std::vector<float> logits(config.vocab_size);
+  const int default_blas_threads = openblas_get_num_threads();
+  const int blas_threads =
+      ConfigureBlasThreads(EngineWork::kDecoding, config, 1);
+  for (auto _ : state) {
+    // One token to feed, or the refill's `keep`.
+    decoder.Prefill(absl::MakeConstSpan(context.data() + cache.length(),
+                                        context.size() - cache.length()),
+                    &cache, Decoder::PrefillLogits::kLast, logits.data());
+    context.push_back(sampler.Sample(logits).id);
+    if (cache.full()) {
+      context.erase(context.begin(), context.end() - keep);
+      cache.Clear();
+    }
+  }
+  openblas_set_num_threads(default_blas_threads);
+  state.counters["blas_threads"] = blas_threads;
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 void RegisterAll() {
   for (const Reference& r : kConfigs) {
     benchmark::RegisterBenchmark((std::string("train_") + r.name).c_str(),
@@ -336,6 +411,24 @@ void RegisterAll() {
         (std::string("decode_") + r.name + "_x" + std::to_string(streams))
             .c_str(),
         BM_Decode, r, streams, workers)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  // Generation rows beyond the PyTorch comparison: time to first token of a
+  // 255-character prompt token by token and in chunks of 64, and one stream
+  // past block_size, on (a) and (d).
+  for (const Reference* r : {&kConfigs[0], &kConfigs[3]}) {
+    for (const int chunk : {1, 64}) {
+      benchmark::RegisterBenchmark((std::string("first_token_") + r->name +
+                                    "_chunk" + std::to_string(chunk))
+                                       .c_str(),
+                                   BM_FirstToken, *r, chunk)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+    benchmark::RegisterBenchmark(
+        (std::string("decode_past_block_") + r->name + "_x1").c_str(),
+        BM_DecodePastBlock, *r)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
   }

@@ -16,10 +16,11 @@ KVCache::KVCache(const ModelConfig& config)
       keys_(config.n_layer * layer_stride_),
       values_(config.n_layer * layer_stride_) {}
 
-void KVCache::Append(int layer, const float* key, const float* value) {
-  float* k = keys_.data() + layer * layer_stride_ + length_;
-  float* v = values_.data() + layer * layer_stride_ + length_;
-  const bool new_group = length_ % kLanes == 0;
+void KVCache::Write(int layer, int position, const float* key,
+                    const float* value) {
+  float* k = keys_.data() + layer * layer_stride_ + position;
+  float* v = values_.data() + layer * layer_stride_ + position;
+  const bool new_group = position % kLanes == 0;
   for (int c = 0; c < channels_; ++c) {
     float* kc = k + static_cast<size_t>(c) * stride_;
     float* vc = v + static_cast<size_t>(c) * stride_;
@@ -32,10 +33,11 @@ void KVCache::Append(int layer, const float* key, const float* value) {
   }
 }
 
-Decoder::Decoder(const Model& model, int max_batch)
-    : model_(model), max_batch_(max_batch), w_(model.weights()) {
+Decoder::Decoder(const Model& model, int max_rows)
+    : model_(model), max_rows_(max_rows), w_(model.weights()) {
   const ModelConfig& config = model.config();
-  const size_t n = max_batch, C = config.n_embd;
+  const size_t n = max_rows, C = config.n_embd;
+  rows_.resize(n);
   x_.resize(n * C);
   normed_.resize(n * C);
   qkv_.resize(n * 3 * C);
@@ -46,27 +48,45 @@ Decoder::Decoder(const Model& model, int max_batch)
 }
 
 void Decoder::Step(int token, KVCache* cache, float* logits) {
-  Forward(&token, &cache, 1, logits);
+  StepBatch(absl::MakeConstSpan(&token, 1), absl::MakeConstSpan(&cache, 1),
+            logits);
 }
 
 void Decoder::StepBatch(absl::Span<const int> tokens,
                         absl::Span<KVCache* const> caches, float* logits) {
   Check(tokens.size() == caches.size(), "Decoder: one cache per token");
   if (tokens.empty()) return;
-  Forward(tokens.data(), caches.data(), static_cast<int>(tokens.size()),
-          logits);
+  const int n = static_cast<int>(tokens.size());
+  Check(n <= max_rows_, "Decoder: more sequences than max_rows");
+  for (int i = 0; i < n; ++i) {
+    rows_[i] = {tokens[i], caches[i]->length_, caches[i]};
+  }
+  Forward(n, PrefillLogits::kAll, logits);
 }
 
-// docs/model.md's forward for one token at position t = cache->length(), for n
-// sequences at once: the same kernels as TrainingGraph::Forward, with the
-// keys and values of positions s < t read from the cache instead of
-// recomputed. The caches must be distinct.
-void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
-                      float* logits) {
+void Decoder::Prefill(absl::Span<const int> tokens, KVCache* cache,
+                      PrefillLogits which, float* logits) {
+  const int n = static_cast<int>(tokens.size());
+  Check(n >= 1 && n <= max_rows_, "Decoder: need 1..max_rows tokens");
+  Check(cache->length_ + n <= cache->block_size_,
+        "Decoder: the tokens do not fit in the cache");
+  for (int i = 0; i < n; ++i) {
+    rows_[i] = {tokens[i], cache->length_ + i, cache};
+  }
+  Forward(n, which, logits);
+}
+
+// docs/model.md's forward for n rows, each a token at its position of its
+// sequence: the same kernels as TrainingGraph::Forward, with the keys and
+// values of earlier positions read from the cache instead of recomputed.
+// Each row's key and value are written to the cache just before its
+// attention, so a row of a prefill sees the rows before it and, with the
+// positions after it not written yet, a zero padding as attention_decode
+// needs.
+void Decoder::Forward(int n, PrefillLogits which, float* logits) {
   const ModelConfig& config = model_.config();
   const int C = config.n_embd, H = 4 * C, NH = config.n_head;
   const int V = config.vocab_size;
-  Check(n >= 1 && n <= max_batch_, "Decoder: need 1..max_batch sequences");
   float* x = x_.data();
   float* normed = normed_.data();
   float* qkv = qkv_.data();
@@ -75,28 +95,29 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
 
   // x = rmsnorm(wte[token] + wpe[t])                         (n, C)
   for (int i = 0; i < n; ++i) {
-    const KVCache& cache = *caches[i];
+    const Row& row = rows_[i];
+    const KVCache& cache = *row.cache;
     Check(cache.block_size_ == config.block_size && cache.channels_ == C &&
               cache.keys_.size() == config.n_layer * cache.layer_stride_,
           "Decoder: cache of another model's sizes");
-    Check(!cache.full(), "Decoder: cache is full");
-    Check(tokens[i] >= 0 && tokens[i] < V, "Decoder: token out of range");
-    embedding_forward(x + i * C, &tokens[i], w_.wte,
-                      w_.wpe + static_cast<size_t>(cache.length_) * C, 1, 1, C);
+    Check(row.position < cache.block_size_, "Decoder: cache is full");
+    Check(row.token >= 0 && row.token < V, "Decoder: token out of range");
+    embedding_forward(x + static_cast<size_t>(i) * C, &row.token, w_.wte,
+                      w_.wpe + static_cast<size_t>(row.position) * C, 1, 1, C);
   }
   rmsnorm_forward(x, nullptr, x, n, C);
   for (int l = 0; l < config.n_layer; ++l) {
     const ParameterViews<const float>::Layer& w = w_.layers[l];
-    // x += attention(rmsnorm(x)) Wo^T, with this token's k, v appended
+    // x += attention(rmsnorm(x)) Wo^T, with each row's k, v appended
     rmsnorm_forward(normed, nullptr, x, n, C);
     matmul_forward(qkv, normed, w.attn_wqkv, n, C, 3 * C);
     for (int i = 0; i < n; ++i) {
-      KVCache& cache = *caches[i];
+      const Row& row = rows_[i];
       const float* q = qkv + static_cast<size_t>(i) * 3 * C;
-      cache.Append(l, q + C, q + 2 * C);
+      row.cache->Write(l, row.position, q + C, q + 2 * C);
       attention_decode(attn_out + static_cast<size_t>(i) * C, scores_.data(), q,
-                       cache.keys(l), cache.values(l), cache.length_ + 1,
-                       cache.stride_, C, NH);
+                       row.cache->keys(l), row.cache->values(l),
+                       row.position + 1, row.cache->stride_, C, NH);
     }
     matmul_forward(x, attn_out, w.attn_wo, n, C, C, /*accumulate=*/true);
     // x += relu(rmsnorm(x) fc1^T) fc2^T
@@ -105,9 +126,14 @@ void Decoder::Forward(const int* tokens, KVCache* const* caches, int n,
     relu_forward(hidden, hidden, n * H);
     matmul_forward(x, hidden, w.mlp_fc2, n, H, C, /*accumulate=*/true);
   }
-  // logits = x lm_head^T (no final norm)                     (n, V)
-  matmul_forward(logits, x, w_.lm_head, n, C, V);
-  for (int i = 0; i < n; ++i) ++caches[i]->length_;
+  // logits = x lm_head^T (no final norm)            (n, V) or the last (1, V)
+  if (which == PrefillLogits::kAll) {
+    matmul_forward(logits, x, w_.lm_head, n, C, V);
+  } else {
+    matmul_forward(logits, x + static_cast<size_t>(n - 1) * C, w_.lm_head, 1, C,
+                   V);
+  }
+  for (int i = 0; i < n; ++i) rows_[i].cache->length_ = rows_[i].position + 1;
 }
 
 }  // namespace microgpt

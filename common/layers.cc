@@ -113,7 +113,7 @@ void softmax_inplace(float* x, int n) {
 }
 
 // Attention runs as direct loops, per document and head, over only the
-// causal (t, s <= t) pairs. Documents hold ~7 positions and heads 4 to 32
+// causal (t, s <= t) pairs. Documents hold ~7 positions and heads 4 to 64
 // columns, so these products are far too small for sgemm: its per-call
 // overhead (argument checks, packing, the beta pass) cost more than the
 // arithmetic, 6 calls per document, head and layer. The loops are compiled
@@ -395,6 +395,8 @@ void attention_forward(float* out, float* att, const float* qkv,
       return AttentionForward<16>(out, att, qkv, offsets, B, C, NH);
     case 32:
       return AttentionForward<32>(out, att, qkv, offsets, B, C, NH);
+    case 64:
+      return AttentionForward<64>(out, att, qkv, offsets, B, C, NH);
     default:
       return AttentionForward<0>(out, att, qkv, offsets, B, C, NH);
   }
@@ -427,6 +429,9 @@ void attention_backward(float* dqkv, float* datt, const float* dout,
                                    NH);
     case 32:
       return AttentionBackward<32>(dqkv, datt, dout, att, qkv, offsets, B, C,
+                                   NH);
+    case 64:
+      return AttentionBackward<64>(dqkv, datt, dout, att, qkv, offsets, B, C,
                                    NH);
     default:
       return AttentionBackward<0>(dqkv, datt, dout, att, qkv, offsets, B, C,

@@ -1,12 +1,13 @@
 // The kernels of a microgpt (docs/model.md), each `_forward` next to its
 // `_backward`, in the order the model uses them. TrainingGraph chains them
 // over a packed batch (the documents' positions back to back, no padding),
-// Decoder over one token per sequence; sharing them keeps the two forwards
-// equal up to float summation order.
+// Decoder over one token per sequence or a run of one sequence's consecutive
+// tokens (a prefill); sharing them keeps the forwards equal up to float
+// summation order.
 //
 // Shapes use these names:
 //   N   rows, one per token: every position of every document in training,
-//       the sequences in decoding
+//       the sequences (or a prefill's tokens) in decoding
 //   B   documents; T sequence length (block_size at most); V = vocab_size
 //   C   n_embd; NH heads of width HD = C / NH; IC, OC in and out features
 // Every buffer is row-major and contiguous unless a leading dimension says so.

@@ -50,8 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (request.prompt().size() > static_cast<size_t>(kMaxPromptBytes))
     __builtin_trap();
-  absl::StatusOr<std::vector<SequenceSpec>> specs =
-      MakeSequenceSpecs(request, *servable, /*random_seed=*/42);
+  absl::StatusOr<std::vector<SequenceSpec>> specs = MakeSequenceSpecs(
+      request, *servable, /*random_seed=*/42, kDefaultMaxTokensLimit);
   if (!specs.ok()) {
     if (specs.status().code() != absl::StatusCode::kInvalidArgument) {
       __builtin_trap();

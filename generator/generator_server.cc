@@ -61,6 +61,11 @@ absl::StatusOr<std::unique_ptr<GeneratorServer>> GeneratorServer::Create(
                      scheduler.num_threads, ") must be >= 1 and max_queued (",
                      scheduler.max_queued, ") >= 0"));
   }
+  if (options.service.max_tokens_limit < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens_limit must be >= 1, got ",
+                     options.service.max_tokens_limit));
+  }
   return std::unique_ptr<GeneratorServer>(
       new GeneratorServer(std::move(options)));
 }
@@ -83,7 +88,7 @@ GeneratorServer::GeneratorServer(GeneratorServerOptions options)
         }
         return scheduler;
       }()),
-      service_(&models_, &scheduler_),
+      service_(&models_, &scheduler_, options_.service),
       runner_(options_.server) {
   if (!options_.metrics_address.empty()) {
     metrics_ =

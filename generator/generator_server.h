@@ -50,6 +50,7 @@ struct GeneratorServerOptions {
   absl::Duration poll_interval = absl::Seconds(2);
   int versions_to_keep = 2;
   SchedulerOptions scheduler;
+  GeneratorServiceOptions service;
   // Prometheus /metrics endpoint, "host:port" (port 0 picks a free one);
   // empty: none. See generator/generator_metrics.h for the series.
   std::string metrics_address;

@@ -142,8 +142,8 @@ class GenerateReactor final
     absl::StatusOr<std::shared_ptr<const ServableModel>> servable =
         models->Get(request.model(), request.version());
     if (!servable.ok()) return servable.status();
-    absl::StatusOr<std::vector<SequenceSpec>> specs =
-        MakeSequenceSpecs(request, *servable, RandomSeed());
+    absl::StatusOr<std::vector<SequenceSpec>> specs = MakeSequenceSpecs(
+        request, *servable, RandomSeed(), service_->options_.max_tokens_limit);
     if (!specs.ok()) return specs.status();
     absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> sequences =
         scheduler->Submit(*std::move(specs),
@@ -333,8 +333,9 @@ class GenerateReactor final
 };
 
 GeneratorServiceImpl::GeneratorServiceImpl(const ModelManager* models,
-                                           Scheduler* scheduler)
-    : models_(models), scheduler_(scheduler) {}
+                                           Scheduler* scheduler,
+                                           GeneratorServiceOptions options)
+    : models_(models), scheduler_(scheduler), options_(options) {}
 
 GeneratorServiceImpl::~GeneratorServiceImpl() = default;
 

@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "generator/model_manager.h"
+#include "generator/request_validation.h"
 #include "generator/scheduler.h"
 #include "microgpt/v1/microgpt.grpc.pb.h"
 #include "microgpt/v1/microgpt.pb.h"
@@ -34,6 +35,12 @@
 namespace microgpt {
 
 class GenerateReactor;
+
+struct GeneratorServiceOptions {
+  // Largest max_tokens a request may ask for (>= 1), and what 0 means for a
+  // text model, whose samples have no block_size end (--max_tokens_limit).
+  int max_tokens_limit = kDefaultMaxTokensLimit;
+};
 
 class GeneratorServiceObserver {
  public:
@@ -51,7 +58,8 @@ class GeneratorServiceObserver {
 class GeneratorServiceImpl final : public v1::Generator::CallbackService {
  public:
   // Both must outlive the service and every call it serves.
-  GeneratorServiceImpl(const ModelManager* models, Scheduler* scheduler);
+  GeneratorServiceImpl(const ModelManager* models, Scheduler* scheduler,
+                       GeneratorServiceOptions options = {});
   ~GeneratorServiceImpl() override;
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
@@ -83,6 +91,7 @@ class GeneratorServiceImpl final : public v1::Generator::CallbackService {
 
   const ModelManager* const models_;
   Scheduler* const scheduler_;
+  const GeneratorServiceOptions options_;
   GeneratorServiceObserver* observer_ = nullptr;
 
   mutable absl::Mutex streams_mu_;

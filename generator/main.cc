@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "generator/generator_server.h"
+#include "generator/request_validation.h"
 #include "server/metrics_endpoint.h"
 #include "server/security_flags.h"
 #include "server/server_runner.h"
@@ -50,6 +51,9 @@ ABSL_FLAG(int, threads, 0,
           "64) batch is split across them; a narrow model's runs on one.");
 ABSL_FLAG(int, metrics_port, 0,
           "Port of the Prometheus /metrics endpoint (all interfaces); 0: off.");
+ABSL_FLAG(int, max_tokens_limit, microgpt::kDefaultMaxTokensLimit,
+          "Largest max_tokens of a Generate request; a text model's samples "
+          "(which have no block_size end) stop here when max_tokens is 0.");
 ABSL_FLAG(bool, json_logs, false, "Log lines as JSON objects.");
 ABSL_FLAG(int, max_message_bytes, 4 << 20,
           "Largest request accepted, in bytes; larger ones fail with "
@@ -95,6 +99,7 @@ int main(int argc, char** argv) {
   options.versions_to_keep = absl::GetFlag(FLAGS_versions_to_keep);
   options.scheduler.max_batch = absl::GetFlag(FLAGS_max_batch);
   options.scheduler.max_queued = absl::GetFlag(FLAGS_max_queued);
+  options.service.max_tokens_limit = absl::GetFlag(FLAGS_max_tokens_limit);
   const int threads = absl::GetFlag(FLAGS_threads);
   options.scheduler.num_threads =
       threads > 0

@@ -26,8 +26,8 @@ absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request) {
 
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
-    const std::shared_ptr<const ServableModel>& servable,
-    uint64_t random_seed) {
+    const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed,
+    int max_tokens_limit) {
   const ModelConfig& config = servable->model.config();
   SamplingParams sampling;
   sampling.temperature =
@@ -39,11 +39,25 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
       !status.ok()) {
     return status;
   }
-  if (request.max_tokens() < 0 || request.max_tokens() > config.block_size) {
+  const bool text = servable->format == DatasetFormat::kText;
+  if (!text &&
+      (request.max_tokens() < 0 || request.max_tokens() > config.block_size)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_tokens must be in [0, block_size = ", config.block_size,
         "] (0 = up to block_size), got ", request.max_tokens()));
   }
+  if (request.max_tokens() < 0 || request.max_tokens() > max_tokens_limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be in [0, ", max_tokens_limit,
+                     "] (the server's --max_tokens_limit; 0 = up to it), got ",
+                     request.max_tokens()));
+  }
+  // A text sample has no other end than BOS; a documents one ends at
+  // block_size, which may be beyond the limit.
+  const int max_tokens = request.max_tokens() == 0 &&
+                                 (text || max_tokens_limit < config.block_size)
+                             ? max_tokens_limit
+                             : request.max_tokens();
   if (request.num_samples() < 0 ||
       request.num_samples() > kMaxSamplesPerRequest) {
     return absl::InvalidArgumentError(
@@ -56,7 +70,7 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     return absl::InvalidArgumentError(
         absl::StrCat("prompt: ", prompt.status().message()));
   }
-  if (static_cast<int>(prompt->size()) > config.block_size - 1) {
+  if (!text && static_cast<int>(prompt->size()) > config.block_size - 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "prompt has ", prompt->size(), " characters; at most block_size - 1 = ",
         config.block_size - 1, " are allowed"));
@@ -69,7 +83,7 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     specs[i].prompt = *prompt;
     specs[i].sampling = sampling;
     specs[i].seed = seed + static_cast<uint64_t>(i);
-    specs[i].max_tokens = request.max_tokens();
+    specs[i].max_tokens = max_tokens;
   }
   return specs;
 }

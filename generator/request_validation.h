@@ -7,7 +7,7 @@
 //   MICROGPT_RETURN_IF_ERROR(ValidateGenerateRequest(request));
 //   ... servable = models->Get(request.model(), request.version());
 //   absl::StatusOr<std::vector<SequenceSpec>> specs =
-//       MakeSequenceSpecs(request, servable, seed);
+//       MakeSequenceSpecs(request, servable, seed, max_tokens_limit);
 #ifndef MICROGPT_GENERATOR_REQUEST_VALIDATION_H_
 #define MICROGPT_GENERATOR_REQUEST_VALIDATION_H_
 
@@ -29,9 +29,12 @@ inline constexpr int kMaxSamplesPerRequest = 64;
 // Temperature when the request leaves it unset (the reference).
 inline constexpr float kDefaultTemperature = 0.5f;
 // Longest prompt in bytes: block_size - 1 characters of at most 4 UTF-8
-// bytes each for the largest block_size. Checked before the prompt is
-// tokenized, so an oversized one costs nothing.
+// bytes each for the largest block_size (a text model's prompt may be longer
+// than its block_size, up to this). Checked before the prompt is tokenized,
+// so an oversized one costs nothing.
 inline constexpr int kMaxPromptBytes = 4 * kMaxBlockSize;
+// Default of GeneratorServiceOptions::max_tokens_limit (--max_tokens_limit).
+inline constexpr int kDefaultMaxTokensLimit = 4096;
 
 // The checks that need no model: model is empty or a valid model name
 // (ValidateModelName: no path separators), the prompt has at most
@@ -40,10 +43,15 @@ absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request);
 
 // The sequences a request asks for on `servable`, or INVALID_ARGUMENT naming
 // the offending field. `random_seed` is used when the request has no seed;
-// sample i gets seed + i.
+// sample i gets seed + i. max_tokens is bounded by `max_tokens_limit` (>= 1)
+// and, for a documents model, by block_size; 0 means up to those bounds
+// (the specs then carry the limit when it is the tighter one). A documents
+// model's prompt has at most block_size - 1 characters, a text model's any
+// number (up to kMaxPromptBytes).
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
-    const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed);
+    const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed,
+    int max_tokens_limit);
 
 }  // namespace microgpt
 

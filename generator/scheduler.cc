@@ -20,10 +20,26 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
       listener_(std::move(listener)),
       cache_(servable_->model.config()),
       sampler_(spec.sampling, spec.seed),
+      text_(servable_->format == DatasetFormat::kText),
       max_tokens_(spec.max_tokens) {
-  tokens_.reserve(servable_->model.config().block_size);
-  tokens_.push_back(servable_->tokenizer.bos());
-  tokens_.insert(tokens_.end(), spec.prompt.begin(), spec.prompt.end());
+  const int block_size = servable_->model.config().block_size;
+  // One more than block_size: a sampled token joins before a refill.
+  context_.reserve(block_size + 1);
+  const std::vector<int>& prompt = spec.prompt;
+  if (!text_) {
+    context_.push_back(servable_->tokenizer.bos());
+    context_.insert(context_.end(), prompt.begin(), prompt.end());
+  } else if (!prompt.empty()) {
+    const int kept = std::min<int>(prompt.size(), block_size);
+    dropped_ = static_cast<int>(prompt.size()) - kept;
+    context_.insert(context_.end(), prompt.end() - kept, prompt.end());
+  } else {
+    // Text is trained without BOS; nanoGPT's sample.py starts from a newline.
+    absl::StatusOr<std::vector<int>> newline =
+        servable_->tokenizer.Encode("\n");
+    context_.push_back(newline.ok() ? newline->front()
+                                    : servable_->tokenizer.bos());
+  }
 }
 
 bool Sequence::Pop(TokenEvent* event) {
@@ -90,28 +106,36 @@ void Sequence::Become(State to) {
 }
 
 bool Sequence::Advance(const float* logits, TokenEvent* event) {
-  // The token just fed sits at cache_.length() - 1. While the prompt is being
-  // fed the logits are not needed.
-  if (static_cast<size_t>(cache_.length()) < tokens_.size()) return false;
+  // While the context is being fed the logits are not needed.
+  if (Pending() > 0) return false;
   const int vocab_size = servable_->model.config().vocab_size;
   SampledToken sampled =
       sampler_.Sample(absl::MakeConstSpan(logits, vocab_size));
   ++generated_;
   event->id = sampled.id;
-  event->position = cache_.length();
+  event->position = dropped_ + static_cast<int>(context_.size());
   event->logprob = sampled.logprob;
   event->top = std::move(sampled.top);
   if (sampled.id == servable_->tokenizer.bos()) {
     event->finish = FinishReason::kBos;
   } else if (max_tokens_ > 0 && generated_ >= max_tokens_) {
     event->finish = FinishReason::kMaxTokens;
-  } else if (cache_.full()) {
+  } else if (cache_.full() && !text_) {
     event->finish = FinishReason::kBlockSize;
   } else {
     event->finish = FinishReason::kNone;
-    tokens_.push_back(sampled.id);
+    context_.push_back(sampled.id);
+    if (cache_.full()) Refill();
   }
   return true;
+}
+
+void Sequence::Refill() {
+  const int keep = std::max(1, servable_->model.config().block_size / 2);
+  const int drop = static_cast<int>(context_.size()) - keep;
+  context_.erase(context_.begin(), context_.begin() + drop);
+  dropped_ += drop;
+  cache_.Clear();
 }
 
 // ------------------------------------------------------------ Scheduler ---
@@ -128,9 +152,11 @@ struct Scheduler::Task {
 
 struct Scheduler::Pool {
   struct Scratch {
+    // The decoding sequences of a task, their tokens and caches.
+    std::vector<Sequence*> decoding;
     std::vector<int> tokens;
     std::vector<KVCache*> caches;
-    std::vector<float> logits;
+    std::vector<float> logits;  // [sequences, V]
     // The sequences that got an event this step; the loop calls their
     // listeners once the step is joined.
     std::vector<Sequence*> produced;
@@ -150,6 +176,7 @@ Scheduler::Scheduler(SchedulerOptions options)
         options.max_queued = std::max(0, options.max_queued);
         options.num_threads = std::max(1, options.num_threads);
         options.buffer_tokens = std::max(1, options.buffer_tokens);
+        options.prefill_chunk = std::max(1, options.prefill_chunk);
         return options;
       }()),
       pool_(std::make_unique<Pool>()) {
@@ -176,7 +203,8 @@ absl::StatusOr<std::vector<std::shared_ptr<Sequence>>> Scheduler::Submit(
       return absl::InvalidArgumentError("sequence without a model");
     }
     const ModelConfig& config = spec.servable->model.config();
-    if (static_cast<int>(spec.prompt.size()) >= config.block_size) {
+    if (spec.servable->format == DatasetFormat::kDocuments &&
+        static_cast<int>(spec.prompt.size()) >= config.block_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "prompt must be shorter than block_size ", config.block_size));
     }
@@ -364,29 +392,44 @@ void Scheduler::HelperLoop(int worker) {
 void Scheduler::RunTask(int worker, const Task& task) {
   std::unique_ptr<Decoder>& decoder = task.set->decoders[worker];
   if (decoder == nullptr) {
-    decoder = std::make_unique<Decoder>(task.set->servable->model,
-                                        options_.max_batch);
+    decoder = std::make_unique<Decoder>(
+        task.set->servable->model,
+        std::max(options_.max_batch, options_.prefill_chunk));
   }
   const int vocab_size = task.set->servable->model.config().vocab_size;
-  const size_t n = task.sequences.size();
   Pool::Scratch& scratch = pool_->scratch[worker];
-  scratch.tokens.resize(n);
-  scratch.caches.resize(n);
-  scratch.logits.resize(n * vocab_size);
-  for (size_t i = 0; i < n; ++i) {
-    Sequence* sequence = task.sequences[i];
-    scratch.tokens[i] = sequence->tokens_[sequence->cache_.length()];
-    scratch.caches[i] = &sequence->cache_;
-  }
-  decoder->StepBatch(scratch.tokens, scratch.caches, scratch.logits.data());
-  for (size_t i = 0; i < n; ++i) {
-    Sequence* sequence = task.sequences[i];
+  scratch.decoding.clear();
+  scratch.tokens.clear();
+  scratch.caches.clear();
+  scratch.logits.resize(task.sequences.size() * vocab_size);
+  auto advance = [&](Sequence* sequence, const float* logits) {
     TokenEvent event;
-    if (!sequence->Advance(scratch.logits.data() + i * vocab_size, &event)) {
-      continue;
-    }
+    if (!sequence->Advance(logits, &event)) return;
     ++tokens_generated_;
     if (sequence->Push(std::move(event))) scratch.produced.push_back(sequence);
+  };
+  // A prefilling sequence feeds one chunk (and samples after its last); the
+  // decoding ones are gathered for one StepBatch.
+  for (Sequence* sequence : task.sequences) {
+    const int pending = sequence->Pending();
+    if (pending == 1) {
+      scratch.decoding.push_back(sequence);
+      scratch.tokens.push_back(sequence->context_.back());
+      scratch.caches.push_back(&sequence->cache_);
+      continue;
+    }
+    const int n = std::min(pending, options_.prefill_chunk);
+    decoder->Prefill(
+        absl::MakeConstSpan(
+            sequence->context_.data() + sequence->cache_.length(), n),
+        &sequence->cache_, Decoder::PrefillLogits::kLast,
+        scratch.logits.data());
+    advance(sequence, scratch.logits.data());
+  }
+  // Decoding sequences: one token each, together.
+  decoder->StepBatch(scratch.tokens, scratch.caches, scratch.logits.data());
+  for (size_t i = 0; i < scratch.decoding.size(); ++i) {
+    advance(scratch.decoding[i], scratch.logits.data() + i * vocab_size);
   }
 }
 
@@ -413,7 +456,7 @@ void Scheduler::Stop() {
   }
   for (const auto& sequence : left) {
     TokenEvent event;  // dropped unless the sequence is still kRunning
-    event.position = sequence->cache_.length();
+    event.position = sequence->dropped_ + sequence->cache_.length();
     event.finish = FinishReason::kCancelled;
     if (sequence->Push(std::move(event)) && sequence->listener_) {
       sequence->listener_();

@@ -1,27 +1,44 @@
 // Scheduler: continuous batching of generation sequences on threads of its
 // own (never on gRPC's threads).
 //
-// Each sample of a request is a Sequence: a KV cache, a seeded Sampler, the
-// tokens fed so far and a bounded buffer of generated tokens for its consumer.
-// One loop advances every runnable sequence by one token per step: sequences
-// are grouped by servable (a model version, by shared_ptr identity), and each
-// group goes through Decoder::StepBatch, split across `num_threads` workers
-// (each worker keeps one Decoder per model version, created on first use and
-// dropped when that version has no sequence left). A sequence first feeds BOS
-// and its prompt through the cache, one token per step, then samples.
+// Each sample of a request is a Sequence: a KV cache, a seeded Sampler, its
+// context (the tokens the next one is drawn from) and a bounded buffer of
+// generated tokens for its consumer. One loop advances every runnable
+// sequence once per step: sequences are grouped by servable (a model version,
+// by shared_ptr identity), and each group is split across `num_threads`
+// workers (each worker keeps one Decoder per model version, created on first
+// use and dropped when that version has no sequence left). In a worker's
+// share, the sequences that are decoding (one token to feed) advance by one
+// token together through Decoder::StepBatch; a sequence with more context to
+// feed (its prompt at the start, or a refill, below) is prefilling and
+// advances by one chunk of up to `prefill_chunk` tokens through
+// Decoder::Prefill, and samples in the step that feeds its last chunk. So a
+// long prompt costs a few steps (a 255-character one four at the default 64)
+// and never makes the other sequences wait more than a chunk's forward.
 // Sequences join at the next step and leave as soon as they finish or are
 // cancelled; one whose buffer is full (a slow reader) is skipped for the step,
 // so it never stalls the others. The loop also sets OpenBLAS's process-wide
 // thread count for the widest model it runs (common/blas_threads.h: one
 // thread unless a single worker runs a wide model), between steps.
 //
-// Generation (docs/model.md, the seed's loop): BOS at position 0, then the
-// prompt; each sampled token is reported with the position it takes in the
-// sequence. A sample ends when the model draws BOS (reported, kBos), when
-// max_tokens tokens were generated (kMaxTokens) or when the cache is full, so
-// the last token cannot be fed (kBlockSize); that is at most
-// block_size - len(prompt) tokens, the last at position block_size. When both
-// kMaxTokens and kBlockSize apply, kMaxTokens is reported.
+// Generation (docs/model.md) depends on the model's DatasetFormat:
+// - documents: the context starts as BOS at position 0, then the prompt
+//   (< block_size tokens); each sampled token is reported with the position it
+//   takes in the sequence. A sample ends when the model draws BOS (reported,
+//   kBos), when max_tokens tokens were generated (kMaxTokens) or when the
+//   cache is full, so the last token cannot be fed (kBlockSize); that is at
+//   most block_size - len(prompt) tokens, the last at position block_size.
+//   When both kMaxTokens and kBlockSize apply, kMaxTokens is reported.
+// - text: no BOS is fed. The context starts as the prompt's last block_size
+//   tokens, or a newline for an empty prompt (BOS when the vocabulary has
+//   none). A sampled token that does not fit in the full cache starts a
+//   refill: the context becomes its last max(1, block_size / 2) tokens (the
+//   new one included), fed again from position 0, so every token is drawn
+//   from the logits of exactly its context window. Positions count the whole
+//   stream: prompt (or the newline start) from 0, then every generated token,
+//   past block_size. A sample ends at BOS (kBos) or after max_tokens tokens
+//   (kMaxTokens), never with kBlockSize; max_tokens 0 means no bound here
+//   (the service always sets one).
 //
 //   Scheduler scheduler(options);
 //   scheduler.Start();
@@ -62,7 +79,7 @@ enum class FinishReason {
 // One generated token of one sequence, or its kCancelled end.
 struct TokenEvent {
   int id = -1;                    // -1 on a kCancelled event
-  int position = 0;               // in the sequence; BOS is 0, then the prompt
+  int position = 0;               // in the stream (see the top of the file)
   float logprob = 0;              // log_softmax of the raw logits
   std::vector<TokenLogprob> top;  // most likely first
   FinishReason finish = FinishReason::kNone;
@@ -72,10 +89,12 @@ struct TokenEvent {
 // (the service validates requests; Submit only checks what would crash).
 struct SequenceSpec {
   std::shared_ptr<const ServableModel> servable;
-  std::vector<int> prompt;  // token ids without BOS, < block_size of them
+  // Token ids without BOS: < block_size of them for a documents model, any
+  // number for a text model (its last block_size are fed).
+  std::vector<int> prompt;
   SamplingParams sampling;
   uint64_t seed = 0;
-  int max_tokens = 0;  // 0 = until block_size
+  int max_tokens = 0;  // 0 = until block_size (documents), unbounded (text)
 };
 
 class Scheduler;
@@ -132,8 +151,17 @@ class Sequence {
   // Appends an event (a terminal one even over capacity); false unless
   // kRunning.
   bool Push(TokenEvent event) ABSL_LOCKS_EXCLUDED(mu_);
-  // Consumes the logits of the token just fed; the next event, if any.
+  // Context tokens not in the cache yet: 1 while decoding, more while
+  // prefilling.
+  int Pending() const {
+    return static_cast<int>(context_.size()) - cache_.length();
+  }
+  // Consumes the logits of the token just fed; the next event once the whole
+  // context is in the cache.
   bool Advance(const float* logits, TokenEvent* event);
+  // Text models, when a sampled token does not fit in the full cache: keeps
+  // the context's last max(1, block_size / 2) tokens and empties the cache.
+  void Refill();
   void Become(State to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Scheduler* const scheduler_;
@@ -145,7 +173,12 @@ class Sequence {
   // by the one worker that steps this sequence.
   KVCache cache_;
   Sampler sampler_;
-  std::vector<int> tokens_;  // BOS, prompt, generated tokens still to feed
+  const bool text_;  // a text model's sequence (DatasetFormat::kText)
+  // The tokens the next one is drawn from, at most block_size: the first
+  // cache_.length() fed, the others still to feed. Documents: BOS, prompt,
+  // generated tokens. Text: the stream's last tokens.
+  std::vector<int> context_;
+  int dropped_ = 0;  // stream tokens before context_[0] (text models)
   int max_tokens_;
   int generated_ = 0;
 
@@ -159,6 +192,10 @@ struct SchedulerOptions {
   int max_queued = 1024;   // sequences waiting beyond the active ones
   int num_threads = 1;     // compute workers (the loop is the first)
   int buffer_tokens = 64;  // per-sequence output buffer
+  // Context tokens of one prefilling sequence fed per step (one
+  // Decoder::Prefill call): bounds the step's time, so long prompts do not
+  // hold up the decoding sequences.
+  int prefill_chunk = 64;
   // Metrics hook: called on the loop thread after every step with the number
   // of sequences it advanced. Must be cheap and must not call the scheduler.
   std::function<void(int batch_size)> on_step;

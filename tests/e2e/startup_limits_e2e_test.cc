@@ -2,18 +2,27 @@
 // refuses to serve without a bearer token unless --insecure_no_auth says so,
 // refuses a checkpoint root that is not a directory, answers calls without
 // the token UNAUTHENTICATED; both servers refuse a request larger than
-// --max_message_bytes with RESOURCE_EXHAUSTED and go on serving.
+// --max_message_bytes with RESOURCE_EXHAUSTED and go on serving; the
+// generator applies --max_tokens_limit.
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/checkpoint.h"
+#include "common/checkpoint_store.h"
+#include "common/model.h"
+#include "common/parameters.h"
+#include "common/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "microgpt/client.h"
@@ -200,6 +209,56 @@ TEST_F(StartupTest, GeneratorRefusesAnOversizedRequestAndServesTheNext) {
           .code(),
       absl::StatusCode::kUnavailable);
   EXPECT_TRUE(client.ListModels().ok());
+}
+
+// --max_tokens_limit: not a number or below 1 stops the generator at start;
+// a limit is the bound of max_tokens that requests are refused beyond.
+TEST_F(StartupTest, GeneratorAppliesMaxTokensLimit) {
+  for (const auto& [flag, message] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"--max_tokens_limit=0", "max_tokens_limit must be >= 1, got 0"},
+           {"--max_tokens_limit=many", "max_tokens_limit"}}) {
+    ChildProcess refused(
+        {MICROGPT_GENERATOR_BIN, "--host=127.0.0.1", "--port=0",
+         "--checkpoint_root=" + Path("checkpoints"), flag},
+        Path("server.log"));
+    EXPECT_EQ(refused.Wait(absl::Seconds(20)), 1) << flag;
+    EXPECT_THAT(Log(), HasSubstr(message)) << flag;
+  }
+  ModelConfig config;
+  config.block_size = 16;
+  const Tokenizer tokenizer = Tokenizer::FromDocuments({"abc"});
+  config.vocab_size = tokenizer.vocab_size();
+  const ModelCheckpoint checkpoint{
+      config,      tokenizer, Model::Initialize(config, 1).parameters(),
+      1,           3.0,       DatasetFormat::kDocuments,
+      std::nullopt};
+  ASSERT_TRUE(CheckpointStore(Path("checkpoints"))
+                  .Publish("m", 1, checkpoint, nullptr, ParameterLayout(config))
+                  .ok());
+  process_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{
+          MICROGPT_GENERATOR_BIN, "--host=127.0.0.1", "--port=0",
+          "--checkpoint_root=" + Path("checkpoints"), "--max_tokens_limit=8"},
+      Path("server.log"));
+  const int port = process_->WaitForPort();
+  ASSERT_GT(port, 0) << Log();
+  GeneratorClient client(absl::StrCat("127.0.0.1:", port));
+  v1::GenerateRequest request;
+  request.set_max_tokens(9);
+  absl::Status status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {  // until the first scan has loaded the model
+    status = client.Generate(request,
+                             [](const v1::GenerateResponse&) { return true; });
+  } while (status.code() == absl::StatusCode::kUnavailable &&
+           absl::Now() < deadline);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(status.message(), HasSubstr("max_tokens must be in [0, 8]"));
+  request.set_max_tokens(8);
+  EXPECT_TRUE(
+      client.Generate(request, [](const v1::GenerateResponse&) { return true; })
+          .ok());
 }
 
 }  // namespace

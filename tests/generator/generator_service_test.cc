@@ -46,7 +46,8 @@ constexpr int kBos = 26;  // over a..z
 
 class GeneratorServiceTest : public ::testing::Test {
  protected:
-  void StartServer(SchedulerOptions scheduler = {}, int versions_to_keep = 2) {
+  void StartServer(SchedulerOptions scheduler = {}, int versions_to_keep = 2,
+                   GeneratorServiceOptions service = {}) {
     GeneratorServerOptions options;
     options.server.host = "127.0.0.1";
     options.server.port = 0;
@@ -55,6 +56,7 @@ class GeneratorServiceTest : public ::testing::Test {
     options.poll_interval = absl::ZeroDuration();  // the test polls
     options.versions_to_keep = versions_to_keep;
     options.scheduler = scheduler;
+    options.service = service;
     auto server = GeneratorServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -315,6 +317,83 @@ TEST_F(GeneratorServiceTest, BadRequestsNameTheFieldAndServingContinues) {
   StreamResult ok = GenerateAll(stub_.get(), edges);
   ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
   EXPECT_EQ(ok.messages.size(), 64u);  // one token each: the block is full
+}
+
+// A text model's sample runs past block_size (16) up to the server's
+// max_tokens limit (40 here, what max_tokens 0 means), from a newline when the
+// prompt is empty; its prompt may be longer than block_size, and positions
+// count the whole stream.
+TEST_F(GeneratorServiceTest, TextModelsStreamPastBlockSizeUpToTheLimit) {
+  GeneratorServiceOptions service;
+  service.max_tokens_limit = 40;
+  StartServer({}, 2, service);
+  ModelCheckpoint text = MakeCheckpoint(SmallConfig(16), 9, 1, 3.0,
+                                        "abcdefghijklmnopqrstuvwxyz \n");
+  text.format = DatasetFormat::kText;
+  SteerBos(text, -10.0f);
+  PublishAndLoad("text", 1, text);
+  const int newline = text.tokenizer.Encode("\n")->front();
+
+  v1::GenerateRequest request;
+  request.set_seed(4);
+  StreamResult all = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(all.status.ok()) << all.status.error_message();
+  ASSERT_EQ(all.messages.size(), 40u);
+  for (size_t t = 0; t < all.messages.size(); ++t) {
+    EXPECT_EQ(all.messages[t].position(), static_cast<int>(t + 1));
+    EXPECT_EQ(all.messages[t].finish_reason(),
+              t + 1 == all.messages.size() ? v1::FINISH_REASON_MAX_TOKENS
+                                           : v1::FINISH_REASON_UNSPECIFIED);
+  }
+  const std::vector<std::vector<float>> from_newline =
+      ReferenceLogprobs(ToModel(text), {newline});
+  EXPECT_NEAR(all.messages[0].logprob(), from_newline[0][all.messages[0].id()],
+              1e-5);
+
+  request.set_prompt("the quick brown fox jumps over");  // 30 characters
+  request.set_max_tokens(3);
+  StreamResult long_prompt = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(long_prompt.status.ok()) << long_prompt.status.error_message();
+  ASSERT_EQ(long_prompt.messages.size(), 3u);
+  EXPECT_EQ(long_prompt.messages[0].position(), 30);
+
+  request.set_max_tokens(41);
+  StreamResult refused = GenerateAll(stub_.get(), request);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("max_tokens"));
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("[0, 40]"));
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("max_tokens_limit"));
+}
+
+// A documents model keeps its block_size bound and message, and the server's
+// limit bounds it too when it is the smaller one.
+TEST_F(GeneratorServiceTest, DocumentsModelsAreBoundedByBlockSizeAndTheLimit) {
+  GeneratorServiceOptions service;
+  service.max_tokens_limit = 8;
+  StartServer({}, 2, service);
+  ModelCheckpoint names = MakeCheckpoint(SmallConfig(16), 10);
+  SteerBos(names, -10.0f);
+  PublishAndLoad("names", 1, names);
+  v1::GenerateRequest request;
+  request.set_seed(5);
+  request.set_max_tokens(17);
+  StreamResult over_block = GenerateAll(stub_.get(), request);
+  EXPECT_EQ(over_block.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(over_block.status.error_message(),
+              HasSubstr("max_tokens must be in [0, block_size = 16]"));
+  request.set_max_tokens(9);
+  StreamResult over_limit = GenerateAll(stub_.get(), request);
+  EXPECT_EQ(over_limit.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(over_limit.status.error_message(),
+              HasSubstr("max_tokens must be in [0, 8]"));
+  for (const int max_tokens : {0, 8}) {
+    request.set_max_tokens(max_tokens);
+    StreamResult ok = GenerateAll(stub_.get(), request);
+    ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
+    ASSERT_EQ(ok.messages.size(), 8u) << max_tokens;
+    EXPECT_EQ(ok.messages.back().finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+    EXPECT_EQ(ok.messages.front().position(), 1);
+  }
 }
 
 TEST_F(GeneratorServiceTest, EmptyModelNameIsAmbiguousWithSeveralModels) {

@@ -2,9 +2,12 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,7 +21,9 @@
 namespace microgpt {
 namespace {
 
+using ::microgpt::testing::kLetters;
 using ::microgpt::testing::MakeCheckpoint;
+using ::microgpt::testing::ReferenceLogprobs;
 using ::microgpt::testing::ReferenceSample;
 using ::microgpt::testing::SmallConfig;
 using ::microgpt::testing::SteerBos;
@@ -26,12 +31,34 @@ using ::microgpt::testing::WaitFor;
 using ::testing::HasSubstr;
 
 std::shared_ptr<const ServableModel> MakeServable(
-    const ModelCheckpoint& checkpoint, int64_t version = 1) {
+    const ModelCheckpoint& checkpoint, int64_t version = 1,
+    DatasetFormat format = DatasetFormat::kDocuments) {
   Model model =
       *Model::FromParameters(checkpoint.config, checkpoint.parameters);
-  return std::make_shared<const ServableModel>(
-      ServableModel{"m", version, checkpoint.step, checkpoint.loss,
-                    std::move(model), checkpoint.tokenizer});
+  return std::make_shared<const ServableModel>(ServableModel{
+      "m", version, checkpoint.step, checkpoint.loss, std::move(model),
+      checkpoint.tokenizer, format, std::nullopt});
+}
+
+// Letters, space and newline: a text model's vocabulary.
+constexpr absl::string_view kTextChars = "abcdefghijklmnopqrstuvwxyz \n";
+
+// The logits of the last of `context` fed token by token into a fresh cache.
+std::vector<float> LogitsOf(const Model& model,
+                            const std::vector<int>& context) {
+  Decoder decoder(model, 1);
+  KVCache cache(model.config());
+  std::vector<float> logits(model.config().vocab_size);
+  for (int token : context) decoder.Step(token, &cache, logits.data());
+  return logits;
+}
+
+// log_softmax(logits)[id], in double.
+double LogProb(const std::vector<float>& logits, int id) {
+  const double m = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float v : logits) sum += std::exp(double{v} - m);
+  return double{logits[id]} - m - std::log(sum);
 }
 
 SequenceSpec Spec(std::shared_ptr<const ServableModel> servable, uint64_t seed,
@@ -92,6 +119,170 @@ TEST(SchedulerTest, TokensMatchDirectDecodingWithTheSameSeed) {
     }
     EXPECT_NE(events.back().finish, FinishReason::kNone);
     EXPECT_NE(events.back().finish, FinishReason::kCancelled);
+  }
+}
+
+// A prompt fed in chunks (3 here: BOS and 40 characters in 16 + 16 + 9)
+// gives the tokens and log-probabilities of feeding it one token per step.
+TEST(SchedulerTest, ChunkedPrefillGivesTheTokensOfTokenByTokenFeeding) {
+  auto servable = MakeServable(MakeCheckpoint(SmallConfig(64), 12));
+  SchedulerOptions options;
+  options.prefill_chunk = 16;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  std::vector<int> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back((i * 7) % 26);
+  SamplingParams params;
+  params.temperature = 1.0f;
+  std::vector<SequenceSpec> specs;
+  for (uint64_t seed = 50; seed < 54; ++seed) {
+    specs.push_back(Spec(servable, seed, prompt));
+    specs.back().sampling = params;
+  }
+  auto sequences = scheduler.Submit(specs, nullptr);
+  ASSERT_TRUE(sequences.ok()) << sequences.status();
+  const int bos = servable->tokenizer.bos();
+  for (size_t i = 0; i < sequences->size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "sample " << i);
+    const std::vector<TokenEvent> events = Drain(*(*sequences)[i]);
+    const std::vector<int> ids = EventIds(events);
+    ASSERT_EQ(ids,
+              ReferenceSample(servable->model, bos, prompt, params, 50 + i, 0));
+    std::vector<int> fed = {bos};
+    fed.insert(fed.end(), prompt.begin(), prompt.end());
+    fed.insert(fed.end(), ids.begin(), ids.end() - 1);
+    const std::vector<std::vector<float>> want =
+        ReferenceLogprobs(servable->model, fed);
+    for (size_t t = 0; t < events.size(); ++t) {
+      EXPECT_EQ(events[t].position, static_cast<int>(41 + t));
+      EXPECT_NEAR(events[t].logprob, want[40 + t][ids[t]], 1e-5) << t;
+    }
+  }
+}
+
+// While a 255-character prompt prefills (BOS and 255 tokens: four chunks of
+// 64, the token drawn in the fourth step), a sequence that is already
+// running gets a token in every step.
+TEST(SchedulerTest, LongPromptPrefillsInAFewStepsWhileOthersDecode) {
+  // The running one: a text model, which never ends at block_size (its
+  // refills of 16 tokens fit in one chunk, sampled in the same step).
+  ModelCheckpoint text = MakeCheckpoint(SmallConfig(32), 4, 1, 3.0, kTextChars);
+  SteerBos(text, -10.0f);
+  auto running = MakeServable(text, 1, DatasetFormat::kText);
+  auto prompted = MakeServable(MakeCheckpoint(SmallConfig(512), 5), 2);
+  SchedulerOptions options;
+  options.buffer_tokens = 1 << 20;  // never full: it runs every step
+  std::atomic<int> steps{0}, steps_of_two{0};
+  options.on_step = [&](int batch_size) {
+    ++steps;
+    if (batch_size == 2) ++steps_of_two;
+  };
+  Scheduler scheduler(options);
+  scheduler.Start();
+  auto first = scheduler.Submit({Spec(running, 1)}, nullptr);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().tokens_generated > 3; }));
+  std::vector<int> prompt;
+  for (int i = 0; i < 255; ++i) prompt.push_back((i * 5) % 26);
+  auto second =
+      scheduler.Submit({Spec(prompted, 9, prompt, /*max_tokens=*/1)}, nullptr);
+  ASSERT_TRUE(second.ok());
+  const std::vector<TokenEvent> events = Drain(*(*second)[0]);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].position, 256);
+  EXPECT_EQ(events[0].finish, FinishReason::kMaxTokens);
+  EXPECT_EQ(EventIds(events),
+            ReferenceSample(prompted->model, prompted->tokenizer.bos(), prompt,
+                            SamplingParams(), 9, 1));
+  (*first)[0]->Cancel();
+  ASSERT_TRUE(WaitFor([&] { return scheduler.stats().active == 0; }));
+  EXPECT_EQ(steps_of_two.load(), 4);
+  // One token of the running sequence per step, and the prompted one's.
+  EXPECT_EQ(scheduler.stats().tokens_generated, steps.load() + 1);
+}
+
+// A text model's stream runs past block_size (16 here): each token is drawn
+// from exactly its context window, the stream's last tokens, which starts as
+// the prompt's last 16 tokens and, when a token does not fit, becomes the
+// last 8. Each reported log-probability is the one a fresh cache fed that
+// window token by token gives, positions count the whole stream and the
+// sample ends only at max_tokens. Refills go through one chunk and through
+// several.
+TEST(SchedulerTest, TextModelsGeneratePastBlockSizeFromTheirContextWindow) {
+  constexpr int kBlock = 16, kTokens = 100;
+  ModelCheckpoint checkpoint =
+      MakeCheckpoint(SmallConfig(kBlock), 6, 1, 3.0, kTextChars);
+  SteerBos(checkpoint, -10.0f);
+  auto servable = MakeServable(checkpoint, 1, DatasetFormat::kText);
+  const Model& model = servable->model;
+  SamplingParams params;
+  params.temperature = 1.0f;
+  for (const int chunk : {64, 3}) {
+    SchedulerOptions options;
+    options.prefill_chunk = chunk;
+    Scheduler scheduler(options);
+    scheduler.Start();
+    const std::vector<int> short_prompt = {7, 4, 11, 11, 14};  // "hello"
+    std::vector<int> long_prompt;  // longer than the block
+    for (int i = 0; i < 40; ++i) long_prompt.push_back((i * 3) % 27);
+    for (const std::vector<int>& prompt : {short_prompt, long_prompt}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "chunk " << chunk << ", prompt of " << prompt.size());
+      SequenceSpec spec = Spec(servable, 31, prompt, kTokens);
+      spec.sampling = params;
+      auto sequences = scheduler.Submit({spec}, nullptr);
+      ASSERT_TRUE(sequences.ok()) << sequences.status();
+      const std::vector<TokenEvent> events = Drain(*(*sequences)[0]);
+      ASSERT_EQ(events.size(), static_cast<size_t>(kTokens));
+      std::vector<int> context(
+          prompt.end() - std::min<int>(prompt.size(), kBlock), prompt.end());
+      Sampler sampler(params, 31);
+      for (int t = 0; t < kTokens; ++t) {
+        const std::vector<float> logits = LogitsOf(model, context);
+        ASSERT_EQ(events[t].id, sampler.Sample(logits).id) << t;
+        EXPECT_NEAR(events[t].logprob, LogProb(logits, events[t].id), 1e-5)
+            << t;
+        EXPECT_EQ(events[t].position, static_cast<int>(prompt.size()) + t);
+        EXPECT_EQ(events[t].finish, t + 1 == kTokens ? FinishReason::kMaxTokens
+                                                     : FinishReason::kNone);
+        context.push_back(events[t].id);
+        if (context.size() > kBlock) {
+          context.erase(context.begin(), context.end() - kBlock / 2);
+        }
+      }
+    }
+  }
+}
+
+// An empty prompt starts a text model's stream from a newline (at position
+// 0), or from BOS when its vocabulary has no newline.
+TEST(SchedulerTest, EmptyTextPromptStartsFromANewline) {
+  Scheduler scheduler({});
+  scheduler.Start();
+  for (const absl::string_view chars : {kTextChars, kLetters}) {
+    auto servable =
+        MakeServable(MakeCheckpoint(SmallConfig(), 8, 1, 3.0, chars), 1,
+                     DatasetFormat::kText);
+    const absl::StatusOr<std::vector<int>> newline =
+        servable->tokenizer.Encode("\n");
+    const int start =
+        newline.ok() ? newline->front() : servable->tokenizer.bos();
+    SCOPED_TRACE(newline.ok() ? "newline" : "no newline");
+    auto sequences =
+        scheduler.Submit({Spec(servable, 2, {}, /*max_tokens=*/1)}, nullptr);
+    ASSERT_TRUE(sequences.ok());
+    const std::vector<TokenEvent> events = Drain(*(*sequences)[0]);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].position, 1);
+    const std::vector<float> logits = LogitsOf(servable->model, {start});
+    EXPECT_EQ(events[0].id, Sampler(SamplingParams(), 2).Sample(logits).id);
+    EXPECT_NEAR(events[0].logprob, LogProb(logits, events[0].id), 1e-5);
+    // The other start would have given other numbers.
+    const int other = newline.ok() ? servable->tokenizer.bos() : 0;
+    EXPECT_GT(
+        std::abs(LogProb(LogitsOf(servable->model, {other}), events[0].id) -
+                 events[0].logprob),
+        1e-3);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,7 +70,9 @@ inline ModelCheckpoint MakeCheckpoint(ModelConfig config, uint64_t seed,
   Tokenizer tokenizer = Tokenizer::FromDocuments({std::string(chars)});
   config.vocab_size = tokenizer.vocab_size();
   Model model = Model::Initialize(config, seed);
-  ModelCheckpoint checkpoint{config, tokenizer, model.parameters(), step, loss};
+  ModelCheckpoint checkpoint{config,      tokenizer, model.parameters(),
+                             step,        loss,      DatasetFormat::kDocuments,
+                             std::nullopt};
   return checkpoint;
 }
 
