@@ -117,10 +117,59 @@ def pytorch_rows(path):
     return rows, header, skipped
 
 
+def text_rows(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                obj = json.loads(line)
+                rows[obj["row"]] = obj
+    return rows
+
+
+def print_text_table(rows, engine):
+    """The rows of bench/text_bench.sh: the services end to end."""
+    e, mf = rows.get("e2e_e", {}), rows.get("memory_f", {})
+    grpc, sample = rows.get("grpc_f_x64", {}), rows.get("sample_e", {})
+    decode = engine.get("decode_f_x64", {}).get("tokens_per_s")
+    print("| measure | microgpt | target | met? |")
+    print("|---|---|---|---|")
+
+    def line(label, value, target, ok):
+        met_s = "—" if ok is None else ("yes" if ok else "**no**")
+        print(f"| {label} | {value} | {target} | {met_s} |")
+
+    if e:
+        val, wall = e.get("val_loss"), e.get("wall_s")
+        line("(e) end to end: validation loss after 2,000 steps",
+             f"{val:.4f}" if val else "—", "≤ 1.85", val is not None and val <= 1.85)
+        line("(e) end to end: wall time, evaluations included", f"{wall:.1f} s",
+             "≤ 50 s", wall <= 50)
+        line("(e) training peak RSS (trainer's estimate)",
+             f"{e['peak_rss_mib']:.0f} MiB ({e['estimate_mib']:.0f} MiB)", "—", None)
+    if mf:
+        line("(f) training peak RSS (trainer's estimate)",
+             f"{mf['peak_rss_mib']:.0f} MiB ({mf['estimate_mib']:.0f} MiB)", "—", None)
+    if grpc:
+        ours = grpc.get("tokens_per_s")
+        target = f"≥ 90% of the engine's {human(decode)}" if decode else "≥ 90% of the engine's"
+        line("(f) through gRPC, 64 streams of 512 tokens, aggregate tokens/s",
+             f"{human(ours)}" + (f" ({100 * ours / decode:.0f}%)" if decode else ""),
+             target, None if not decode else ours >= 0.9 * decode)
+        itl = grpc.get("itl_ms", {})
+        line("(f) through gRPC: inter-token latency p50 / p99",
+             f"{itl.get('p50', 0):.1f} / {itl.get('p99', 0):.1f} ms", "reported", None)
+    if sample:
+        print()
+        print(f"(e) sample: {sample['characters']} characters in {sample['file']}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pytorch", required=True)
     parser.add_argument("--engine", nargs="+", required=True)
+    parser.add_argument("--text", help="bench/text_bench.sh's JSON lines")
     args = parser.parse_args()
     engine, context = engine_rows(args.engine)
     torch_rows, header, skipped = pytorch_rows(args.pytorch)
@@ -154,6 +203,9 @@ def main():
               f"{header.get('threads', '?')} thread(s) (text rows: "
               f"{header.get('text_threads', '?')}), data {header.get('data', '?')}, "
               f"text {header.get('text', '?')}")
+    if args.text:
+        print()
+        print_text_table(text_rows(args.text), engine)
     return 0
 
 

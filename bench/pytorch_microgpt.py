@@ -158,6 +158,9 @@ def main():
                         help="measurements per row; the median is reported")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads (1 is the best setting on 2 cores)")
+    parser.add_argument("--text_threads", type=int, default=os.cpu_count(),
+                        help="torch threads of the text rows' training and prefill "
+                             "(nanoGPT's setting: every core)")
     parser.add_argument("--rows", default="",
                         help="comma-separated row names to run (default: all)")
     parser.add_argument("--verify", default="",
@@ -187,7 +190,8 @@ def main():
     bos = len(chars)
     vocab_size = len(chars) + 1
     emit({"impl": "pytorch", "torch": torch.__version__, "python": platform.python_version(),
-          "threads": torch.get_num_threads(), "data": source, "documents": len(docs),
+          "threads": torch.get_num_threads(), "text_threads": args.text_threads,
+          "data": source, "documents": len(docs),
           "vocab_size": vocab_size, "text": text_source, "text_chars": len(text),
           "text_vocab_size": text_vocab,
           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")})
@@ -243,6 +247,7 @@ def main():
         n_embd, n_layer, n_head, block_size, batch = CONFIGS[name]
         num_steps = 1 << 30  # the lr decay horizon, never reached here
         is_text = name in TEXT_CONFIGS
+        torch.set_num_threads(args.text_threads if is_text else args.threads)
         V = text_vocab if is_text else vocab_size
         p = init_params(n_embd, n_layer, V, block_size, True)
         opt = torch.optim.Adam(p.values(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
@@ -309,6 +314,7 @@ def main():
     # ------------------------------------------------------------ decoding
     def bench_decode(name, streams):
         n_embd, n_layer, n_head, block_size, _ = CONFIGS[name]
+        torch.set_num_threads(args.threads)
         # names.txt's vocabulary, or shakespeare.txt's, as in engine_bench.cc
         V = 66 if name in TEXT_CONFIGS else 27
         hd = n_embd // n_head
@@ -367,6 +373,7 @@ def main():
     # ------------------------------------------------------------ prefill
     def bench_prefill(name, length):
         n_embd, n_layer, n_head, block_size, _ = CONFIGS[name]
+        torch.set_num_threads(args.text_threads)
         p = init_params(n_embd, n_layer, 66, block_size, False)
         prompt = torch.randint(65, (1, length))
 

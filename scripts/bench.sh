@@ -12,6 +12,7 @@
 #   scripts/bench.sh --min_time 1 --repetitions 1 # quick look
 #   scripts/bench.sh --rows train_d,decode_d_x64  # some rows only
 #   scripts/bench.sh --no-build                   # use the binaries in $BUILD_DIR
+#   scripts/bench.sh --no-text                    # without bench/text_bench.sh's service rows
 #   scripts/bench.sh --baseline OTHER_BUILD_DIR   # also an earlier build's engine_bench,
 #                                                 # row by row, to compare the two
 #
@@ -26,16 +27,21 @@ root=$(pwd)
 
 min_time=3
 repetitions=3
-rows=train_a,train_b,train_c,train_d,decode_a_x1,decode_a_x64,decode_d_x1,decode_d_x64
+rows=train_a,train_b,train_c,train_d,train_e,train_f,decode_a_x1,decode_a_x64
+rows+=,decode_d_x1,decode_d_x64,decode_f_x1,decode_f_x64,prefill_f_255
+text_rows=1
 build=1
 baseline=""
 data="$root/../shared/data/names.txt"
+text="$root/../shared/data/shakespeare.txt"
 while [ $# -gt 0 ]; do
   case "$1" in
     --min_time) min_time=$2; shift 2 ;;
     --repetitions) repetitions=$2; shift 2 ;;
     --rows) rows=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
+    --text) text=$2; shift 2 ;;
+    --no-text) text_rows=0; shift ;;
     --no-build) build=0; shift ;;
     --baseline) baseline=$(realpath "$2"); shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -44,7 +50,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Only what this script runs (scripts/build.sh builds $BUILD_TARGETS).
-[ "$build" = 1 ] && BUILD_TARGETS=${BUILD_TARGETS:-engine_bench} bash scripts/build.sh
+[ "$build" = 1 ] && BUILD_TARGETS=${BUILD_TARGETS:-engine_bench microgpt-trainer microgpt-generator microgpt microgpt-bench} bash scripts/build.sh
 bin=$(realpath "${BUILD_DIR:-build}")
 [ -x "$bin/bench/engine_bench" ] || { echo "bench.sh: $bin/bench/engine_bench is missing" >&2; exit 1; }
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
@@ -61,6 +67,14 @@ else
        for (j = 0; j < n; j++) s = s sprintf("%c", 97 + int(rand() * 26)); print s } }' > "$data"
 fi
 export MICROGPT_BENCH_DATA=$data
+if [ -f "$text" ]; then
+  text=$(realpath "$text")
+  echo "text: $text"
+else
+  echo "text: $text is absent; both sides use a generated text (and the service rows are skipped)"
+  text_rows=0
+fi
+export MICROGPT_BENCH_TEXT=$text
 
 python=${PYTORCH_PYTHON:-/usr/bin/python3}  # Debian's python3-torch lives here
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -97,15 +111,21 @@ for row in ${rows//,/ }; do
   engine_files+=("$out/engine_$row.json")
   if [ "$torch_ok" = 1 ]; then
     echo "  $row: PyTorch..." >&2
-    "$python" bench/pytorch_microgpt.py --data "$data" --rows "$row" \
+    "$python" bench/pytorch_microgpt.py --data "$data" --text "$text" --rows "$row" \
       --min_time "$min_time" --repetitions "$repetitions" >> "$out/pytorch.jsonl"
   fi
 done
+text_args=()
+if [ "$text_rows" = 1 ]; then
+  bash bench/text_bench.sh "$bin" "$text" "$out/text" > "$out/text.jsonl"
+  text_args=(--text "$out/text.jsonl")
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load after: $load_after"
 echo
 [ -x "$python" ] || python=python3
-"$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${engine_files[@]}"
+"$python" bench/bench_table.py --pytorch "$out/pytorch.jsonl" --engine "${engine_files[@]}" \
+  "${text_args[@]}"
 if [ -n "$baseline" ]; then
   echo
   echo "baseline ($baseline), measured row by row just before the table above:"

@@ -25,7 +25,9 @@ for arg in "$@"; do
     # netavark needs iptables), base images from debootstrap.
     --with-containers) packages+=(podman runc netavark aardvark-dns iptables debootstrap) ;;
     --with-python) packages+=(python3-numpy) ;;
-    --with-torch) packages+=(python3-torch) ;;
+    # scripts/bench.sh: the PyTorch column, and GNU time for the peak memory
+    # of the text training runs (bench/text_bench.sh).
+    --with-torch) packages+=(python3-torch time) ;;
     # scripts/sanitize.sh, fuzz.sh, tsan.sh: clang with its sanitizer and
     # libFuzzer runtimes, llvm-symbolizer for the reports.
     --with-sanitizers) packages+=(clang libclang-rt-14-dev llvm) ;;

@@ -188,9 +188,15 @@ void TrainingJob::Run(
     progress_.set_step((*run)->step());
     progress_.set_total_steps((*run)->options().steps);
   }
-  LogInfo(absl::StrFormat("job %s: training \"%s\" from step %d to %d", id_,
-                          options_.model, (*run)->step(),
-                          (*run)->options().steps));
+  const TrainingOptions& training = (*run)->options();
+  LogInfo(absl::StrFormat(
+      "job %s: training \"%s\" from step %d to %d (%d parameters, estimated "
+      "memory %.1f MiB)",
+      id_, options_.model, (*run)->step(), training.steps,
+      training.config.num_parameters(),
+      static_cast<double>(EstimateTrainingBytes(
+          training.config, training.batch_size, training.threads)) /
+          (1 << 20)));
   on_started(absl::OkStatus());
   Train(**run);
 }
