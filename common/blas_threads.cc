@@ -6,8 +6,9 @@ namespace microgpt {
 
 int BlasThreadsFor(EngineWork work, const ModelConfig& config,
                    int engine_threads) {
-  if (work == EngineWork::kDecoding || engine_threads > 1) return 1;
-  return config.n_embd >= 64 ? openblas_get_num_procs() : 1;
+  if (engine_threads > 1) return 1;
+  const int wide = work == EngineWork::kDecoding ? kWideDecodingEmbd : 64;
+  return config.n_embd >= wide ? openblas_get_num_procs() : 1;
 }
 
 int TrainingThreadsFor(const ModelConfig& config) {

@@ -13,15 +13,22 @@ namespace microgpt {
 
 enum class EngineWork { kTraining, kDecoding };
 
+// Decoding steps of models at least this wide on a single worker give
+// OpenBLAS every core (see BlasThreadsFor).
+inline constexpr int kWideDecodingEmbd = 256;
+
 // The thread count for `work` on models of `config` when the engine runs
 // `engine_threads` threads of its own for it (TrainingOptions::threads, the
-// generator's compute workers): every core OpenBLAS sees only for training a
-// wide model (n_embd >= 64, products of a row per position of the batch) on
-// a single engine thread; otherwise one. Decoding is always one: its 64-row
-// products are done before OpenBLAS's hand-off pays, and the helper thread's
-// spinning costs the rest of the step its core (decode (d) x64 at load ~5:
-// 8-14k tokens/s with one thread, 4-9k with two); the generator's own
-// workers split the batch instead.
+// generator's compute workers busy in this step): every core OpenBLAS sees
+// on a single engine thread for training a wide model (n_embd >= 64,
+// products of a row per position of the batch) and for decoding a very wide
+// one (n_embd >= kWideDecodingEmbd: a step of one stream of config (f) reads
+// 43 MB of weights, which two cores stream faster than one, 644 -> 1105
+// tokens/s); otherwise one. Narrower decoding stays on one: its products are
+// done before OpenBLAS's hand-off pays, and the helper thread's spinning
+// costs the rest of the step its core (decode (d) x64 at load ~5: 8-14k
+// tokens/s with one thread, 4-9k with two); the generator's own workers split
+// a batch instead, and with two of them busy OpenBLAS is single-threaded.
 int BlasThreadsFor(EngineWork work, const ModelConfig& config,
                    int engine_threads);
 

@@ -280,18 +280,13 @@ void Scheduler::ReapAndPromote() {
       --decoders_;
     }
   }
-  UpdateBlasThreads();
 }
 
-void Scheduler::UpdateBlasThreads() {
-  const ModelConfig* widest = nullptr;
-  for (const auto& [servable, set] : decoder_sets_) {
-    const ModelConfig& config = servable->model.config();
-    if (widest == nullptr || config.n_embd > widest->n_embd) widest = &config;
-  }
-  if (widest == nullptr || widest->n_embd == blas_n_embd_) return;
-  blas_n_embd_ = widest->n_embd;
-  ConfigureBlasThreads(EngineWork::kDecoding, *widest, options_.num_threads);
+void Scheduler::SetBlasThreadsForStep(const ModelConfig& config, int workers) {
+  if (config.n_embd == blas_n_embd_ && workers == blas_workers_) return;
+  blas_n_embd_ = config.n_embd;
+  blas_workers_ = workers;
+  ConfigureBlasThreads(EngineWork::kDecoding, config, workers);
 }
 
 void Scheduler::Loop() {
@@ -339,7 +334,6 @@ void Scheduler::RunStep(
       set->servable = sequences.front()->servable_;
       set->decoders.resize(workers);
       ++decoders_;
-      UpdateBlasThreads();
     }
     // Worker k takes the k-th slice of every version's batch (a wide model's;
     // a narrow one's batch stays on the loop's own worker).
@@ -358,6 +352,12 @@ void Scheduler::RunStep(
       workers > 1 &&
       std::any_of(pool_->tasks.begin() + 1, pool_->tasks.end(),
                   [](const auto& tasks) { return !tasks.empty(); });
+  const ModelConfig* widest = nullptr;
+  for (const auto& [servable, sequences] : groups) {
+    const ModelConfig& config = servable->model.config();
+    if (widest == nullptr || config.n_embd > widest->n_embd) widest = &config;
+  }
+  SetBlasThreadsForStep(*widest, parallel ? workers : 1);
   if (parallel) {
     absl::MutexLock lock(&pool_->mu);
     pool_->pending = workers - 1;

@@ -251,9 +251,10 @@ class Scheduler {
   void RunTask(int worker, const Task& task);
   // Removes finished and cancelled sequences, fills the batch from the queue.
   void ReapAndPromote() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sets OpenBLAS's thread count for the widest model with decoders, when
-  // that changed. Loop thread, between steps (no product in flight).
-  void UpdateBlasThreads();
+  // Sets OpenBLAS's thread count for a step of `config` (the widest model
+  // this step runs) on `workers` workers, when that changed. Loop thread,
+  // between steps (no product in flight).
+  void SetBlasThreadsForStep(const ModelConfig& config, int workers);
 
   const SchedulerOptions options_;
 
@@ -271,9 +272,10 @@ class Scheduler {
 
   // Loop-owned: decoders by model version (the key is kept alive by the set).
   std::map<const ServableModel*, std::unique_ptr<DecoderSet>> decoder_sets_;
-  // Loop-owned: the n_embd OpenBLAS's thread count was last set for (0:
-  // not yet).
+  // Loop-owned: the n_embd and worker count OpenBLAS's thread count was last
+  // set for (0: not yet).
   int blas_n_embd_ = 0;
+  int blas_workers_ = 0;
   std::unique_ptr<Pool> pool_;
   std::thread loop_;
   std::vector<std::thread> helpers_;

@@ -13,11 +13,13 @@ ModelConfig Width(int n_embd) {
   return config;
 }
 
-TEST(BlasThreadsTest, EveryCoreOnlyForWideTrainingOnOneEngineThread) {
+TEST(BlasThreadsTest, EveryCoreOnlyForWideModelsOnOneEngineThread) {
   const int cores = openblas_get_num_procs();
   EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(16), 1), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(128), 1), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(128), 2), 1);
+  EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(256), 1), cores);
+  EXPECT_EQ(BlasThreadsFor(EngineWork::kDecoding, Width(384), 2), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(16), 1), 1);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(64), 1), cores);
   EXPECT_EQ(BlasThreadsFor(EngineWork::kTraining, Width(128), 2), 1);
