@@ -67,11 +67,17 @@ absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
         "eval_every needs val_fraction > 0 (data held out to evaluate on)");
   }
   options->eval_every = request.eval_every();
+  if (request.resume() && request.resume_if_exists()) {
+    return absl::InvalidArgumentError(
+        "resume and resume_if_exists exclude each other (resume_if_exists "
+        "resumes when there is a version, and starts a new run when not)");
+  }
   if (!request.init_from().empty()) {
-    if (options->resume) {
+    if (request.resume() || request.resume_if_exists()) {
       return absl::InvalidArgumentError(
-          "init_from and resume exclude each other: resume continues this "
-          "model's own run, init_from starts a new one from another's weights");
+          "init_from and resume (or resume_if_exists) exclude each other: "
+          "resume continues this model's own run, init_from starts a new one "
+          "from another's weights");
     }
     if (request.has_config()) {
       return absl::InvalidArgumentError(
@@ -84,7 +90,13 @@ absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
         !status.ok()) {
       return status;
     }
+    options->start = RunStart::kInitFrom;
+  } else if (request.resume()) {
+    options->start = RunStart::kResume;
+  } else if (request.resume_if_exists()) {
+    options->start = RunStart::kResumeIfExists;
   }
+  options->discard_on_cancel = request.discard_on_cancel();
   if (request.has_init_std()) {
     const float init_std = request.init_std();
     if (!(init_std > 0 && init_std <= 1)) {
@@ -325,12 +337,15 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
   }
 
   TrainingOptions& training = options.training;
-  options.resume = request.resume();
-  if (!options.resume) {
-    auto config = ConfigFromRequest(request.config());
-    if (!config.ok()) return config.status();
-    training.config = *config;
-  }
+  // The sizes of a new run (with resume_if_exists, of the run it may be);
+  // a resumed run takes the checkpoint's and checks the request's against
+  // them (TrainingJob).
+  auto config = ConfigFromRequest(request.config());
+  if (!config.ok()) return config.status();
+  training.config = *config;
+  options.requested_sizes = {
+      request.config().n_embd(), request.config().n_head(),
+      request.config().n_layer(), request.config().block_size()};
   if (request.steps() < 0 || request.steps() > kMaxTrainingSteps) {
     return absl::InvalidArgumentError(
         absl::StrCat("steps must be in [0, ", kMaxTrainingSteps,
@@ -364,7 +379,7 @@ absl::StatusOr<TrainingJobOptions> JobOptionsFromRequest(
   }
   training.threads = TrainingThreadsFor(training.config);
   if (absl::Status status = training.Validate(); !status.ok()) return status;
-  if (!options.resume && options.init_from_model.empty()) {
+  if (options.start == RunStart::kNew) {
     // The vocabulary of a dataset file is known once it is read (the job
     // checks again then); until then, the smallest one.
     training.config.vocab_size =

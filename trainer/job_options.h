@@ -47,6 +47,20 @@ struct TrainingLimits {
   int64_t max_training_bytes = int64_t{4} << 30;
 };
 
+// How a job's run begins.
+enum class RunStart {
+  kNew,             // fresh weights; refused when the model has versions
+  kResume,          // from the model's latest version (NOT_FOUND without)
+  kResumeIfExists,  // kResume when the model has a version, else kNew
+  kInitFrom,        // from a published version's weights, fresh optimizer
+};
+
+// Sizes a request gave explicitly (0: not given), to compare with a resumed
+// checkpoint's.
+struct RequestedSizes {
+  int n_embd = 0, n_head = 0, n_layer = 0, block_size = 0;
+};
+
 struct TrainingJobOptions {
   std::string model;  // a valid model name
   // The dataset: a file to read in dataset.format (when non-empty), else
@@ -58,11 +72,16 @@ struct TrainingJobOptions {
   // The validation loss every this many steps (and at every publish);
   // 0 = only at publishes. Only with training.val_fraction > 0.
   int64_t eval_every = 0;
-  bool resume = false;
-  // A new run from this published model's weights (init_from); empty: from
-  // a fresh initialisation. Version 0 is its latest.
+  RunStart start = RunStart::kNew;
+  // kResume / kResumeIfExists: the sizes the request gave, which must be the
+  // checkpoint's.
+  RequestedSizes requested_sizes;
+  // kInitFrom: the published model whose weights start the run; version 0
+  // is its latest.
   std::string init_from_model;
   int64_t init_from_version = 0;
+  // A cancelled job publishes the step it reached unless this is set.
+  bool discard_on_cancel = false;
   // Checked by JobOptionsFromRequest as far as the request allows, and by
   // CheckDataset / CheckTrainingFits once the dataset is read.
   TrainingLimits limits;

@@ -45,6 +45,12 @@ ABSL_FLAG(int64_t, checkpoint_every, 0,
           "train: publish a version every N steps (0: only at the end).");
 ABSL_FLAG(bool, resume, false,
           "train: continue from the model's latest published version.");
+ABSL_FLAG(bool, resume_if_exists, false,
+          "train: --resume when the model has a version, else a new run (one "
+          "command for a first run and its retries).");
+ABSL_FLAG(bool, discard_on_cancel, false,
+          "train: when cancelled, publish nothing more (by default the step "
+          "reached is published).");
 
 namespace microgpt {
 
@@ -91,6 +97,8 @@ absl::Status TrainingRequestFromFlags(v1::StartTrainingRequest* request) {
   request->set_init_from(absl::GetFlag(FLAGS_init_from));
   request->set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
   request->set_resume(absl::GetFlag(FLAGS_resume));
+  request->set_resume_if_exists(absl::GetFlag(FLAGS_resume_if_exists));
+  request->set_discard_on_cancel(absl::GetFlag(FLAGS_discard_on_cancel));
   return absl::OkStatus();
 }
 

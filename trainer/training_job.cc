@@ -4,6 +4,7 @@
 #include <cmath>
 #include <deque>
 #include <numeric>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -78,6 +79,28 @@ absl::StatusOr<int64_t> TrainingJob::LatestVersion(
   return versions->back();
 }
 
+absl::Status TrainingJob::CheckRequestedSizes(const ModelConfig& checkpoint,
+                                              absl::string_view context) const {
+  const RequestedSizes& requested = options_.requested_sizes;
+  std::vector<std::string> differ;
+  for (const auto& [field, asked, has] :
+       {std::tuple{"n_embd", requested.n_embd, checkpoint.n_embd},
+        std::tuple{"n_head", requested.n_head, checkpoint.n_head},
+        std::tuple{"n_layer", requested.n_layer, checkpoint.n_layer},
+        std::tuple{"block_size", requested.block_size,
+                   checkpoint.block_size}}) {
+    if (asked != 0 && asked != has) {
+      differ.push_back(absl::StrCat("config.", field, " ", asked,
+                                    " (the checkpoint's is ", has, ")"));
+    }
+  }
+  if (differ.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      context, ": the request's sizes differ from the checkpoint's: ",
+      absl::StrJoin(differ, ", "),
+      "; a resumed run keeps its sizes (leave them out)"));
+}
+
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   // What a publisher killed mid-way left (only directories no live process
   // holds, so other trainers on the root are safe).
@@ -85,10 +108,36 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
       !cleaned.ok()) {
     LogWarning(absl::StrCat("job ", id_, ": ", cleaned.message()));
   }
-  if (options_.resume) return ResumeLatest();
+  const std::string& name = options_.model;
+  auto versions = store_->ListVersions(name);
+  if (!versions.ok() && !absl::IsNotFound(versions.status())) {
+    return Annotated(versions.status(), absl::StrCat("listing \"", name, "\""));
+  }
+  const bool has_versions = versions.ok() && !versions->empty();
+  switch (options_.start) {
+    case RunStart::kResume:
+      return ResumeLatest();
+    case RunStart::kResumeIfExists:
+      if (has_versions) return ResumeLatest();
+      break;
+    case RunStart::kInitFrom:
+    case RunStart::kNew:
+      // A model's versions are one run: a new one under the name would mix
+      // its versions (other sizes, vocabulary, steps) with the old ones.
+      if (has_versions) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "model \"", name,
+            "\" already has published versions (the latest "
+            "is ",
+            versions->back(), ") under ", store_->root(),
+            ": continue it with resume (or resume_if_exists), or train a new "
+            "run under another name"));
+      }
+      break;
+  }
   MICROGPT_ASSIGN_OR_RETURN(const Dataset dataset,
                             ReadDataset(options_.dataset.format));
-  if (!options_.init_from_model.empty()) return StartFromPublished(dataset);
+  if (options_.start == RunStart::kInitFrom) return StartFromPublished(dataset);
   TrainingOptions training = options_.training;
   // Now with the dataset's vocabulary.
   training.config.vocab_size = TokenizerFor(dataset).vocab_size();
@@ -128,6 +177,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeLatest() {
       absl::StrCat("resume from version ", version, " of \"", name, "\"");
   auto model = store_->LoadModel(name, version);
   if (!model.ok()) return Annotated(model.status(), context);
+  MICROGPT_RETURN_IF_ERROR(CheckRequestedSizes(model->config, context));
   const ParameterLayout layout(model->config);
   auto optimizer = store_->LoadOptimizer(name, version, layout);
   if (!optimizer.ok()) {
@@ -205,10 +255,7 @@ void TrainingJob::Train(TrainingRun& run) {
   // Losses since the last publish, at most kLossWindow of them.
   std::deque<float> recent_losses;
   while (!run.done()) {
-    if (cancel_requested_.load()) {
-      End(absl::CancelledError("cancelled"));
-      return;
-    }
+    if (cancel_requested_.load()) return EndCancelled(run, &recent_losses);
     const StepStats stats = run.Step();
     tokens_ += stats.tokens;
     const bool publish = (options_.checkpoint_every > 0 &&
@@ -217,12 +264,7 @@ void TrainingJob::Train(TrainingRun& run) {
     const bool evaluate = run.has_validation() && std::isfinite(stats.loss) &&
                           (publish || (options_.eval_every > 0 &&
                                        stats.step % options_.eval_every == 0));
-    if (evaluate) {
-      latest_val_loss_ = run.Evaluate();
-      latest_val_step_ = stats.step;
-      LogInfo(absl::StrFormat("job %s: step %d: validation loss %.4f", id_,
-                              stats.step, *latest_val_loss_));
-    }
+    if (evaluate) Evaluate(run);
     UpdateProgress(run, &stats, /*force_event=*/run.done() || evaluate);
     if (!std::isfinite(stats.loss)) {
       End(absl::AbortedError(absl::StrFormat(
@@ -237,20 +279,56 @@ void TrainingJob::Train(TrainingRun& run) {
     if (recent_losses.size() > kLossWindow) recent_losses.pop_front();
 
     if (publish) {
-      // Nothing is published once a cancel has been asked for.
-      if (cancel_requested_.load()) {
-        End(absl::CancelledError("cancelled"));
+      if (!PublishStep(run, &recent_losses)) return;
+      // A cancel asked for during this step: what it would publish is out.
+      if (cancel_requested_.load() && !run.done()) {
+        End(absl::CancelledError(
+            absl::StrFormat("cancelled at step %d (published as version %d)",
+                            run.step(), run.step())));
         return;
       }
-      const double loss =
-          std::accumulate(recent_losses.begin(), recent_losses.end(), 0.0) /
-          static_cast<double>(recent_losses.size());
-      // Evaluated at this very step when there is validation data.
-      if (!Publish(run, loss, latest_val_loss_)) return;
-      recent_losses.clear();
     }
   }
   End(absl::OkStatus());
+}
+
+void TrainingJob::Evaluate(TrainingRun& run) {
+  latest_val_loss_ = run.Evaluate();
+  latest_val_step_ = run.step();
+  LogInfo(absl::StrFormat("job %s: step %d: validation loss %.4f", id_,
+                          run.step(), *latest_val_loss_));
+}
+
+void TrainingJob::EndCancelled(TrainingRun& run,
+                               std::deque<float>* recent_losses) {
+  // The steps since the last publish are kept, as a version a resumed run
+  // continues from, unless the request said to discard them.
+  if (options_.discard_on_cancel || recent_losses->empty()) {
+    End(absl::CancelledError(absl::StrFormat(
+        "cancelled at step %d%s", run.step(),
+        options_.discard_on_cancel ? " (discard_on_cancel: not published)"
+                                   : "")));
+    return;
+  }
+  if (run.has_validation()) {
+    Evaluate(run);
+    loss_curve_.AddValidation(run.step(), *latest_val_loss_);
+  }
+  if (!PublishStep(run, recent_losses)) return;
+  End(absl::CancelledError(
+      absl::StrFormat("cancelled at step %d (published as version %d)",
+                      run.step(), run.step())));
+}
+
+bool TrainingJob::PublishStep(TrainingRun& run,
+                              std::deque<float>* recent_losses) {
+  const double loss =
+      std::accumulate(recent_losses->begin(), recent_losses->end(), 0.0) /
+      static_cast<double>(recent_losses->size());
+  // Evaluated at this very step when there is validation data.
+  if (!Publish(run, loss, latest_val_loss_)) return false;
+  recent_losses->clear();
+  return true;
 }
 
 bool TrainingJob::Publish(TrainingRun& run, double loss,

@@ -10,7 +10,9 @@
 // when data is held out, the validation loss of its weights. The validation
 // loss is also computed every eval_every steps; each one goes into the loss
 // curve, the log and the progress events (val_loss, val_step). A
-// cancelled job stops after its current step and publishes nothing more; a
+// cancelled job (CancelTraining, or the trainer shutting down) stops after
+// its current step and publishes that step, so a resumed run loses nothing
+// (discard_on_cancel: it publishes nothing more); a
 // failed publish (disk full, unwritable root) fails the job with an error
 // naming the path and the system's reason, and the versions already there
 // stay as they are. Before it starts, the job removes orphaned temporary
@@ -31,6 +33,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -112,7 +115,19 @@ class TrainingJob {
   absl::StatusOr<std::unique_ptr<TrainingRun>> StartFromPublished(
       const Dataset& dataset);
   absl::StatusOr<std::unique_ptr<TrainingRun>> ResumeLatest();
+  // INVALID_ARGUMENT, starting with `context`, naming every size the request
+  // gave that is not the checkpoint's.
+  absl::Status CheckRequestedSizes(const ModelConfig& checkpoint,
+                                   absl::string_view context) const;
   void Train(TrainingRun& run);
+  // The validation loss of the run's current weights, kept as the latest.
+  void Evaluate(TrainingRun& run);
+  // Publishes the current step (unless discard_on_cancel, or it is already
+  // published) and ends the job CANCELLED.
+  void EndCancelled(TrainingRun& run, std::deque<float>* recent_losses);
+  // Publishes the current step with the mean of `recent_losses` (cleared);
+  // false (and the job FAILED) on error.
+  bool PublishStep(TrainingRun& run, std::deque<float>* recent_losses);
   // Publishes the run's current step; false (and the job FAILED) on error.
   bool Publish(TrainingRun& run, double loss, std::optional<double> val_loss);
   // Deletes old versions by the store's policy; failures are only logged.

@@ -33,7 +33,8 @@ TEST(JobOptionsTest, ZeroFieldsTakeTheDefaults) {
   EXPECT_EQ(options->training.config.n_layer, 1);
   EXPECT_EQ(options->training.config.block_size, 16);
   EXPECT_EQ(options->checkpoint_every, 0);
-  EXPECT_FALSE(options->resume);
+  EXPECT_EQ(options->start, RunStart::kNew);
+  EXPECT_FALSE(options->discard_on_cancel);
 }
 
 TEST(JobOptionsTest, SetFieldsAreUsed) {
@@ -330,13 +331,35 @@ TEST(JobOptionsTest, TextAndTrainingChoices) {
   EXPECT_EQ(options->init_from_version, 30);
 }
 
-TEST(JobOptionsTest, ResumeIgnoresTheConfig) {
+TEST(JobOptionsTest, StartModes) {
   v1::StartTrainingRequest request = SmallRequest("m", 10);
-  request.mutable_config()->set_n_head(3);  // invalid, but ignored
+  EXPECT_EQ(JobOptionsFromRequest(request)->start, RunStart::kNew);
   request.set_resume(true);
   auto options = JobOptionsFromRequest(request);
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_TRUE(options->resume);
+  EXPECT_EQ(options->start, RunStart::kResume);
+  // The sizes given, for the job to compare with the checkpoint's.
+  EXPECT_EQ(options->requested_sizes.n_embd, 8);
+  EXPECT_EQ(options->requested_sizes.block_size, 8);
+  request.set_resume(false);
+  request.set_resume_if_exists(true);
+  EXPECT_EQ(JobOptionsFromRequest(request)->start, RunStart::kResumeIfExists);
+  request.set_resume(true);
+  EXPECT_THAT(JobOptionsFromRequest(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "resume and resume_if_exists exclude each other"));
+  request.set_resume(false);
+  request.clear_config();
+  request.set_init_from("names");
+  EXPECT_THAT(
+      JobOptionsFromRequest(request).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "init_from and resume"));
+  request.set_resume_if_exists(false);
+  request.set_discard_on_cancel(true);
+  options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->start, RunStart::kInitFrom);
+  EXPECT_TRUE(options->discard_on_cancel);
 }
 
 }  // namespace

@@ -165,30 +165,133 @@ TEST(TrainingJobTest, LossOfAVersionIsTheMeanOfAtMostTheLast100Steps) {
   EXPECT_NEAR(model->loss, Mean(ProgressLosses(result.events, 51, 150)), 1e-4);
 }
 
-TEST(TrainingJobTest, CancelStopsWithoutPublishing) {
-  TempDir dir;
-  CheckpointStore store(dir.path());
-  v1::StartTrainingRequest request = SmallRequest("m", 100'000'000);
+// Runs a long job, cancels it after a few steps and returns every event the
+// watcher saw after the cancel.
+std::vector<v1::TrainingEvent> CancelAfterAFewSteps(
+    const v1::StartTrainingRequest& request, CheckpointStore* store,
+    TrainingJob** job_out, std::unique_ptr<TrainingJob>* holder) {
   auto options = JobOptionsFromRequest(request);
-  ASSERT_TRUE(options.ok());
-  TrainingJob job("test", *options, request, &store);
-  auto watcher = std::make_shared<JobWatcher>();
+  EXPECT_TRUE(options.ok()) << options.status();
+  *holder = std::make_unique<TrainingJob>("test", *options, request, store);
+  TrainingJob& job = **holder;
+  *job_out = &job;
+  auto watcher = std::make_shared<JobWatcher>(nullptr, 1 << 16);
   job.Subscribe(watcher);
   std::thread runner([&] { job.Run([](const absl::Status&) {}); });
-  // Wait for a few steps, then cancel.
   while (true) {
     auto event = watcher->PopWithTimeout(absl::Seconds(30));
-    ASSERT_TRUE(event.has_value());
+    EXPECT_TRUE(event.has_value());
+    if (!event.has_value()) break;
     if (event->has_progress() && event->progress().step() >= 3) break;
   }
   job.Cancel();
   job.WaitUntilEnded();
   runner.join();
-  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
-  EXPECT_THAT(job.status(), StatusIs(absl::StatusCode::kCancelled, ""));
-  EXPECT_TRUE(job.Snapshot().error().empty());
-  EXPECT_EQ(job.Snapshot().latest_version(), 0);
+  std::vector<v1::TrainingEvent> after;
+  while (auto event = watcher->Pop()) after.push_back(*event);
+  return after;
+}
+
+TEST(TrainingJobTest, CancelPublishesTheStepReached) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  TrainingJob* job;
+  std::unique_ptr<TrainingJob> holder;
+  const std::vector<v1::TrainingEvent> after = CancelAfterAFewSteps(
+      SmallRequest("m", 100'000'000), &store, &job, &holder);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(job->status(),
+              StatusIs(absl::StatusCode::kCancelled, "published as version"));
+  const int64_t reached = job->Snapshot().progress().step();
+  EXPECT_GE(reached, 3);
+  EXPECT_EQ(job->Snapshot().latest_version(), reached);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(reached));
+  // The watchers see the version, then the end.
+  ASSERT_GE(after.size(), 2u);
+  EXPECT_TRUE(after[after.size() - 2].has_checkpoint_published());
+  EXPECT_EQ(after[after.size() - 2].checkpoint_published().version(), reached);
+  EXPECT_EQ(after.back().finished().state(), v1::JOB_STATE_CANCELLED);
+  // And a resumed run continues from it.
+  v1::StartTrainingRequest resume = SmallRequest("m", reached + 2);
+  resume.set_resume(true);
+  JobResult resumed = RunJob(resume, &store);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status;
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"),
+              ElementsAre(reached, reached + 2));
+}
+
+TEST(TrainingJobTest, DiscardOnCancelPublishesNothing) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  v1::StartTrainingRequest request = SmallRequest("m", 100'000'000);
+  request.set_discard_on_cancel(true);
+  TrainingJob* job;
+  std::unique_ptr<TrainingJob> holder;
+  CancelAfterAFewSteps(request, &store, &job, &holder);
+  EXPECT_EQ(job->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(job->Snapshot().latest_version(), 0);
   EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), IsEmpty());
+}
+
+TEST(TrainingJobTest, ANewRunUnderANameWithVersionsIsRefused) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  ASSERT_TRUE(RunJob(SmallRequest("m", 4), &store).status.ok());
+  // Other sizes: nothing is trained, nothing changes on disk.
+  v1::StartTrainingRequest again = SmallRequest("m", 4);
+  again.mutable_config()->set_n_embd(16);
+  JobResult refused = RunJob(again, &store);
+  EXPECT_THAT(refused.started,
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "model \"m\" already has published versions (the "
+                       "latest is 4)"));
+  EXPECT_EQ(refused.job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4));
+  // Fine-tuning into it is refused too; under a new name it is a new run.
+  v1::StartTrainingRequest tune = SmallRequest("m", 4);
+  tune.clear_config();
+  tune.set_init_from("m");
+  EXPECT_THAT(RunJob(tune, &store).started,
+              StatusIs(absl::StatusCode::kAlreadyExists, "already has"));
+  tune.set_model("m2");
+  EXPECT_TRUE(RunJob(tune, &store).status.ok());
+}
+
+TEST(TrainingJobTest, ResumeIfExistsStartsThenContinues) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  // The same request, as a Job's first run and its retries.
+  v1::StartTrainingRequest request = SmallRequest("m", 6);
+  request.set_resume_if_exists(true);
+  request.set_checkpoint_every(2);
+  JobResult first = RunJob(request, &store);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(2, 4, 6));
+  request.set_steps(8);
+  JobResult retry = RunJob(request, &store);
+  ASSERT_TRUE(retry.status.ok()) << retry.status;
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(2, 4, 6, 8));
+  // The same steps again: nothing left to do, as with resume.
+  EXPECT_THAT(RunJob(request, &store).started,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "steps"));
+}
+
+TEST(TrainingJobTest, ResumeWithOtherSizesIsRefusedNamingThem) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  ASSERT_TRUE(RunJob(SmallRequest("m", 4), &store).status.ok());
+  v1::StartTrainingRequest resume = SmallRequest("m", 8);
+  resume.set_resume(true);
+  resume.mutable_config()->set_n_embd(16);
+  resume.mutable_config()->set_n_head(4);
+  EXPECT_THAT(RunJob(resume, &store).started,
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "config.n_embd 16 (the checkpoint's is 8), "
+                       "config.n_head 4 (the checkpoint's is 2)"));
+  // The same sizes, or none, resume.
+  resume.mutable_config()->set_n_embd(8);
+  resume.mutable_config()->set_n_head(2);
+  EXPECT_TRUE(RunJob(resume, &store).status.ok());
 }
 
 TEST(TrainingJobTest, LateWatcherGetsTheLatestProgressThenFinished) {
@@ -259,18 +362,20 @@ TEST(TrainingJobTest, ResumeErrors) {
               StatusIs(absl::StatusCode::kFailedPrecondition, "steps"));
 }
 
-TEST(TrainingJobTest, PublishFailureFailsTheJob) {
+TEST(TrainingJobTest, AnUnusableRootFailsTheJobBeforeTraining) {
   TempDir dir;
   const std::string root = dir.Sub("not-a-directory");
   ::microgpt::testing::WriteFile(root, "a file where the root should be");
   CheckpointStore store(root);
   JobResult result = RunJob(SmallRequest("m", 5), &store);
-  ASSERT_TRUE(result.started.ok());
+  // The lineage check lists the model's versions first, and says why it
+  // cannot; no step is run.
+  EXPECT_FALSE(result.started.ok());
+  EXPECT_THAT(result.started.message(), ::testing::HasSubstr(root));
+  EXPECT_THAT(result.started.message(),
+              ::testing::HasSubstr("Not a directory"));
   EXPECT_EQ(result.job.state(), v1::JOB_STATE_FAILED);
-  EXPECT_THAT(result.job.error(), ::testing::HasSubstr("publishing version 5"));
-  EXPECT_THAT(result.job.error(),
-              ::testing::HasSubstr(root + " exists and is not a directory"));
-  EXPECT_FALSE(result.status.ok());
+  EXPECT_EQ(result.job.progress().step(), 0);
   EXPECT_EQ(result.job.latest_version(), 0);
 }
 
@@ -496,6 +601,7 @@ TEST(TrainingJobTest, InitFromStartsANewRunFromPublishedWeights) {
   EXPECT_THAT(VersionsOnDisk(dir.path(), "tuned"), ElementsAre(4));
   EXPECT_EQ(store.LoadModel("tuned", 4)->config,
             store.LoadModel("base", 3)->config);
+  tune.set_model("tuned2");
   tune.set_init_from("base:5");
   EXPECT_THAT(RunJob(tune, &store).started,
               StatusIs(absl::StatusCode::kNotFound, ""));

@@ -432,7 +432,10 @@ class TrainerTest(unittest.TestCase):
         job = self.trainer.wait(job_id, timeout=60)
         self.assertEqual(job.state, JobState.CANCELLED)
         self.assertTrue(job.state.done)
-        self.assertEqual(self.trainer.list_checkpoints("py-cancel"), [])
+        # The step reached is published.
+        self.assertGreater(job.latest_version, 0)
+        self.assertEqual([c.version for c in self.trainer.list_checkpoints("py-cancel")],
+                         [job.latest_version])
 
     def test_watch_sees_checkpoints_of_a_running_job(self):
         job_id = self.trainer.start_training("py-long", documents=DOCUMENTS, steps=1_000_000,
