@@ -281,8 +281,11 @@ TEST_F(CrashTest, RepeatedKillsAtRandomMoments) {
       finished = true;  // killed after its last publish, before exiting
       break;
     }
-    ChildProcess trainer(TrainArgs("checkpoints", /*resume=*/!before.empty()),
-                         Path(absl::StrCat("run-", kills, ".log")));
+    // As a Kubernetes Job's retries run it: the same command every time,
+    // a new run the first time and a resumed one after.
+    std::vector<std::string> args = TrainArgs("checkpoints", /*resume=*/false);
+    args.push_back("--resume_if_exists");
+    ChildProcess trainer(args, Path(absl::StrCat("run-", kills, ".log")));
     absl::SleepFor(absl::Milliseconds(delay_ms(rng)));
     trainer.Signal(SIGKILL);
     const std::optional<int> status = trainer.Wait(absl::Seconds(60));
