@@ -175,6 +175,25 @@ void ModelManager::RenewLease() {
 
 absl::StatusOr<std::shared_ptr<const ServableModel>> ModelManager::Get(
     absl::string_view name, int64_t version) const {
+  absl::StatusOr<std::shared_ptr<const ServableModel>> found =
+      GetLoaded(name, version);
+  if (!absl::IsNotFound(found.status()) || version != 0) return found;
+  // Published but not loaded yet (the next poll loads it): say so, so that a
+  // client that just trained knows to retry. Outside the lock: a listing.
+  absl::StatusOr<std::vector<int64_t>> on_disk = ValidateModelName(name).ok()
+                                                     ? store_.ListVersions(name)
+                                                     : absl::NotFoundError("");
+  if (on_disk.ok() && !on_disk->empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "model '", name, "' is not loaded yet: version ", on_disk->back(),
+        " is published and loads at the next scan of the checkpoint root "
+        "(every --poll_interval); retry in a moment"));
+  }
+  return found;
+}
+
+absl::StatusOr<std::shared_ptr<const ServableModel>> ModelManager::GetLoaded(
+    absl::string_view name, int64_t version) const {
   if (version < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("version must be >= 0 (0 = latest), got ", version));

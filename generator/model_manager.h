@@ -113,7 +113,8 @@ class ModelManager {
   // A snapshot of a loaded version. An empty name means the only model
   // (INVALID_ARGUMENT when several are loaded, UNAVAILABLE when none is yet);
   // version 0 means the newest loaded. NOT_FOUND for an unknown model or a
-  // version that is not loaded, INVALID_ARGUMENT for a negative version.
+  // version that is not loaded (for a model published but not loaded yet,
+  // saying so), INVALID_ARGUMENT for a negative version.
   absl::StatusOr<std::shared_ptr<const ServableModel>> Get(
       absl::string_view name, int64_t version) const;
 
@@ -138,6 +139,9 @@ class ModelManager {
   void Stop() ABSL_LOCKS_EXCLUDED(stop_mu_);
 
  private:
+  // Get among the loaded models only.
+  absl::StatusOr<std::shared_ptr<const ServableModel>> GetLoaded(
+      absl::string_view name, int64_t version) const;
   using Versions = std::vector<std::shared_ptr<const ServableModel>>;
 
   absl::StatusOr<std::shared_ptr<const ServableModel>> Load(

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/generator/test_util.h"
+#include "tests/status_matchers.h"
 
 namespace microgpt {
 namespace {
@@ -82,6 +83,27 @@ TEST(ModelManagerTest, PollOncePicksUpNewVersionsAndKeepsTheNewest) {
   EXPECT_EQ(held->model.parameters().size(),
             ParameterLayout(held->model.config()).total_size());
   EXPECT_EQ(manager.loads(), 3);
+}
+
+TEST(ModelManagerTest, AModelPublishedButNotLoadedYetSaysSo) {
+  TempDir root;
+  ModelManager manager(Options(root.path(), /*keep=*/2));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  Publish(root.path(), "names", 100, MakeCheckpoint(SmallConfig(), 1, 100));
+  Publish(root.path(), "other", 5, MakeCheckpoint(SmallConfig(), 2, 5));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  Publish(root.path(), "late", 7, MakeCheckpoint(SmallConfig(), 3, 7));
+  // Before the next poll: published, not loaded yet.
+  EXPECT_THAT(manager.Get("late", 0),
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::HasSubstr(
+                           "model 'late' is not loaded yet: version 7 is "
+                           "published and loads at the next scan")));
+  EXPECT_THAT(manager.Get("nowhere", 0),
+              StatusIs(absl::StatusCode::kNotFound,
+                       ::testing::Eq("model 'nowhere' is not loaded")));
+  ASSERT_TRUE(manager.PollOnce().ok());
+  EXPECT_TRUE(manager.Get("late", 0).ok());
 }
 
 TEST(ModelManagerTest, FirstPollLoadsOnlyTheNewestVersionsToKeep) {
