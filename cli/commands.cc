@@ -170,6 +170,15 @@ absl::Status GenerateCommand(GeneratorClient& generator,
                              bool show_logprobs) {
   const bool streaming = request.num_samples() <= 1;
   std::map<int, Sample> samples;
+  // Several samples print whole, in index order whatever order they finish
+  // in, so that a seeded command prints the same output every time.
+  int next_to_print = 0;
+  auto print = [&](int index) {
+    const Sample& sample = samples[index];
+    if (show_logprobs) std::printf("[%d] ", index);
+    std::printf("%s%s\n", request.prompt().c_str(), sample.text.c_str());
+    if (show_logprobs) PrintLogprobs(sample);
+  };
   absl::Status status =
       generator.Generate(request, [&](const v1::GenerateResponse& message) {
         if (streaming && samples.empty()) {
@@ -198,15 +207,25 @@ absl::Status GenerateCommand(GeneratorClient& generator,
         }
         if (streaming) {
           std::printf("\n");
+          if (show_logprobs) PrintLogprobs(sample);
         } else {
-          if (show_logprobs) std::printf("[%d] ", message.sample_index());
-          std::printf("%s%s\n", request.prompt().c_str(), sample.text.c_str());
+          while (samples.count(next_to_print) > 0 &&
+                 samples[next_to_print].last.finish_reason() !=
+                     v1::FINISH_REASON_UNSPECIFIED) {
+            print(next_to_print++);
+          }
         }
-        if (show_logprobs) PrintLogprobs(sample);
         std::fflush(stdout);
         return true;
       });
   if (!status.ok() && streaming && !samples.empty()) std::printf("\n");
+  // A call that failed part-way: the samples that did finish, still in order.
+  for (const auto& [index, sample] : samples) {
+    if (!streaming && index >= next_to_print &&
+        sample.last.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      print(index);
+    }
+  }
   return status;
 }
 

@@ -67,7 +67,8 @@ ABSL_FLAG(std::optional<float>, top_p, std::nullopt,
           "generate: nucleus sampling threshold in (0, 1] (default 1).");
 ABSL_FLAG(int32_t, num_samples, 1, "generate: independent samples (1..64).");
 ABSL_FLAG(int32_t, top_logprobs, 0,
-          "generate: alternatives reported per token (with --show_logprobs).");
+          "generate: alternatives reported per token (implies "
+          "--show_logprobs).");
 // plot
 ABSL_FLAG(std::string, csv, "",
           "plot: a loss curve, the loss.csv of a published version.");
@@ -258,7 +259,8 @@ absl::Status Dispatch(const std::string& command,
     }
     GeneratorClient generator = Generator();
     return GenerateCommand(generator, GenerateRequestFromFlags(),
-                           absl::GetFlag(FLAGS_show_logprobs));
+                           absl::GetFlag(FLAGS_show_logprobs) ||
+                               absl::GetFlag(FLAGS_top_logprobs) > 0);
   }
   if (command == "plot") {
     if (absl::Status s = expect_args(0, " --csv LOSS.CSV --out CURVE.SVG");

@@ -42,6 +42,10 @@ std::string ProgressReporter::Describe(const v1::TrainingProgress& p) {
   } else if (steps_seen > 0 && seconds_seen > 0) {
     eta = (p.total_steps() - p.step()) * seconds_seen / steps_seen;
   }
+  // The job's progress before its first step (what a watch starts with).
+  if (p.loss() == 0 && p.tokens_per_second() == 0) {
+    return absl::StrFormat("step %d/%d | starting", p.step(), p.total_steps());
+  }
   std::string val;
   if (p.has_val_loss()) {
     val = absl::StrFormat(" | val %.4f @%d", p.val_loss(), p.val_step());

@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (!ValidateModelName(options->model).ok()) __builtin_trap();
-  if (options->dataset_file.empty() && options->documents.empty())
+  if (options->dataset_file.empty() && options->dataset.documents.empty() &&
+      options->dataset.text.empty())
     __builtin_trap();
   if (options->checkpoint_every < 0) __builtin_trap();
   if (!request.resume() && !options->training.Validate().ok()) __builtin_trap();

@@ -10,12 +10,16 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <numeric>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint_store.h"
 #include "gmock/gmock.h"
@@ -220,6 +224,26 @@ TEST_F(ServicesTest, CliGeneratesAndListsModels) {
                     generator_address_, "--top_p", "1.5"},
                    Path("cli.log"));
   EXPECT_EQ(bad.Wait(absl::Seconds(20)), 1);
+
+  // Several samples print in index order, whichever finishes first (they
+  // finish by length), and --top_logprobs shows what it asked for.
+  ChildProcess several(
+      {MICROGPT_CLI_BIN, "generate", "--generator", generator_address_,
+       "--seed", "5", "--num_samples", "12", "--top_logprobs", "2"},
+      Path("cli.log"));
+  ASSERT_EQ(several.Wait(absl::Seconds(20)), 0);
+  std::vector<int> order;
+  for (absl::string_view line : absl::StrSplit(several.output(), '\n')) {
+    int index;
+    if (absl::ConsumePrefix(&line, "[") &&
+        absl::SimpleAtoi(line.substr(0, line.find(']')), &index)) {
+      order.push_back(index);
+    }
+  }
+  std::vector<int> expected(12);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(order, expected) << several.output();
+  EXPECT_THAT(several.output(), HasSubstr("   top: "));  // logprob lines
 }
 
 // The CLI names the cause: a dataset file that is not UTF-8 is refused before
