@@ -1,6 +1,11 @@
 #include "cli/commands.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <utility>
 
@@ -101,8 +106,51 @@ absl::Status TrainCommand(TrainerClient& trainer,
   return WatchCommand(trainer, *job_id, tty);
 }
 
+namespace {
+
+// What Ctrl-C during a watch prints: the job is the trainer's and goes on.
+// Written by the signal handler, so prepared before and kept in a buffer.
+char interrupt_message[512];
+size_t interrupt_message_size = 0;
+
+void OnInterrupt(int) {
+  // Only async-signal-safe calls here.
+  ssize_t ignored =
+      write(STDERR_FILENO, interrupt_message, interrupt_message_size);
+  (void)ignored;
+  _exit(130);
+}
+
+// Installs OnInterrupt for SIGINT while it lives, with the message for
+// `job_id`.
+class InterruptNotice {
+ public:
+  explicit InterruptNotice(absl::string_view job_id) {
+    const std::string message = absl::StrCat(
+        "\ninterrupted: job ", job_id,
+        " keeps running on the trainer; follow it with `microgpt watch ",
+        job_id, "`, stop it with `microgpt cancel ", job_id, "`\n");
+    interrupt_message_size =
+        std::min(message.size(), sizeof(interrupt_message));
+    std::memcpy(interrupt_message, message.data(), interrupt_message_size);
+    struct sigaction action = {};
+    action.sa_handler = OnInterrupt;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &previous_);
+  }
+  ~InterruptNotice() { sigaction(SIGINT, &previous_, nullptr); }
+  InterruptNotice(const InterruptNotice&) = delete;
+  InterruptNotice& operator=(const InterruptNotice&) = delete;
+
+ private:
+  struct sigaction previous_ = {};
+};
+
+}  // namespace
+
 absl::Status WatchCommand(TrainerClient& trainer, absl::string_view job_id,
                           bool tty) {
+  const InterruptNotice notice(job_id);
   ProgressReporter reporter(stdout, tty);
   bool finished = false;
   v1::TrainingJob final_job;

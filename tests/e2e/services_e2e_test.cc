@@ -304,6 +304,35 @@ TEST_F(ServicesTest, CliNamesTheCauseOfBadFilesAndWrongAddresses) {
                   "microgpt generator?")));
 }
 
+// Ctrl-C on `microgpt train` leaves the job to the trainer and says so.
+TEST_F(ServicesTest, CtrlCOnTrainSaysTheJobContinues) {
+  ChildProcess cli({MICROGPT_CLI_BIN, "train", "--trainer", trainer_address_,
+                    "--auth_token_file", Path("token"), "--model", "long",
+                    "--data", "words.txt", "--steps", "100000000"},
+                   Path("cli.log"));
+  std::string job_id;
+  for (int i = 0; i < 200 && job_id.empty(); ++i) {
+    absl::StatusOr<std::vector<v1::TrainingJob>> jobs = trainer_client_->List();
+    if (jobs.ok() && !jobs->empty()) job_id = jobs->front().job_id();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_FALSE(job_id.empty()) << "the job did not start";
+  absl::SleepFor(absl::Milliseconds(300));  // into the watch
+  cli.Signal(SIGINT);
+  EXPECT_EQ(cli.Wait(absl::Seconds(20)), 130);
+  std::ifstream log(Path("cli.log"));
+  const std::string stderr_text(std::istreambuf_iterator<char>(log), {});
+  EXPECT_THAT(stderr_text,
+              HasSubstr(absl::StrCat("interrupted: job ", job_id,
+                                     " keeps running on the trainer; follow "
+                                     "it with `microgpt watch ",
+                                     job_id, "`")));
+  absl::StatusOr<v1::TrainingJob> job = trainer_client_->Get(job_id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(trainer_client_->Cancel(job_id).ok());
+}
+
 TEST_F(ServicesTest, SigtermDuringTrainingPublishesTheStepReachedAndExitsZero) {
   v1::StartTrainingRequest request;
   request.set_model("words");
