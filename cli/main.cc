@@ -25,6 +25,7 @@
 #include "cli/commands.h"
 #include "cli/plot_command.h"
 #include "common/dataset.h"
+#include "common/usage.h"
 #include "microgpt/client.h"
 #include "trainer/training_flags.h"
 
@@ -90,7 +91,8 @@ constexpr char kUsage[] =
     "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
     "N\n"
     "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
-    "       --seed N --checkpoint_every N --resume --detach]\n"
+    "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
+    "       --discard_on_cancel --detach]\n"
     "  microgpt watch JOB_ID          follow a training job\n"
     "  microgpt jobs                  list training jobs\n"
     "  microgpt cancel JOB_ID         cancel a training job\n"
@@ -280,7 +282,7 @@ absl::Status Dispatch(const std::string& command,
 }
 
 int Main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
+  InitUsage(kUsage);
   if (argc < 2 || argv[1][0] == '-') {
     absl::ParseCommandLine(argc, argv);  // --help and friends
     std::fprintf(stderr, "usage: %s", kUsage);
@@ -289,6 +291,9 @@ int Main(int argc, char** argv) {
   const std::string command = argv[1];
   std::vector<char*> flag_args = {argv[0]};
   flag_args.insert(flag_args.end(), argv + 2, argv + argc);
+  // `microgpt generate --help` lists generate's flags.
+  std::string help;
+  ScopeHelpToCommand(command, &flag_args, &help);
   const std::vector<char*> positional = absl::ParseCommandLine(
       static_cast<int>(flag_args.size()), flag_args.data());
   const std::vector<std::string> args(positional.begin() + 1, positional.end());

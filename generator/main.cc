@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "common/usage.h"
 #include "generator/generator_server.h"
 #include "generator/request_validation.h"
 #include "server/metrics_endpoint.h"
@@ -22,7 +23,7 @@
 #include "server/shutdown_signals.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
-ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (printed).");
+ABSL_FLAG(int, port, 50051, "Port to listen on; 0 picks a free one (printed).");
 ABSL_FLAG(std::string, checkpoint_root, "",
           "Checkpoint root to serve (<root>/<model>/<version>/), shared with "
           "the trainer. Exactly one of --checkpoint_root and --trainer.");
@@ -68,9 +69,31 @@ int main(int argc, char** argv) {
   // Debian's Abseil checks lock order on every Mutex acquisition (~5% of the
   // server's CPU under load); the tests and sanitizer builds keep it on.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(
-      "Streams text sampled from microgpt checkpoints over gRPC.");
-  absl::ParseCommandLine(argc, argv);
+  microgpt::InitUsage(
+      "serves microgpt checkpoints: streams sampled text over gRPC "
+      "(microgpt.v1.Generator), loading new versions as they are published.\n"
+      "\n"
+      "  microgpt-generator --checkpoint_root DIR [--port 50051 --host H]\n"
+      "      [--poll_interval 2s --versions_to_keep 2 --max_batch 64 "
+      "--max_queued 1024\n"
+      "       --max_tokens_limit 4096 --threads 0 --shutdown_grace 10s]\n"
+      "  microgpt-generator --trainer HOST:PORT --cache_dir DIR   (follow a "
+      "trainer's\n"
+      "      WatchCheckpoints and download each version, without a shared "
+      "volume)\n"
+      "\n"
+      "  --require_auth (with --auth_token_file FILE or $MICROGPT_AUTH_TOKEN), "
+      "--tls_cert_file,\n"
+      "  --tls_key_file, --tls_client_ca_file; --metrics_port P (Prometheus "
+      "/metrics), --json_logs.\n");
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::fprintf(stderr,
+                 "error: unexpected argument \"%s\" (microgpt-generator takes "
+                 "flags only; see --help)\n",
+                 positional[1]);
+    return 2;
+  }
   microgpt::SetJsonLogs(absl::GetFlag(FLAGS_json_logs));
 
   microgpt::GeneratorServerOptions options;

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "common/usage.h"
 #include "microgpt/v1/microgpt.pb.h"
 #include "server/metrics_endpoint.h"
 #include "server/security_flags.h"
@@ -100,7 +101,8 @@ constexpr char kUsage[] =
     "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
     "N\n"
     "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
-    "       --seed N --checkpoint_every N --resume --plot curve.svg]\n"
+    "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
+    "       --discard_on_cancel --plot curve.svg]\n"
     "  microgpt-trainer serve --checkpoint_root DIR\n"
     "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
     "--insecure_no_auth)\n"
@@ -215,17 +217,25 @@ int Main(int argc, char** argv) {
   // a full disk, and the publish fails with that error instead of the
   // signal's default action killing the trainer.
   ::signal(SIGXFSZ, SIG_IGN);
-  absl::SetProgramUsageMessage(kUsage);
+  InitUsage(kUsage);
   const std::string command = argc > 1 ? argv[1] : "";
   if (command != "train" && command != "serve") {
     // Lets --help and friends work; anything else is a usage error.
     absl::ParseCommandLine(argc, argv);
+    if (!command.empty() && command[0] != '-') {
+      std::fprintf(stderr,
+                   "error: unknown command \"%s\" (the commands are train "
+                   "and serve)\n",
+                   command.c_str());
+    }
     std::fprintf(stderr, "usage: %s", kUsage);
     return 2;
   }
-  // The command is not a flag: parse the rest.
+  // The command is not a flag: parse the rest; its --help lists its flags.
   std::vector<char*> args = {argv[0]};
   args.insert(args.end(), argv + 2, argv + argc);
+  std::string help;
+  ScopeHelpToCommand(command, &args, &help);
   const std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (positional.size() > 1) {

@@ -1,0 +1,32 @@
+// Usage texts for the binaries. Abseil's --help lists the flags of a file
+// named after the binary, of which the project has none (each binary is a
+// main.cc over libraries), so by default it prints "No flags matched";
+// InitUsage makes it list every flag the project defines. Subcommands
+// (`microgpt generate --help`, `microgpt-trainer train --help`) list the
+// flags whose help text starts with "COMMAND:".
+//
+//   InitUsage(kUsage);
+//   std::vector<char*> args = ...;  // the command's arguments
+//   ScopeHelpToCommand("generate", &args, &storage);
+#ifndef MICROGPT_COMMON_USAGE_H_
+#define MICROGPT_COMMON_USAGE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace microgpt {
+
+// Sets the program's usage message and has --help and --helpshort list the
+// flags of the project's own files (not Abseil's).
+void InitUsage(absl::string_view usage);
+
+// Replaces each --help (or -help) in `args` with --help=COMMAND: so that
+// Abseil lists the command's flags; `storage` keeps the new argument alive.
+void ScopeHelpToCommand(absl::string_view command, std::vector<char*>* args,
+                        std::string* storage);
+
+}  // namespace microgpt
+
+#endif  // MICROGPT_COMMON_USAGE_H_
