@@ -7,22 +7,33 @@
 #   scripts/demo.sh                      # the default dataset: Debian's word list
 #   scripts/demo.sh --data names.txt     # any file of documents, one per line
 #   scripts/demo.sh --steps 3000 --batch_size 32 --n_embd 32   (any `microgpt train` flag)
+#   scripts/demo.sh --keep               # keep the work directory (checkpoints, logs)
+# Paths are relative to the directory it is called from; $BUILD_DIR (default
+# build/, relative to the checkout) may be absolute.
 set -euo pipefail
+caller=$(pwd)
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 data=""
+keep=0
 train_flags=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data) data=$(realpath "$2"); shift 2 ;;
-    --data=*) data=$(realpath "${1#--data=}"); shift ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --data) data=$(cd "$caller" && realpath "$2"); shift 2 ;;
+    --data=*) data=$(cd "$caller" && realpath "${1#--data=}"); shift ;;
+    --keep) keep=1; shift ;;
     *) train_flags+=("$1"); shift ;;
   esac
 done
+if [ -n "$data" ] && [ ! -f "$data" ]; then
+  echo "demo: --data $data is not a file" >&2
+  exit 2
+fi
 
 BUILD_TARGETS="microgpt-trainer microgpt-generator microgpt" bash scripts/build.sh
-bin="$root/${BUILD_DIR:-build}"
+bin=$(realpath "${BUILD_DIR:-build}")
 
 work=$(mktemp -d /tmp/microgpt-demo.XXXXXX)
 mkdir -p "$work/data" "$work/checkpoints"
@@ -40,6 +51,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$keep" = 1 ]; then echo "work dir kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
