@@ -383,6 +383,18 @@ int GeneratorServiceImpl::active_streams() const {
   return static_cast<int>(streams_.size());
 }
 
+namespace {
+
+void SetConfig(const ModelConfig& config, v1::ModelConfig* proto) {
+  proto->set_n_embd(config.n_embd);
+  proto->set_n_head(config.n_head);
+  proto->set_n_layer(config.n_layer);
+  proto->set_block_size(config.block_size);
+  proto->set_vocab_size(config.vocab_size);
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
     grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
     v1::ListModelsResponse* response) {
@@ -398,15 +410,10 @@ grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
         version->set_val_loss(*servable->val_loss);
       }
       version->set_format(ToProto(servable->format));
+      SetConfig(servable->model.config(), version->mutable_config());
     }
     const ServableModel& newest = *model.versions.front();
-    const ModelConfig& config = newest.model.config();
-    v1::ModelConfig* proto_config = info->mutable_config();
-    proto_config->set_n_embd(config.n_embd);
-    proto_config->set_n_head(config.n_head);
-    proto_config->set_n_layer(config.n_layer);
-    proto_config->set_block_size(config.block_size);
-    proto_config->set_vocab_size(config.vocab_size);
+    SetConfig(newest.model.config(), info->mutable_config());
     for (int id = 0; id < newest.tokenizer.bos(); ++id) {
       info->add_vocab(newest.tokenizer.Decode(id));
     }

@@ -912,6 +912,10 @@ TEST_F(GeneratorServiceTest, ListModelsReportsVersionsNewestFirst) {
   EXPECT_DOUBLE_EQ(names.versions(1).loss(), 2.75);
   EXPECT_EQ(names.config().vocab_size(), 27);
   EXPECT_EQ(names.config().n_head(), 4);
+  // Each version has its own config too.
+  EXPECT_EQ(abc.versions(0).config().n_embd(), 8);
+  EXPECT_EQ(names.versions(1).config().n_embd(), SmallConfig().n_embd);
+  EXPECT_EQ(names.versions(1).config().vocab_size(), 27);
   EXPECT_EQ(names.vocab_size(), 26);
   EXPECT_EQ(names.vocab(0), "a");
 }
