@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/root_watch.h"
 #include "common/status_macros.h"
 
 namespace microgpt {
@@ -263,12 +264,27 @@ int64_t ModelManager::failed_loads() const {
 }
 
 void ModelManager::StartPolling(absl::Duration interval) {
+  absl::StatusOr<std::unique_ptr<RootWatch>> watch =
+      RootWatch::Open(options_.root);
+  if (watch.ok()) {
+    watch_ = *std::move(watch);
+  } else {
+    LogWarning(absl::StrCat("no change notifications for ", options_.root, " (",
+                            watch.status().message(),
+                            "): new versions load at the next poll"));
+  }
   poll_thread_ = std::thread([this, interval] {
-    do {
+    while (true) {
       if (absl::Status status = PollOnce(); !status.ok()) {
         LogWarning(absl::StrCat("checkpoint poll failed: ", status.ToString()));
       }
-    } while (!stop_.WaitForNotificationWithTimeout(interval));
+      // A publish under the root wakes the scan at once; the interval is
+      // the fallback where no event comes.
+      const bool stop = watch_ != nullptr
+                            ? watch_->Wait(interval) == RootWatch::kInterrupted
+                            : stop_.WaitForNotificationWithTimeout(interval);
+      if (stop) return;
+    }
   });
 }
 
@@ -276,6 +292,7 @@ void ModelManager::Stop() {
   absl::MutexLock lock(&stop_mu_);
   if (stop_.HasBeenNotified()) return;
   stop_.Notify();
+  if (watch_ != nullptr) watch_->Interrupt();
   if (poll_thread_.joinable()) poll_thread_.join();
   absl::MutexLock poll_lock(&poll_mu_);
   if (lease_written_ != absl::InfinitePast()) {

@@ -38,6 +38,11 @@
 //   ModelManager manager(options);
 //   MICROGPT_RETURN_IF_ERROR(manager.PollOnce());  // tests call this directly
 //   manager.StartPolling(absl::Seconds(2));        // servers poll on a thread
+//
+// The polling thread rescans at once when something is published under the
+// root (common/root_watch.h, inotify), so a new version is served within
+// milliseconds of its publish; the interval is the fallback for file systems
+// that send no events.
 //   MICROGPT_ASSIGN_OR_RETURN(auto servable, manager.Get("names", 0));
 #ifndef MICROGPT_GENERATOR_MODEL_MANAGER_H_
 #define MICROGPT_GENERATOR_MODEL_MANAGER_H_
@@ -63,6 +68,7 @@
 #include "common/checkpoint_store.h"
 #include "common/dataset.h"
 #include "common/model.h"
+#include "common/root_watch.h"
 #include "common/tokenizer.h"
 
 namespace microgpt {
@@ -170,6 +176,9 @@ class ModelManager {
 
   absl::Mutex stop_mu_;  // serialises Stop()
   absl::Notification stop_;
+  // Wakes the polling thread when something is published under the root
+  // (null where inotify is not available); set before the thread starts.
+  std::unique_ptr<RootWatch> watch_;
   std::thread poll_thread_;
 };
 

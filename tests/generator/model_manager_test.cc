@@ -106,6 +106,29 @@ TEST(ModelManagerTest, AModelPublishedButNotLoadedYetSaysSo) {
   EXPECT_TRUE(manager.Get("late", 0).ok());
 }
 
+TEST(ModelManagerTest, APublishIsServedAtOnceNotAtTheNextPoll) {
+  TempDir root;
+  ModelManager manager(Options(root.path(), /*keep=*/2));
+  manager.StartPolling(absl::Minutes(10));  // the fallback never comes
+  for (int64_t version : {100, 200}) {
+    const absl::Time published = absl::Now();
+    Publish(root.path(), "names", version,
+            MakeCheckpoint(SmallConfig(), 1, version));
+    absl::StatusOr<std::shared_ptr<const ServableModel>> loaded;
+    while (absl::Now() - published < absl::Seconds(5)) {
+      loaded = manager.Get("names", 0);
+      if (loaded.ok() && (*loaded)->version == version) break;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ((*loaded)->version, version);
+    // A new model directory (first) and a version of a known one (second)
+    // both wake the poller; a generous bound for a loaded machine.
+    EXPECT_LT(absl::Now() - published, absl::Seconds(2));
+  }
+  manager.Stop();
+}
+
 TEST(ModelManagerTest, FirstPollLoadsOnlyTheNewestVersionsToKeep) {
   TempDir root;
   for (int v = 1; v <= 4; ++v) {
