@@ -304,6 +304,30 @@ TEST_F(ServicesTest, CliNamesTheCauseOfBadFilesAndWrongAddresses) {
                   "microgpt generator?")));
 }
 
+// The README's sequence: `microgpt train` returns, and `microgpt generate`
+// right after it is served, from a generator whose fallback poll is a minute
+// away (it loads on the publish's change notification).
+TEST_F(ServicesTest, GenerateRightAfterTrainIsServed) {
+  ChildProcess generator(
+      {MICROGPT_GENERATOR_BIN, "--host", "127.0.0.1", "--port", "0",
+       "--checkpoint_root", Path("checkpoints"), "--poll_interval", "60s"},
+      Path("slow-poll-generator.log"));
+  const int port = generator.WaitForPort();
+  ASSERT_GT(port, 0);
+  ChildProcess train({MICROGPT_CLI_BIN, "train", "--trainer", trainer_address_,
+                      "--auth_token_file", Path("token"), "--model", "fresh",
+                      "--data", "words.txt", "--steps", "20"},
+                     Path("cli.log"));
+  ASSERT_EQ(train.Wait(absl::Seconds(60)), 0);
+  ChildProcess generate({MICROGPT_CLI_BIN, "generate", "--generator",
+                         absl::StrCat("127.0.0.1:", port), "--model", "fresh",
+                         "--seed", "1"},
+                        Path("cli-generate.log"));
+  EXPECT_EQ(generate.Wait(absl::Seconds(20)), 0)
+      << std::ifstream(Path("cli-generate.log")).rdbuf();
+  EXPECT_FALSE(generate.output().empty());
+}
+
 // Ctrl-C on `microgpt train` leaves the job to the trainer and says so.
 TEST_F(ServicesTest, CtrlCOnTrainSaysTheJobContinues) {
   ChildProcess cli({MICROGPT_CLI_BIN, "train", "--trainer", trainer_address_,
