@@ -9,6 +9,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint_dir.h"
 #include "common/checkpoint_store.h"
@@ -154,6 +155,11 @@ absl::Status CheckpointFollower::Start() {
       !cleaned.ok()) {
     LogWarning(absl::StrCat("cannot clean up the cache: ", cleaned.ToString()));
   }
+  if (absl::StatusOr<std::vector<std::string>> models =
+          CheckpointStore(options_.cache_dir).ListModels();
+      models.ok()) {
+    for (const std::string& model : *models) Prune(model);
+  }
   thread_ = std::thread([this] { Run(); });
   return absl::OkStatus();
 }
@@ -232,6 +238,22 @@ void CheckpointFollower::Run() {
   }
 }
 
+void CheckpointFollower::Prune(absl::string_view model) {
+  if (options_.keep_versions <= 0) return;
+  // The cache is this generator's own: no other reader holds leases in it.
+  const CheckpointStore cache(options_.cache_dir,
+                              RetentionPolicy{options_.keep_versions});
+  absl::StatusOr<std::vector<int64_t>> deleted = cache.ApplyRetention(model);
+  if (!deleted.ok()) {
+    LogWarning(absl::StrCat("cannot prune the cache of ", model, ": ",
+                            deleted.status().ToString()));
+  } else if (!deleted->empty()) {
+    LogInfo(absl::StrCat(
+        "removed ", model, " version(s) ", absl::StrJoin(*deleted, ", "),
+        " from the cache (keep ", options_.keep_versions, ")"));
+  }
+}
+
 bool CheckpointFollower::FollowOnce(v1::Trainer::Stub* stub) {
   grpc::ClientContext context;
   if (!Track(&context)) return false;
@@ -263,6 +285,7 @@ bool CheckpointFollower::FollowOnce(v1::Trainer::Stub* stub) {
           ++downloads_;
         }
         if (options_.on_new_version) options_.on_new_version();
+        Prune(info.model());
       } else if (!absl::IsAlreadyExists(status)) {
         {
           absl::MutexLock lock(&mu_);

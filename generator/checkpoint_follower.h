@@ -58,6 +58,11 @@ struct CheckpointFollowerOptions {
   absl::Duration download_timeout = absl::Minutes(10);
   // Called on the follower's thread after a version landed in the cache.
   std::function<void()> on_new_version;
+  // Versions kept in the cache per model, the newest (the generator's
+  // --versions_to_keep: what it can serve); older ones are removed after
+  // each download (and at start), once on_new_version has returned. 0 keeps
+  // every version.
+  int64_t keep_versions = 0;
   // Channel credentials; insecure when null.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   // Bearer token for a trainer that requires one (sent as
@@ -100,6 +105,8 @@ class CheckpointFollower {
   // Registers a call for Stop() to cancel; false (and cancelled) if stopping.
   bool Track(grpc::ClientContext* context);
   void Untrack(grpc::ClientContext* context);
+  // Removes the cache's versions of `model` beyond keep_versions.
+  void Prune(absl::string_view model);
 
   const CheckpointFollowerOptions options_;
   absl::Notification stop_;

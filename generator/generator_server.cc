@@ -130,6 +130,7 @@ absl::Status GeneratorServer::Start() {
     CheckpointFollowerOptions follower = options_.follower;
     follower.trainer_address = options_.trainer_address;
     follower.cache_dir = options_.cache_dir;
+    follower.keep_versions = options_.versions_to_keep;
     follower.on_new_version = [this] {
       if (absl::Status status = models_.PollOnce(); !status.ok()) {
         LogWarning(absl::StrCat("cannot scan the cache: ", status.ToString()));

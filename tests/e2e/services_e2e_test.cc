@@ -319,10 +319,10 @@ TEST_F(ServicesTest, GenerateRightAfterTrainIsServed) {
                       "--data", "words.txt", "--steps", "20"},
                      Path("cli.log"));
   ASSERT_EQ(train.Wait(absl::Seconds(60)), 0);
-  ChildProcess generate({MICROGPT_CLI_BIN, "generate", "--generator",
-                         absl::StrCat("127.0.0.1:", port), "--model", "fresh",
-                         "--seed", "1"},
-                        Path("cli-generate.log"));
+  ChildProcess generate(
+      {MICROGPT_CLI_BIN, "generate", "--generator",
+       absl::StrCat("127.0.0.1:", port), "--model", "fresh", "--seed", "1"},
+      Path("cli-generate.log"));
   EXPECT_EQ(generate.Wait(absl::Seconds(20)), 0)
       << std::ifstream(Path("cli-generate.log")).rdbuf();
   EXPECT_FALSE(generate.output().empty());

@@ -18,6 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/checkpoint_store.h"
 #include "common/sha256.h"
 #include "generator/generator_server.h"
@@ -272,6 +273,37 @@ TEST_F(CheckpointFollowerTest, ServerFollowsTrainerAcrossRestarts) {
   for (const std::string& name : Entries(cache_ + "/names")) {
     EXPECT_FALSE(absl::StartsWith(name, ".tmp-")) << name;
   }
+  (*server)->RequestShutdown();
+  (*server)->WaitForShutdown();
+}
+
+TEST_F(CheckpointFollowerTest, TheCacheKeepsTheVersionsTheGeneratorKeeps) {
+  // An older version already in the cache, from an earlier run.
+  Publish(cache_, "names", 50, MakeCheckpoint(SmallConfig(), 5, 50));
+  auto trainer = std::make_unique<FakeTrainerServer>(root_, 0);
+  ASSERT_GT(trainer->port(), 0);
+  GeneratorServerOptions options;
+  options.server.host = "127.0.0.1";
+  options.trainer_address = trainer->address();
+  options.cache_dir = cache_;
+  options.versions_to_keep = 2;
+  options.poll_interval = absl::Seconds(60);
+  auto server = GeneratorServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  ModelManager& models = (*server)->models();
+  for (int64_t version : {100, 200, 300}) {
+    Publish(root_, "names", version, MakeCheckpoint(SmallConfig(), 1, version));
+    ASSERT_TRUE(WaitFor([&] { return models.Get("names", version).ok(); }))
+        << version;
+  }
+  // Only the two newest stay on disk, as in memory: 50 and 100 were removed
+  // as newer versions arrived.
+  ASSERT_TRUE(WaitFor([&] {
+    return Entries(cache_ + "/names") == std::vector<std::string>{"200", "300"};
+  })) << absl::StrJoin(Entries(cache_ + "/names"), " ");
+  EXPECT_TRUE(models.Get("names", 200).ok());
+  EXPECT_FALSE(models.Get("names", 100).ok());
   (*server)->RequestShutdown();
   (*server)->WaitForShutdown();
 }

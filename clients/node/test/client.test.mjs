@@ -464,10 +464,10 @@ describe('Trainer', { skip: !(GENERATOR && TRAINER) && 'MICROGPT_GENERATOR/MICRO
     }
     const job = await trainer.waitForTraining(jobId, { timeout: 60000 });
     assert.equal(job.state, 'cancelled');
-    // The step reached is published.
-    assert.ok(job.latestVersion > 0);
+    // The step reached is published (nothing when the cancel came before the
+    // first step).
     assert.deepEqual((await trainer.listCheckpoints('node-cancel')).map((c) => c.version),
-      [job.latestVersion]);
+      job.latestVersion > 0 ? [job.latestVersion] : []);
   });
 
   test('watchTraining sees the checkpoints of a running job, stops on abort', async () => {
