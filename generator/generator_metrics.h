@@ -23,7 +23,7 @@
 //   GeneratorMetrics metrics(&models, &scheduler, &service);
 //   service.SetObserver(&metrics);  // and options.on_step -> OnStep
 //   MICROGPT_ASSIGN_OR_RETURN(auto endpoint,
-//       MetricsEndpoint::Start(address, metrics.collectable()));
+//       MetricsEndpoint::Start(address, metrics.collectable(), "generator"));
 #ifndef MICROGPT_GENERATOR_GENERATOR_METRICS_H_
 #define MICROGPT_GENERATOR_GENERATOR_METRICS_H_
 

@@ -111,7 +111,7 @@ absl::Status GeneratorServer::Start() {
   if (metrics_ != nullptr) {
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
         MetricsEndpoint::Start(options_.metrics_address,
-                               metrics_->collectable());
+                               metrics_->collectable(), "generator");
     if (!endpoint.ok()) return endpoint.status();
     metrics_endpoint_ = *std::move(endpoint);
     LogInfo(absl::StrCat("metrics on http://", options_.metrics_address,

@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<TrainerMetrics>> TrainerMetrics::Start(
     const std::string& address) {
   auto impl = std::make_unique<Impl>();
   absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-      MetricsEndpoint::Start(address, impl->registry);
+      MetricsEndpoint::Start(address, impl->registry, "trainer");
   if (!endpoint.ok()) return endpoint.status();
   impl->endpoint = *std::move(endpoint);
   LogInfo(absl::StrCat("metrics on http://", address, "/metrics (port ",
