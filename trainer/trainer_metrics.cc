@@ -5,6 +5,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <limits>
 #include <utility>
 
@@ -42,6 +43,11 @@ struct TrainerMetrics::Impl {
         tokens_per_second(Gauge("microgpt_trainer_tokens_per_second",
                                 "Target tokens per second since the latest "
                                 "job began.")),
+        tokens(prometheus::BuildCounter()
+                   .Name("microgpt_trainer_tokens_total")
+                   .Help("Target tokens trained, by model (rates come from "
+                         "rate()).")
+                   .Register(*registry)),
         published(prometheus::BuildCounter()
                       .Name("microgpt_trainer_checkpoints_published_total")
                       .Help("Versions published, by model.")
@@ -77,6 +83,9 @@ struct TrainerMetrics::Impl {
   prometheus::Gauge& val_step;
   prometheus::Gauge& learning_rate;
   prometheus::Gauge& tokens_per_second;
+  prometheus::Family<prometheus::Counter>& tokens;
+  // The running job's tokens already counted (its progress is cumulative).
+  std::atomic<int64_t> tokens_counted{0};
   prometheus::Family<prometheus::Counter>& published;
   prometheus::Family<prometheus::Gauge>& state;
   prometheus::Family<prometheus::Counter>& jobs;
@@ -115,6 +124,11 @@ void TrainerMetrics::OnProgress(absl::string_view model,
   }
   impl_->learning_rate.Set(progress.learning_rate());
   impl_->tokens_per_second.Set(progress.tokens_per_second());
+  const int64_t before = impl_->tokens_counted.exchange(progress.tokens());
+  if (progress.tokens() > before) {
+    impl_->tokens.Add({{"model", std::string(model)}})
+        .Increment(static_cast<double>(progress.tokens() - before));
+  }
 }
 
 void TrainerMetrics::OnPublished(absl::string_view model, int64_t version) {
@@ -128,9 +142,11 @@ void TrainerMetrics::OnState(absl::string_view model, v1::JobState state) {
   for (v1::JobState s : kStates) {
     impl_->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
   }
-  // A new job has no validation loss yet, whatever the last one had.
+  // A new job has no validation loss yet, whatever the last one had, and
+  // counts its tokens from 0.
   if (state == v1::JOB_STATE_RUNNING) {
     impl_->val_loss.Set(std::numeric_limits<double>::quiet_NaN());
+    impl_->tokens_counted.store(0);
   }
   if (state != v1::JOB_STATE_RUNNING) {
     impl_->jobs.Add({{"state", JobStateName(state)}}).Increment();

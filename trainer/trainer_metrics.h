@@ -9,6 +9,9 @@
 //   microgpt_trainer_loss                         gauge, the latest step's
 //   microgpt_trainer_learning_rate                gauge
 //   microgpt_trainer_tokens_per_second            gauge, since the job began
+//   microgpt_trainer_val_loss, microgpt_trainer_val_step  gauges, the latest
+//       evaluation's (NaN before one)
+//   microgpt_trainer_tokens_total{model}          counter of target tokens
 //   microgpt_trainer_checkpoints_published_total{model}  counter
 //   microgpt_trainer_job_state{state}             gauge: 1 for the latest
 //       job's state (running, succeeded, failed, cancelled), 0 for the others

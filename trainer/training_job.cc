@@ -391,6 +391,7 @@ void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
   progress.set_learning_rate(stats->lr);
   progress.set_tokens_per_second(elapsed > 0 ? tokens_ / elapsed : 0.0);
   progress.set_elapsed_seconds(elapsed);
+  progress.set_tokens(tokens_);
   if (latest_val_loss_.has_value()) {
     progress.set_val_loss(static_cast<float>(*latest_val_loss_));
     progress.set_val_step(latest_val_step_);

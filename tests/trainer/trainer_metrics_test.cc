@@ -144,6 +144,11 @@ TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
                           "microgpt_trainer_checkpoints_published_total{"
                           "model=\"tiny\"}"),
               Optional(3.0));
+  // Every step's target tokens, counted once (the job reports them too).
+  EXPECT_GT(job.progress().tokens(), 30);
+  EXPECT_THAT(
+      SampleValue(after, "microgpt_trainer_tokens_total{model=\"tiny\"}"),
+      Optional(static_cast<double>(job.progress().tokens())));
   EXPECT_THAT(SampleValue(after,
                           "microgpt_trainer_job_state{state="
                           "\"succeeded\"}"),
