@@ -82,32 +82,32 @@ ABSL_FLAG(bool, show_logprobs, false,
 namespace microgpt {
 namespace {
 
-constexpr char kUsage[] =
-    "the microgpt command-line client.\n"
-    "\n"
-    "  microgpt train --model NAME (--data PATH | --data_file FILE)\n"
-    "      [--format documents|text --val_fraction F --eval_every N\n"
-    "       --steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
-    "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
-    "N\n"
-    "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
-    "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
-    "       --discard_on_cancel --detach]\n"
-    "  microgpt watch JOB_ID          follow a training job\n"
-    "  microgpt jobs                  list training jobs\n"
-    "  microgpt cancel JOB_ID         cancel a training job\n"
-    "  microgpt checkpoints [--model NAME]\n"
-    "  microgpt generate [--model NAME --version N --prompt TEXT --max_tokens "
-    "N\n"
-    "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
-    "      --top_logprobs N --show_logprobs]\n"
-    "  microgpt models                models and versions the generator "
-    "serves\n"
-    "  microgpt plot --csv CKPT/MODEL/VERSION/loss.csv --out curve.svg\n"
-    "      [--title TEXT]                draw a loss curve (no server)\n"
-    "\n"
-    "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
-    "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052.\n";
+// The usage text: the command lines, with the training flags both train
+// commands take (trainer/training_flags.h).
+const std::string& Usage() {
+  static const std::string* usage = new std::string(absl::StrCat(
+      "the microgpt command-line client.\n"
+      "\n"
+      "  microgpt train --model NAME (--data PATH | --data_file FILE)\n",
+      kTrainingFlagsUsage, " --detach]\n",
+      "  microgpt watch JOB_ID          follow a training job\n"
+      "  microgpt jobs                  list training jobs\n"
+      "  microgpt cancel JOB_ID         cancel a training job\n"
+      "  microgpt checkpoints [--model NAME]\n"
+      "  microgpt generate [--model NAME --version N --prompt TEXT "
+      "--max_tokens "
+      "N\n"
+      "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
+      "      --top_logprobs N --show_logprobs]\n"
+      "  microgpt models                models and versions the generator "
+      "serves\n"
+      "  microgpt plot --csv CKPT/MODEL/VERSION/loss.csv --out curve.svg\n"
+      "      [--title TEXT]                draw a loss curve (no server)\n"
+      "\n"
+      "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
+      "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052.\n"));
+  return *usage;
+}
 
 std::string Address(const std::string& flag, const char* env,
                     const char* fallback) {
@@ -282,10 +282,10 @@ absl::Status Dispatch(const std::string& command,
 }
 
 int Main(int argc, char** argv) {
-  InitUsage(kUsage);
+  InitUsage(Usage());
   if (argc < 2 || argv[1][0] == '-') {
     absl::ParseCommandLine(argc, argv);  // --help and friends
-    std::fprintf(stderr, "usage: %s", kUsage);
+    std::fprintf(stderr, "usage: %s", Usage().c_str());
     return 2;
   }
   const std::string command = argv[1];

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "gtest/gtest.h"
 
 namespace microgpt {
 namespace testing {
@@ -73,6 +74,22 @@ inline std::optional<double> SampleValue(absl::string_view page,
     if (absl::SimpleAtod(rest, &value)) return value;
   }
   return std::nullopt;
+}
+
+// What operators look at on every server (server/process_metrics.h): the
+// process series, positive, and build_info for `component`, 1.
+inline void ExpectProcessMetrics(absl::string_view page,
+                                 absl::string_view component) {
+  for (const char* series :
+       {"process_cpu_seconds_total", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+        "process_start_time_seconds"}) {
+    EXPECT_GT(SampleValue(page, series).value_or(0), 0) << series;
+  }
+  EXPECT_EQ(SampleValue(page, absl::StrCat("microgpt_build_info{component=\"",
+                                           component, "\",version=\"",
+                                           MICROGPT_VERSION, "\"}")),
+            1.0);
 }
 
 }  // namespace testing

@@ -92,27 +92,28 @@ ABSL_FLAG(bool, insecure_no_auth, false,
 namespace microgpt {
 namespace {
 
-constexpr char kUsage[] =
-    "trains microgpt models.\n"
-    "\n"
-    "  microgpt-trainer train --data FILE --model NAME --checkpoint_root DIR\n"
-    "      [--format documents|text --val_fraction F --eval_every N\n"
-    "       --steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
-    "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
-    "N\n"
-    "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
-    "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
-    "       --discard_on_cancel --plot curve.svg]\n"
-    "  microgpt-trainer serve --checkpoint_root DIR\n"
-    "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
-    "--insecure_no_auth)\n"
-    "      [--data_root DIR --port P --host H --shutdown_grace 10s]\n"
-    "\n"
-    "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
-    "      --max_dataset_bytes N, --max_training_bytes N (what a job may "
-    "use),\n"
-    "      --keep_versions K (delete all but the newest K versions of a model\n"
-    "       after each publish, never one a generator holds a lease on).\n";
+// The usage text: the command lines, with the training flags both train
+// commands take (trainer/training_flags.h).
+const std::string& Usage() {
+  static const std::string* usage = new std::string(absl::StrCat(
+      "trains microgpt models.\n"
+      "\n"
+      "  microgpt-trainer train --data FILE --model NAME --checkpoint_root "
+      "DIR\n",
+      kTrainingFlagsUsage, " --plot curve.svg]\n",
+      "  microgpt-trainer serve --checkpoint_root DIR\n"
+      "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
+      "--insecure_no_auth)\n"
+      "      [--data_root DIR --port P --host H --shutdown_grace 10s]\n"
+      "\n"
+      "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
+      "      --max_dataset_bytes N, --max_training_bytes N (what a job may "
+      "use),\n"
+      "      --keep_versions K (delete all but the newest K versions of a "
+      "model\n"
+      "       after each publish, never one a generator holds a lease on).\n"));
+  return *usage;
+}
 
 // The request the train command's flags describe.
 absl::StatusOr<v1::StartTrainingRequest> RequestFromFlags() {
@@ -217,7 +218,7 @@ int Main(int argc, char** argv) {
   // a full disk, and the publish fails with that error instead of the
   // signal's default action killing the trainer.
   ::signal(SIGXFSZ, SIG_IGN);
-  InitUsage(kUsage);
+  InitUsage(Usage());
   const std::string command = argc > 1 ? argv[1] : "";
   if (command != "train" && command != "serve") {
     // Lets --help and friends work; anything else is a usage error.
@@ -228,7 +229,7 @@ int Main(int argc, char** argv) {
                    "and serve)\n",
                    command.c_str());
     }
-    std::fprintf(stderr, "usage: %s", kUsage);
+    std::fprintf(stderr, "usage: %s", Usage().c_str());
     return 2;
   }
   // The command is not a flag: parse the rest; its --help lists its flags.

@@ -9,9 +9,20 @@
 #define MICROGPT_TRAINER_TRAINING_FLAGS_H_
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "microgpt/v1/microgpt.pb.h"
 
 namespace microgpt {
+
+// The flags below as usage text lines, for both train commands' usage.
+inline constexpr absl::string_view kTrainingFlagsUsage =
+    "      [--format documents|text --val_fraction F --eval_every N\n"
+    "       --steps N --batch_size N --n_embd N --n_head N --n_layer N\n"
+    "       --block_size N --lr X --lr_schedule linear|cosine --warmup_steps "
+    "N\n"
+    "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
+    "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
+    "       --discard_on_cancel";
 
 // Sets the request's sizes, steps, batch, optimiser, schedule, format,
 // validation and init_from fields from the flags. INVALID_ARGUMENT for a

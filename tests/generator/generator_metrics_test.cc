@@ -17,6 +17,7 @@
 namespace microgpt {
 namespace {
 
+using ::microgpt::testing::ExpectProcessMetrics;
 using ::microgpt::testing::GenerateAll;
 using ::microgpt::testing::MakeCheckpoint;
 using ::microgpt::testing::Publish;
@@ -56,20 +57,7 @@ TEST(GeneratorMetricsTest, SeriesExistAndMoveWithTheWork) {
   ASSERT_FALSE(before.empty());
   EXPECT_THAT(before,
               HasSubstr("# TYPE microgpt_generator_batch_size histogram"));
-  // What operators look at on every server: the process and the build.
-  for (const char* series :
-       {"process_cpu_seconds_total", "process_resident_memory_bytes",
-        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
-        "process_start_time_seconds"}) {
-    EXPECT_THAT(SampleValue(before, series), Optional(::testing::Gt(0.0)))
-        << series;
-  }
-  EXPECT_THAT(
-      SampleValue(before,
-                  absl::StrCat("microgpt_build_info{component=\"generator\","
-                               "version=\"",
-                               MICROGPT_VERSION, "\"}")),
-      Optional(1.0));
+  ExpectProcessMetrics(before, "generator");
 
   EXPECT_THAT(SampleValue(before, "microgpt_generator_tokens_generated_total"),
               Optional(0.0));

@@ -23,6 +23,7 @@
 namespace microgpt {
 namespace {
 
+using ::microgpt::testing::ExpectProcessMetrics;
 using ::microgpt::testing::SampleValue;
 using ::microgpt::testing::ScrapeMetrics;
 using ::microgpt::testing::SmallRequest;
@@ -102,20 +103,7 @@ TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
   const std::string before = ScrapeMetrics(port);
   ASSERT_FALSE(before.empty());
   EXPECT_THAT(before, HasSubstr("# TYPE microgpt_trainer_step gauge"));
-  // What operators look at on every server: the process and the build.
-  for (const char* series :
-       {"process_cpu_seconds_total", "process_resident_memory_bytes",
-        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
-        "process_start_time_seconds"}) {
-    EXPECT_THAT(SampleValue(before, series), Optional(::testing::Gt(0.0)))
-        << series;
-  }
-  EXPECT_THAT(
-      SampleValue(before,
-                  absl::StrCat("microgpt_build_info{component=\"trainer\","
-                               "version=\"",
-                               MICROGPT_VERSION, "\"}")),
-      Optional(1.0));
+  ExpectProcessMetrics(before, "trainer");
 
   EXPECT_THAT(SampleValue(before, "microgpt_trainer_step"), Optional(0.0));
   EXPECT_THAT(SampleValue(before,
