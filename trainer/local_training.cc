@@ -69,8 +69,11 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
       if (ShutdownSignalReceived() && !cancelling) {
         cancelling = true;
         std::fprintf(stderr,
-                     "\ncancelling after the current step; nothing partial is "
-                     "published (Ctrl-C again to quit at once)\n");
+                     "\ncancelling after the current step, %s (Ctrl-C again "
+                     "to quit at once)\n",
+                     request.discard_on_cancel()
+                         ? "publishing nothing more (--discard_on_cancel)"
+                         : "which is published for --resume");
         job.Cancel();
       }
       if (!event) continue;
