@@ -83,7 +83,7 @@ absl::StatusOr<TrainingData> TrainingData::Make(const Dataset& dataset,
           "the training text has ", train,
           " characters, fewer than block_size + 1 = ", T + 1, " (one window)"));
     }
-    if (held_out > 0 && held_out < T + 1) {
+    if (val_fraction > 0 && held_out < T + 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "the validation text (val_fraction ", val_fraction, ") has ",
           held_out, " characters, fewer than block_size + 1 = ", T + 1,

@@ -168,6 +168,11 @@ TEST(TrainingDataTest, PartsTooSmallAreRefusedWithTheReason) {
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("validation text (val_fraction 0.1) has 10 "
                          "characters, fewer than block_size + 1 = 17")));
+  // A fraction too small to hold out a single character is refused too,
+  // not trained without validation.
+  EXPECT_THAT(TrainingData::Make(text, tokenizer, 0.001, 16, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("has 0 characters, fewer than")));
   EXPECT_THAT(TrainingData::Make(text, tokenizer, 0, 128, 1),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("training text has 100 characters")));
