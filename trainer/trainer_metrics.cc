@@ -5,7 +5,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
-#include <atomic>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -25,24 +25,41 @@ constexpr v1::JobState kStates[] = {
 
 }  // namespace
 
+// The latest job's series, labelled {job, model}: added when it starts,
+// removed when the next one starts, so that they always describe one job.
+struct JobSeries {
+  prometheus::Gauge* step = nullptr;
+  prometheus::Gauge* total_steps = nullptr;
+  prometheus::Gauge* loss = nullptr;
+  prometheus::Gauge* val_loss = nullptr;
+  prometheus::Gauge* val_step = nullptr;
+  prometheus::Gauge* learning_rate = nullptr;
+  prometheus::Gauge* tokens_per_second = nullptr;
+  prometheus::Gauge* state[std::size(kStates)] = {};
+  prometheus::Counter* tokens = nullptr;  // of the model, kept across jobs
+  int64_t tokens_counted = 0;  // the job's tokens already in `tokens`
+};
+
 struct TrainerMetrics::Impl {
   Impl()
       : registry(std::make_shared<prometheus::Registry>()),
-        step(Gauge("microgpt_trainer_step", "Steps done by the latest job.")),
-        total_steps(Gauge("microgpt_trainer_total_steps",
-                          "Steps the latest job runs to.")),
-        loss(Gauge("microgpt_trainer_loss",
-                   "Mean cross-entropy of the latest step's batch.")),
-        val_loss(Gauge("microgpt_trainer_val_loss",
-                       "Validation loss of the latest evaluation (NaN "
-                       "before one, and without held-out data).")),
-        val_step(Gauge("microgpt_trainer_val_step",
-                       "Step of the latest validation loss.")),
-        learning_rate(Gauge("microgpt_trainer_learning_rate",
-                            "Learning rate of the latest step.")),
-        tokens_per_second(Gauge("microgpt_trainer_tokens_per_second",
-                                "Target tokens per second since the latest "
-                                "job began.")),
+        step(Family("microgpt_trainer_step", "Steps done by the latest job.")),
+        total_steps(Family("microgpt_trainer_total_steps",
+                           "Steps the latest job runs to.")),
+        loss(Family("microgpt_trainer_loss",
+                    "Mean cross-entropy of the latest step's batch.")),
+        val_loss(Family("microgpt_trainer_val_loss",
+                        "Validation loss of the latest evaluation (NaN "
+                        "before one, and without held-out data).")),
+        val_step(Family("microgpt_trainer_val_step",
+                        "Step of the latest validation loss.")),
+        learning_rate(Family("microgpt_trainer_learning_rate",
+                             "Learning rate of the latest step.")),
+        tokens_per_second(Family("microgpt_trainer_tokens_per_second",
+                                 "Target tokens per second since the latest "
+                                 "job began.")),
+        state(Family("microgpt_trainer_job_state",
+                     "1 for the state of the latest job, 0 for the others.")),
         tokens(prometheus::BuildCounter()
                    .Name("microgpt_trainer_tokens_total")
                    .Help("Target tokens trained, by model (rates come from "
@@ -52,44 +69,71 @@ struct TrainerMetrics::Impl {
                       .Name("microgpt_trainer_checkpoints_published_total")
                       .Help("Versions published, by model.")
                       .Register(*registry)),
-        state(prometheus::BuildGauge()
-                  .Name("microgpt_trainer_job_state")
-                  .Help("1 for the state of the latest job, 0 for the others.")
-                  .Register(*registry)),
         jobs(prometheus::BuildCounter()
                  .Name("microgpt_trainer_jobs_total")
                  .Help("Jobs that ended, by final state.")
                  .Register(*registry)) {
-    val_loss.Set(std::numeric_limits<double>::quiet_NaN());
     for (v1::JobState s : kStates) {
-      state.Add({{"state", JobStateName(s)}}).Set(0);
       if (s != v1::JOB_STATE_RUNNING) jobs.Add({{"state", JobStateName(s)}});
     }
   }
 
-  prometheus::Gauge& Gauge(const std::string& name, const std::string& help) {
-    return prometheus::BuildGauge()
-        .Name(name)
-        .Help(help)
-        .Register(*registry)
-        .Add({});
+  prometheus::Family<prometheus::Gauge>& Family(const std::string& name,
+                                                const std::string& help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(*registry);
+  }
+
+  // Replaces the previous job's series with `job`'s.
+  void StartJob(absl::string_view model, absl::string_view job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (current.step != nullptr) {
+      for (auto [family, gauge] :
+           {std::pair{&step, current.step},
+            {&total_steps, current.total_steps},
+            {&loss, current.loss},
+            {&val_loss, current.val_loss},
+            {&val_step, current.val_step},
+            {&learning_rate, current.learning_rate},
+            {&tokens_per_second, current.tokens_per_second}}) {
+        family->Remove(gauge);
+      }
+      for (prometheus::Gauge* gauge : current.state) state.Remove(gauge);
+    }
+    const prometheus::Labels labels = {{"model", std::string(model)},
+                                       {"job", std::string(job)}};
+    current.step = &step.Add(labels);
+    current.total_steps = &total_steps.Add(labels);
+    current.loss = &loss.Add(labels);
+    current.val_loss = &val_loss.Add(labels);
+    current.val_loss->Set(std::numeric_limits<double>::quiet_NaN());
+    current.val_step = &val_step.Add(labels);
+    current.learning_rate = &learning_rate.Add(labels);
+    current.tokens_per_second = &tokens_per_second.Add(labels);
+    for (size_t i = 0; i < std::size(kStates); ++i) {
+      prometheus::Labels with_state = labels;
+      with_state["state"] = JobStateName(kStates[i]);
+      current.state[i] = &state.Add(with_state);
+    }
+    current.tokens = &tokens.Add({{"model", std::string(model)}});
+    current.tokens_counted = 0;
   }
 
   std::shared_ptr<prometheus::Registry> registry;
-  prometheus::Gauge& step;
-  prometheus::Gauge& total_steps;
-  prometheus::Gauge& loss;
-  prometheus::Gauge& val_loss;
-  prometheus::Gauge& val_step;
-  prometheus::Gauge& learning_rate;
-  prometheus::Gauge& tokens_per_second;
-  prometheus::Family<prometheus::Counter>& tokens;
-  // The running job's tokens already counted (its progress is cumulative).
-  std::atomic<int64_t> tokens_counted{0};
-  prometheus::Family<prometheus::Counter>& published;
+  prometheus::Family<prometheus::Gauge>& step;
+  prometheus::Family<prometheus::Gauge>& total_steps;
+  prometheus::Family<prometheus::Gauge>& loss;
+  prometheus::Family<prometheus::Gauge>& val_loss;
+  prometheus::Family<prometheus::Gauge>& val_step;
+  prometheus::Family<prometheus::Gauge>& learning_rate;
+  prometheus::Family<prometheus::Gauge>& tokens_per_second;
   prometheus::Family<prometheus::Gauge>& state;
+  prometheus::Family<prometheus::Counter>& tokens;
+  prometheus::Family<prometheus::Counter>& published;
   prometheus::Family<prometheus::Counter>& jobs;
-  absl::Mutex state_mu;  // OnState's updates of `state`, one at a time
+  // Serialises the switch to a new job's series with their updates, so that
+  // a scrape never sees two states at 1.
+  absl::Mutex mu;
+  JobSeries current ABSL_GUARDED_BY(mu);
   std::unique_ptr<MetricsEndpoint> endpoint;
 };
 
@@ -112,22 +156,25 @@ TrainerMetrics::~TrainerMetrics() = default;
 
 int TrainerMetrics::port() const { return impl_->endpoint->port(); }
 
-// prometheus-cpp's metrics are thread-safe on their own.
 void TrainerMetrics::OnProgress(absl::string_view model,
+                                absl::string_view job_id,
                                 const v1::TrainingProgress& progress) {
-  impl_->step.Set(static_cast<double>(progress.step()));
-  impl_->total_steps.Set(static_cast<double>(progress.total_steps()));
-  impl_->loss.Set(progress.loss());
+  absl::MutexLock lock(&impl_->mu);
+  JobSeries& job = impl_->current;
+  if (job.step == nullptr) return;  // no OnState(RUNNING) came first
+  job.step->Set(static_cast<double>(progress.step()));
+  job.total_steps->Set(static_cast<double>(progress.total_steps()));
+  job.loss->Set(progress.loss());
   if (progress.has_val_loss()) {
-    impl_->val_loss.Set(progress.val_loss());
-    impl_->val_step.Set(static_cast<double>(progress.val_step()));
+    job.val_loss->Set(progress.val_loss());
+    job.val_step->Set(static_cast<double>(progress.val_step()));
   }
-  impl_->learning_rate.Set(progress.learning_rate());
-  impl_->tokens_per_second.Set(progress.tokens_per_second());
-  const int64_t before = impl_->tokens_counted.exchange(progress.tokens());
-  if (progress.tokens() > before) {
-    impl_->tokens.Add({{"model", std::string(model)}})
-        .Increment(static_cast<double>(progress.tokens() - before));
+  job.learning_rate->Set(progress.learning_rate());
+  job.tokens_per_second->Set(progress.tokens_per_second());
+  if (progress.tokens() > job.tokens_counted) {
+    job.tokens->Increment(
+        static_cast<double>(progress.tokens() - job.tokens_counted));
+    job.tokens_counted = progress.tokens();
   }
 }
 
@@ -135,18 +182,14 @@ void TrainerMetrics::OnPublished(absl::string_view model, int64_t version) {
   impl_->published.Add({{"model", std::string(model)}}).Increment();
 }
 
-void TrainerMetrics::OnState(absl::string_view model, v1::JobState state) {
-  // One job at a time: the gauges are the latest job's, set in one lock so
-  // that a scrape never sees two states at 1.
-  absl::MutexLock lock(&impl_->state_mu);
-  for (v1::JobState s : kStates) {
-    impl_->state.Add({{"state", JobStateName(s)}}).Set(s == state ? 1 : 0);
-  }
-  // A new job has no validation loss yet, whatever the last one had, and
-  // counts its tokens from 0.
-  if (state == v1::JOB_STATE_RUNNING) {
-    impl_->val_loss.Set(std::numeric_limits<double>::quiet_NaN());
-    impl_->tokens_counted.store(0);
+void TrainerMetrics::OnState(absl::string_view model, absl::string_view job_id,
+                             v1::JobState state) {
+  absl::MutexLock lock(&impl_->mu);
+  if (state == v1::JOB_STATE_RUNNING) impl_->StartJob(model, job_id);
+  JobSeries& job = impl_->current;
+  if (job.step == nullptr) return;
+  for (size_t i = 0; i < std::size(kStates); ++i) {
+    job.state[i]->Set(kStates[i] == state ? 1 : 0);
   }
   if (state != v1::JOB_STATE_RUNNING) {
     impl_->jobs.Add({{"state", JobStateName(state)}}).Increment();

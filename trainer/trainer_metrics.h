@@ -4,6 +4,9 @@
 // starts one and hands it to the jobs (TrainerServerOptions.observer,
 // LocalTrainingOptions.observer). Series:
 //
+// The latest job's series are labelled {job, model} (replaced when the next
+// job starts); the counters by model or state.
+//
 //   microgpt_trainer_step                         gauge, of the latest job
 //   microgpt_trainer_total_steps                  gauge
 //   microgpt_trainer_loss                         gauge, the latest step's
@@ -13,7 +16,7 @@
 //       evaluation's (NaN before one)
 //   microgpt_trainer_tokens_total{model}          counter of target tokens
 //   microgpt_trainer_checkpoints_published_total{model}  counter
-//   microgpt_trainer_job_state{state}             gauge: 1 for the latest
+//   microgpt_trainer_job_state{state,...}         gauge: 1 for the latest
 //       job's state (running, succeeded, failed, cancelled), 0 for the others
 //   microgpt_trainer_jobs_total{state}            counter of ended jobs
 //
@@ -44,8 +47,9 @@ class TrainerMetrics final : public TrainingObserver {
   int port() const;
 
   // TrainingObserver, from the job's thread.
-  void OnState(absl::string_view model, v1::JobState state) override;
-  void OnProgress(absl::string_view model,
+  void OnState(absl::string_view model, absl::string_view job_id,
+               v1::JobState state) override;
+  void OnProgress(absl::string_view model, absl::string_view job_id,
                   const v1::TrainingProgress& progress) override;
   void OnPublished(absl::string_view model, int64_t version) override;
 

@@ -221,7 +221,7 @@ void TrainingJob::Run(
   // This thread runs the steps (and the calling share of TrainingGraph's).
   FlushDenormalsOnThisThread();
   if (observer_ != nullptr) {
-    observer_->OnState(options_.model, v1::JOB_STATE_RUNNING);
+    observer_->OnState(options_.model, id_, v1::JOB_STATE_RUNNING);
   }
   auto run = Prepare();
   if (!run.ok()) {
@@ -396,7 +396,9 @@ void TrainingJob::UpdateProgress(const TrainingRun& run, const StepStats* stats,
     progress.set_val_loss(static_cast<float>(*latest_val_loss_));
     progress.set_val_step(latest_val_step_);
   }
-  if (observer_ != nullptr) observer_->OnProgress(options_.model, progress);
+  if (observer_ != nullptr) {
+    observer_->OnProgress(options_.model, id_, progress);
+  }
 
   const int64_t step_interval = std::max<int64_t>(1, run.options().steps / 100);
   const bool emit = force_event || now - last_event_time_ >= kEventInterval ||
@@ -417,7 +419,7 @@ void TrainingJob::End(const absl::Status& status) {
                              : absl::IsCancelled(status)
                                  ? v1::JOB_STATE_CANCELLED
                                  : v1::JOB_STATE_FAILED;
-  if (observer_ != nullptr) observer_->OnState(options_.model, state);
+  if (observer_ != nullptr) observer_->OnState(options_.model, id_, state);
   std::vector<std::function<void(const v1::TrainingJob&)>> callbacks;
   v1::TrainingJob final_job;
   {

@@ -17,11 +17,12 @@ namespace microgpt {
 class TrainingObserver {
  public:
   virtual ~TrainingObserver() = default;
-  // The job of `model` changed state: RUNNING when it begins, then how it
-  // ended (SUCCEEDED, FAILED, CANCELLED).
-  virtual void OnState(absl::string_view model, v1::JobState state) = 0;
+  // Job `job_id` of `model` changed state: RUNNING when it begins, then how
+  // it ended (SUCCEEDED, FAILED, CANCELLED).
+  virtual void OnState(absl::string_view model, absl::string_view job_id,
+                       v1::JobState state) = 0;
   // A step's progress (every step).
-  virtual void OnProgress(absl::string_view model,
+  virtual void OnProgress(absl::string_view model, absl::string_view job_id,
                           const v1::TrainingProgress& progress) = 0;
   // `version` of `model` was published.
   virtual void OnPublished(absl::string_view model, int64_t version) = 0;

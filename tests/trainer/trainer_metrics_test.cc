@@ -29,6 +29,7 @@ using ::microgpt::testing::ScrapeMetrics;
 using ::microgpt::testing::SmallRequest;
 using ::microgpt::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Optional;
 
 class TrainerMetricsTest : public ::testing::Test {
@@ -96,20 +97,22 @@ class TrainerMetricsTest : public ::testing::Test {
   std::unique_ptr<v1::Trainer::Stub> stub_;
 };
 
+// A job's series: `name{job="ID",model="MODEL"...}` (labels sorted by name).
+std::string JobSeries(const std::string& name, const v1::TrainingJob& job,
+                      const std::string& extra = "") {
+  return absl::StrCat(name, "{job=\"", job.job_id(), "\",model=\"", job.model(),
+                      "\"", extra, "}");
+}
+
 TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
   const int port = metrics_->port();
   ASSERT_GT(port, 0);
 
   const std::string before = ScrapeMetrics(port);
   ASSERT_FALSE(before.empty());
-  EXPECT_THAT(before, HasSubstr("# TYPE microgpt_trainer_step gauge"));
   ExpectProcessMetrics(before, "trainer");
-
-  EXPECT_THAT(SampleValue(before, "microgpt_trainer_step"), Optional(0.0));
-  EXPECT_THAT(SampleValue(before,
-                          "microgpt_trainer_job_state{state="
-                          "\"running\"}"),
-              Optional(0.0));
+  // No job yet: no job series.
+  EXPECT_THAT(before, Not(HasSubstr("microgpt_trainer_step{")));
 
   v1::StartTrainingRequest request = SmallRequest("tiny", 30);
   request.set_checkpoint_every(10);
@@ -117,16 +120,20 @@ TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
   ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.error();
 
   const std::string after = ScrapeMetrics(port);
-  EXPECT_THAT(SampleValue(after, "microgpt_trainer_step"), Optional(30.0));
-  EXPECT_THAT(SampleValue(after, "microgpt_trainer_total_steps"),
+  EXPECT_THAT(SampleValue(after, JobSeries("microgpt_trainer_step", job)),
               Optional(30.0));
-  EXPECT_THAT(SampleValue(after, "microgpt_trainer_loss"),
+  EXPECT_THAT(
+      SampleValue(after, JobSeries("microgpt_trainer_total_steps", job)),
+      Optional(30.0));
+  EXPECT_THAT(SampleValue(after, JobSeries("microgpt_trainer_loss", job)),
               Optional(::testing::DoubleNear(job.progress().loss(), 1e-4)));
-  EXPECT_GT(SampleValue(after, "microgpt_trainer_loss").value_or(0), 0);
   EXPECT_GT(
-      SampleValue(after, "microgpt_trainer_tokens_per_second").value_or(0), 0);
+      SampleValue(after, JobSeries("microgpt_trainer_tokens_per_second", job))
+          .value_or(0),
+      0);
   // The lr decays linearly to 0 over the steps: small but set at the end.
-  EXPECT_GT(SampleValue(after, "microgpt_trainer_learning_rate").value_or(0),
+  EXPECT_GT(SampleValue(after, JobSeries("microgpt_trainer_learning_rate", job))
+                .value_or(0),
             0);
   EXPECT_THAT(SampleValue(after,
                           "microgpt_trainer_checkpoints_published_total{"
@@ -137,13 +144,11 @@ TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
   EXPECT_THAT(
       SampleValue(after, "microgpt_trainer_tokens_total{model=\"tiny\"}"),
       Optional(static_cast<double>(job.progress().tokens())));
-  EXPECT_THAT(SampleValue(after,
-                          "microgpt_trainer_job_state{state="
-                          "\"succeeded\"}"),
+  EXPECT_THAT(SampleValue(after, JobSeries("microgpt_trainer_job_state", job,
+                                           ",state=\"succeeded\"")),
               Optional(1.0));
-  EXPECT_THAT(SampleValue(after,
-                          "microgpt_trainer_job_state{state="
-                          "\"running\"}"),
+  EXPECT_THAT(SampleValue(after, JobSeries("microgpt_trainer_job_state", job,
+                                           ",state=\"running\"")),
               Optional(0.0));
   EXPECT_THAT(SampleValue(after,
                           "microgpt_trainer_jobs_total{state="
@@ -153,6 +158,22 @@ TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
                           "microgpt_trainer_jobs_total{state="
                           "\"failed\"}"),
               Optional(0.0));
+
+  // The next job's series replace the first one's; the counters go on.
+  const v1::TrainingJob second = Train(SmallRequest("other", 5));
+  ASSERT_EQ(second.state(), v1::JOB_STATE_SUCCEEDED) << second.error();
+  const std::string later = ScrapeMetrics(port);
+  EXPECT_THAT(SampleValue(later, JobSeries("microgpt_trainer_step", second)),
+              Optional(5.0));
+  EXPECT_EQ(SampleValue(later, JobSeries("microgpt_trainer_step", job)),
+            std::nullopt);
+  EXPECT_THAT(
+      SampleValue(later, "microgpt_trainer_tokens_total{model=\"tiny\"}"),
+      Optional(static_cast<double>(job.progress().tokens())));
+  EXPECT_THAT(SampleValue(later,
+                          "microgpt_trainer_jobs_total{state="
+                          "\"succeeded\"}"),
+              Optional(2.0));
 }
 
 TEST_F(TrainerMetricsTest, EveryVersionCarriesItsLossCurve) {

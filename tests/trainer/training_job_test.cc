@@ -79,8 +79,11 @@ double Mean(const std::vector<float>& v) {
 // floats (common/denormals.h): the job's thread runs the model math.
 class FlushRecorder final : public TrainingObserver {
  public:
-  void OnState(absl::string_view, v1::JobState) override { Record(); }
-  void OnProgress(absl::string_view, const v1::TrainingProgress&) override {
+  void OnState(absl::string_view, absl::string_view, v1::JobState) override {
+    Record();
+  }
+  void OnProgress(absl::string_view, absl::string_view,
+                  const v1::TrainingProgress&) override {
     Record();
   }
   void OnPublished(absl::string_view, int64_t) override { Record(); }
