@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""The Grafana dashboard (deploy/k8s/components/monitoring) against the real
+servers: every series its queries name is exported by a running trainer or
+generator, after a training job and a Generate call (the job's series exist
+only then). A query of a series that does not exist would show an empty
+panel.
+
+  tests/deploy/dashboard_test.py BUILD_DIR
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import check, finish, word_list  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DASHBOARD = os.path.join(REPO, "deploy", "k8s", "components", "monitoring",
+                         "microgpt-dashboard.json")
+SERIES = re.compile(r"\b((?:microgpt|process)_[a-z_]+)\b")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(path, pattern, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            match = re.search(pattern, f.read())
+        if match:
+            return match
+        time.sleep(0.1)
+    return None
+
+
+def exported(port):
+    """The series names a /metrics page has: each family's samples, with a
+    histogram's _bucket, _sum and _count."""
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {line.split("{")[0].split(" ")[0] for line in page.splitlines()
+            if line and not line.startswith("#")}
+
+
+def main():
+    build = os.path.abspath(sys.argv[1])
+    with open(DASHBOARD) as f:
+        dashboard = json.load(f)
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    check("the dashboard has queries", len(queries) >= 10, queries)
+    wanted = sorted({name for q in queries for name in SERIES.findall(q)})
+
+    with tempfile.TemporaryDirectory(prefix="dashboard-test.") as work:
+        with open(os.path.join(work, "names.txt"), "w") as f:
+            f.write(word_list())
+        trainer_metrics, generator_metrics = free_port(), free_port()
+        logs = {name: open(os.path.join(work, f"{name}.log"), "w")
+                for name in ("trainer", "generator")}
+        servers = [
+            subprocess.Popen([f"{build}/trainer/microgpt-trainer", "serve", "--insecure_no_auth",
+                              "--host", "127.0.0.1", "--port", "0", "--checkpoint_root",
+                              f"{work}/ckpt", "--metrics_port", str(trainer_metrics)],
+                             stdout=logs["trainer"], stderr=subprocess.STDOUT),
+            subprocess.Popen([f"{build}/generator/microgpt-generator", "--host", "127.0.0.1",
+                              "--port", "0", "--checkpoint_root", f"{work}/ckpt",
+                              "--metrics_port", str(generator_metrics)],
+                             stdout=logs["generator"], stderr=subprocess.STDOUT),
+        ]
+        try:
+            ports = [wait_for_line(os.path.join(work, f"{n}.log"), r"listening on [\d.]+:(\d+)")
+                     for n in ("trainer", "generator")]
+            if not all(ports):
+                check("the servers start", False, open(os.path.join(work, "trainer.log")).read())
+                finish()
+            trainer, generator = (f"127.0.0.1:{m[1]}" for m in ports)
+            cli = f"{build}/cli/microgpt"
+            train = subprocess.run([cli, "train", "--trainer", trainer, "--model", "names",
+                                    "--data_file", f"{work}/names.txt", "--steps", "30",
+                                    "--val_fraction", "0.1"],
+                                   capture_output=True, text=True, timeout=120)
+            check("a training job ran", train.returncode == 0, train.stdout + train.stderr)
+            generate = None
+            for _ in range(100):
+                generate = subprocess.run([cli, "generate", "--generator", generator,
+                                           "--model", "names", "--seed", "1"],
+                                          capture_output=True, text=True, timeout=30)
+                if generate.returncode == 0:
+                    break
+                time.sleep(0.1)
+            check("a Generate call ran", generate.returncode == 0, generate.stderr)
+            series = exported(trainer_metrics) | exported(generator_metrics)
+            for name in wanted:
+                check(f"the dashboard's {name} is exported", name in series,
+                      sorted(s for s in series if s.startswith(name.rsplit("_", 1)[0])))
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
