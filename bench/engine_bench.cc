@@ -11,10 +11,10 @@
 // ../shared/data/names.txt) and falls back to generated names when it is
 // absent; (e) and (f) read shakespeare.txt in the text format
 // ($MICROGPT_BENCH_TEXT, default ../shared/data/shakespeare.txt), or a
-// generated text. Batches are packed (no padding); tokens/s counts target tokens.
-// Training runs (c) and (d) on two TrainingGraph threads (counter `threads`),
-// decoding (d) x64 on two compute workers as the generator's scheduler
-// splits a batch (counter `workers`); OpenBLAS's threads follow
+// generated text. Batches are packed (no padding); tokens/s counts target
+// tokens. Training runs (c) and (d) on two TrainingGraph threads (counter
+// `threads`), decoding (d) x64 on two compute workers as the generator's
+// scheduler splits a batch (counter `workers`); OpenBLAS's threads follow
 // common/blas_threads.h as in the services (counter `blas_threads`: one).
 //
 // The benchmark names are the rows of bench/pytorch_microgpt.py: train_<cfg>
@@ -64,8 +64,8 @@ constexpr Reference kConfigs[] = {
     {"f", 384, 6, 6, 256, 16, DatasetFormat::kText},
 };
 // (config index, streams) of the decoding rows.
-constexpr int kDecodeRows[][2] = {{0, 1}, {0, 64}, {3, 1},
-                                  {3, 64}, {5, 1}, {5, 64}};
+constexpr int kDecodeRows[][2] = {{0, 1},  {0, 64}, {3, 1},
+                                  {3, 64}, {5, 1},  {5, 64}};
 
 // names.txt's vocabulary, or shakespeare.txt's (65 characters and BOS).
 int VocabOf(const Reference& r) {
@@ -163,10 +163,10 @@ void BM_Train(benchmark::State& state, const Reference& r) {
   // once per product; the narrow ones on one thread (a step of (b) is ~130 us
   // of CPU, too short to pay for the hand-offs).
   options.threads = TrainingThreadsFor(options.config);
-  auto run = TrainingRun::Start(
-      options, r.format == DatasetFormat::kText
-                   ? Text().dataset
-                   : DocumentsDataset(Documents().documents));
+  auto run = TrainingRun::Start(options,
+                                r.format == DatasetFormat::kText
+                                    ? Text().dataset
+                                    : DocumentsDataset(Documents().documents));
   if (!run.ok()) {
     state.SkipWithError(std::string(run.status().message()).c_str());
     return;
@@ -431,8 +431,7 @@ void RegisterAll() {
   benchmark::RegisterBenchmark("first_token_f_chunk1", BM_FirstToken, f, 1)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("decode_past_block_f_x1", BM_DecodePastBlock,
-                               f)
+  benchmark::RegisterBenchmark("decode_past_block_f_x1", BM_DecodePastBlock, f)
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
 }
