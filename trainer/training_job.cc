@@ -66,17 +66,22 @@ absl::StatusOr<Dataset> TrainingJob::ReadDataset(DatasetFormat format) const {
   return dataset;
 }
 
-absl::StatusOr<int64_t> TrainingJob::LatestVersion(
-    const std::string& name, absl::string_view purpose) const {
+absl::StatusOr<std::optional<int64_t>> TrainingJob::NewestVersion(
+    const std::string& name) const {
   auto versions = store_->ListVersions(name);
-  if ((!versions.ok() && absl::IsNotFound(versions.status())) ||
-      (versions.ok() && versions->empty())) {
-    return absl::NotFoundError(
-        absl::StrCat(purpose, ": model \"", name,
-                     "\" has no published version under ", store_->root()));
+  if (absl::IsNotFound(versions.status())) return std::nullopt;
+  if (!versions.ok()) {
+    return Annotated(versions.status(), absl::StrCat("listing \"", name, "\""));
   }
-  if (!versions.ok()) return Annotated(versions.status(), purpose);
+  if (versions->empty()) return std::nullopt;
   return versions->back();
+}
+
+absl::Status TrainingJob::NoVersionError(const std::string& name,
+                                         absl::string_view purpose) const {
+  return absl::NotFoundError(absl::StrCat(purpose, ": model \"", name,
+                                          "\" has no published version under ",
+                                          store_->root()));
 }
 
 absl::Status TrainingJob::CheckRequestedSizes(const ModelConfig& checkpoint,
@@ -101,6 +106,16 @@ absl::Status TrainingJob::CheckRequestedSizes(const ModelConfig& checkpoint,
       "; a resumed run keeps its sizes (leave them out)"));
 }
 
+absl::StatusOr<TrainingOptions> TrainingJob::OptionsForModel(
+    const ModelConfig& config) const {
+  TrainingOptions training = options_.training;
+  training.config = config;
+  training.threads = TrainingThreadsFor(config);
+  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
+  ConfigureBlasThreads(EngineWork::kTraining, config, training.threads);
+  return training;
+}
+
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   // What a publisher killed mid-way left (only directories no live process
   // holds, so other trainers on the root are safe).
@@ -109,27 +124,25 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
     LogWarning(absl::StrCat("job ", id_, ": ", cleaned.message()));
   }
   const std::string& name = options_.model;
-  auto versions = store_->ListVersions(name);
-  if (!versions.ok() && !absl::IsNotFound(versions.status())) {
-    return Annotated(versions.status(), absl::StrCat("listing \"", name, "\""));
-  }
-  const bool has_versions = versions.ok() && !versions->empty();
+  MICROGPT_ASSIGN_OR_RETURN(const std::optional<int64_t> newest,
+                            NewestVersion(name));
   switch (options_.start) {
     case RunStart::kResume:
-      return ResumeLatest();
+      if (!newest.has_value()) return NoVersionError(name, "resume");
+      return ResumeFrom(*newest);
     case RunStart::kResumeIfExists:
-      if (has_versions) return ResumeLatest();
+      if (newest.has_value()) return ResumeFrom(*newest);
       break;
     case RunStart::kInitFrom:
     case RunStart::kNew:
       // A model's versions are one run: a new one under the name would mix
       // its versions (other sizes, vocabulary, steps) with the old ones.
-      if (has_versions) {
+      if (newest.has_value()) {
         return absl::AlreadyExistsError(absl::StrCat(
             "model \"", name,
             "\" already has published versions (the latest "
             "is ",
-            versions->back(), ") under ", store_->root(),
+            *newest, ") under ", store_->root(),
             ": continue it with resume (or resume_if_exists), or train a new "
             "run under another name"));
       }
@@ -138,12 +151,11 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   MICROGPT_ASSIGN_OR_RETURN(const Dataset dataset,
                             ReadDataset(options_.dataset.format));
   if (options_.start == RunStart::kInitFrom) return StartFromPublished(dataset);
-  TrainingOptions training = options_.training;
+  ModelConfig config = options_.training.config;
   // Now with the dataset's vocabulary.
-  training.config.vocab_size = TokenizerFor(dataset).vocab_size();
-  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
-  ConfigureBlasThreads(EngineWork::kTraining, training.config,
-                       training.threads);
+  config.vocab_size = TokenizerFor(dataset).vocab_size();
+  MICROGPT_ASSIGN_OR_RETURN(const TrainingOptions training,
+                            OptionsForModel(config));
   return TrainingRun::Start(training, dataset);
 }
 
@@ -152,27 +164,25 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::StartFromPublished(
   const std::string& name = options_.init_from_model;
   int64_t version = options_.init_from_version;
   if (version == 0) {
-    MICROGPT_ASSIGN_OR_RETURN(version, LatestVersion(name, "init_from"));
+    MICROGPT_ASSIGN_OR_RETURN(const std::optional<int64_t> newest,
+                              NewestVersion(name));
+    if (!newest.has_value()) return NoVersionError(name, "init_from");
+    version = *newest;
   }
   const std::string context =
       absl::StrCat("init_from version ", version, " of \"", name, "\"");
   auto model = store_->LoadModel(name, version);
   if (!model.ok()) return Annotated(model.status(), context);
-  TrainingOptions training = options_.training;
-  training.config = model->config;
-  training.threads = TrainingThreadsFor(training.config);
-  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
-  ConfigureBlasThreads(EngineWork::kTraining, training.config,
-                       training.threads);
+  MICROGPT_ASSIGN_OR_RETURN(const TrainingOptions training,
+                            OptionsForModel(model->config));
   auto run = TrainingRun::StartFrom(training, dataset, *std::move(model));
   if (!run.ok()) return Annotated(run.status(), context);
   return run;
 }
 
-absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeLatest() {
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeFrom(
+    int64_t version) {
   const std::string& name = options_.model;
-  MICROGPT_ASSIGN_OR_RETURN(const int64_t version,
-                            LatestVersion(name, "resume"));
   const std::string context =
       absl::StrCat("resume from version ", version, " of \"", name, "\"");
   auto model = store_->LoadModel(name, version);
@@ -198,13 +208,9 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeLatest() {
   }
   // A dataset file is read in the format the checkpoint was trained on.
   MICROGPT_ASSIGN_OR_RETURN(const Dataset dataset, ReadDataset(model->format));
-  TrainingOptions training = options_.training;
-  training.config = model->config;
-  training.threads = TrainingThreadsFor(training.config);
   // The request's batch_size may be larger than the version's.
-  MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
-  ConfigureBlasThreads(EngineWork::kTraining, training.config,
-                       training.threads);
+  MICROGPT_ASSIGN_OR_RETURN(const TrainingOptions training,
+                            OptionsForModel(model->config));
   auto run = TrainingRun::Resume(training, dataset, *std::move(model),
                                  *std::move(optimizer));
   if (!run.ok()) return Annotated(run.status(), context);

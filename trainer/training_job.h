@@ -108,13 +108,22 @@ class TrainingJob {
   absl::StatusOr<std::unique_ptr<TrainingRun>> Prepare();
   // The dataset file in `format`, or the request's inline dataset.
   absl::StatusOr<Dataset> ReadDataset(DatasetFormat format) const;
-  // The newest version of `name`; NOT_FOUND, starting with `purpose`, when
-  // it has none.
-  absl::StatusOr<int64_t> LatestVersion(const std::string& name,
-                                        absl::string_view purpose) const;
+  // The newest version of `name`, nullopt when it has none (or no
+  // directory); an error when the root cannot be listed.
+  absl::StatusOr<std::optional<int64_t>> NewestVersion(
+      const std::string& name) const;
+  // NOT_FOUND, starting with `purpose`: `name` has no published version.
+  absl::Status NoVersionError(const std::string& name,
+                              absl::string_view purpose) const;
+  // The request's options for a model of `config` (a new one's, or a
+  // checkpoint's): its thread count, checked against the memory limit, and
+  // OpenBLAS set up for it.
+  absl::StatusOr<TrainingOptions> OptionsForModel(
+      const ModelConfig& config) const;
   absl::StatusOr<std::unique_ptr<TrainingRun>> StartFromPublished(
       const Dataset& dataset);
-  absl::StatusOr<std::unique_ptr<TrainingRun>> ResumeLatest();
+  // Continues `version`, the model's newest.
+  absl::StatusOr<std::unique_ptr<TrainingRun>> ResumeFrom(int64_t version);
   // INVALID_ARGUMENT, starting with `context`, naming every size the request
   // gave that is not the checkpoint's.
   absl::Status CheckRequestedSizes(const ModelConfig& checkpoint,
