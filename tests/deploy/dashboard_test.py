@@ -27,10 +27,17 @@ DASHBOARD = os.path.join(REPO, "deploy", "k8s", "components", "monitoring",
 SERIES = re.compile(r"\b((?:microgpt|process)_[a-z_]+)\b")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports (the sockets stay bound until all are picked, so
+    that the kernel does not hand out one twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_for_line(path, pattern, timeout=30):
@@ -63,7 +70,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dashboard-test.") as work:
         with open(os.path.join(work, "names.txt"), "w") as f:
             f.write(word_list())
-        trainer_metrics, generator_metrics = free_port(), free_port()
+        # The generator refuses a root that does not exist (yet).
+        os.makedirs(os.path.join(work, "ckpt"))
+        trainer_metrics, generator_metrics = free_ports(2)
         logs = {name: open(os.path.join(work, f"{name}.log"), "w")
                 for name in ("trainer", "generator")}
         servers = [
@@ -80,7 +89,10 @@ def main():
             ports = [wait_for_line(os.path.join(work, f"{n}.log"), r"listening on [\d.]+:(\d+)")
                      for n in ("trainer", "generator")]
             if not all(ports):
-                check("the servers start", False, open(os.path.join(work, "trainer.log")).read())
+                check("the servers start", False,
+                      "".join(f"{n} (exit {server.poll()}):\n"
+                              + open(os.path.join(work, f"{n}.log")).read()
+                              for n, server in zip(("trainer", "generator"), servers)))
                 finish()
             trainer, generator = (f"127.0.0.1:{m[1]}" for m in ports)
             cli = f"{build}/cli/microgpt"
