@@ -76,8 +76,9 @@ absl::Status TrainingOptions::Validate() const {
         grad_clip));
   }
   if (!(val_fraction >= 0.0 && val_fraction <= 0.5)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("val_fraction must be in [0, 0.5], got ", val_fraction));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "val_fraction must be in [0, 0.5] (0: no validation), got ",
+        val_fraction));
   }
   return absl::OkStatus();
 }

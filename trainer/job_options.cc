@@ -46,16 +46,13 @@ absl::StatusOr<ModelConfig> ConfigFromRequest(const v1::ModelConfig& proto) {
 }
 
 // The request's choices beyond sizes, steps and rate: validation, the start
-// (init_from), the initialisation, the schedule and clipping.
+// (init_from), the initialisation, the schedule and clipping. The values
+// TrainingOptions::Validate bounds (val_fraction, init_std, warmup_steps,
+// min_learning_rate, grad_clip) are checked there, once.
 absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
                                         TrainingJobOptions* options) {
   TrainingOptions& training = options->training;
   const float val_fraction = request.val_fraction();
-  if (!(val_fraction >= 0 && val_fraction <= 0.5f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "val_fraction must be in [0, 0.5] (0: no validation), got ",
-        val_fraction));
-  }
   training.val_fraction = val_fraction;
   if (request.eval_every() < 0) {
     return absl::InvalidArgumentError(
@@ -97,14 +94,7 @@ absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
     options->start = RunStart::kResumeIfExists;
   }
   options->discard_on_cancel = request.discard_on_cancel();
-  if (request.has_init_std()) {
-    const float init_std = request.init_std();
-    if (!(init_std > 0 && init_std <= 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("init_std must be in (0, 1], got ", init_std));
-    }
-    training.init_std = init_std;
-  }
+  if (request.has_init_std()) training.init_std = request.init_std();
   switch (request.lr_schedule()) {
     case v1::LEARNING_RATE_SCHEDULE_UNSPECIFIED:
     case v1::LEARNING_RATE_SCHEDULE_LINEAR:
@@ -118,29 +108,11 @@ absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
           absl::StrCat("lr_schedule ", request.lr_schedule(),
                        " is not a LearningRateSchedule"));
   }
-  if (request.warmup_steps() < 0 || request.warmup_steps() >= training.steps) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("warmup_steps must be in [0, steps = ", training.steps,
-                     "), got ", request.warmup_steps()));
-  }
   training.adam.warmup_steps = request.warmup_steps();
-  training.adam.min_lr = training.adam.lr / 10;
-  if (request.has_min_learning_rate()) {
-    const float min_lr = request.min_learning_rate();
-    if (!(min_lr >= 0 && min_lr <= training.adam.lr)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "min_learning_rate must be in [0, learning_rate = ", training.adam.lr,
-          "], got ", min_lr));
-    }
-    training.adam.min_lr = min_lr;
-  }
-  const float grad_clip = request.grad_clip();
-  if (!std::isfinite(grad_clip) || grad_clip < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grad_clip must be a finite number >= 0 (0: no clipping), got ",
-        grad_clip));
-  }
-  training.grad_clip = grad_clip;
+  training.adam.min_lr = request.has_min_learning_rate()
+                             ? request.min_learning_rate()
+                             : training.adam.lr / 10;
+  training.grad_clip = request.grad_clip();
   return absl::OkStatus();
 }
 

@@ -6,6 +6,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/dataset.h"
+#include "server/dataset_format_proto.h"
 
 ABSL_FLAG(std::string, format, "documents",
           "train: how the dataset is read: documents (one per line, each "
@@ -55,15 +57,13 @@ ABSL_FLAG(bool, discard_on_cancel, false,
 namespace microgpt {
 
 absl::Status TrainingRequestFromFlags(v1::StartTrainingRequest* request) {
-  const std::string format = absl::GetFlag(FLAGS_format);
-  if (format == "documents") {
-    request->set_format(v1::DATASET_FORMAT_DOCUMENTS);
-  } else if (format == "text") {
-    request->set_format(v1::DATASET_FORMAT_TEXT);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--format must be documents or text, got \"", format, "\""));
+  const absl::StatusOr<DatasetFormat> format =
+      ParseDatasetFormat(absl::GetFlag(FLAGS_format));
+  if (!format.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", format.status().message()));
   }
+  request->set_format(ToProto(*format));
   const std::string schedule = absl::GetFlag(FLAGS_lr_schedule);
   if (schedule == "linear") {
     request->set_lr_schedule(v1::LEARNING_RATE_SCHEDULE_LINEAR);
