@@ -23,12 +23,13 @@ inline constexpr int kWideDecodingEmbd = 256;
 // on a single engine thread for training a wide model (n_embd >= 64,
 // products of a row per position of the batch) and for decoding a very wide
 // one (n_embd >= kWideDecodingEmbd: a step of one stream of config (f) reads
-// 43 MB of weights, which two cores stream faster than one, 644 -> 1105
-// tokens/s); otherwise one. Narrower decoding stays on one: its products are
-// done before OpenBLAS's hand-off pays, and the helper thread's spinning
-// costs the rest of the step its core (decode (d) x64 at load ~5: 8-14k
-// tokens/s with one thread, 4-9k with two); the generator's own workers split
-// a batch instead, and with two of them busy OpenBLAS is single-threaded.
+// 43 MB of weights, which two cores stream faster than one: decode (f) x1
+// 609 -> 1.07k tokens/s in docs/benchmarks.md); otherwise one. Narrower
+// decoding stays on one: its products are done before OpenBLAS's hand-off pays,
+// and the helper thread's spinning costs the rest of the step its core (decode
+// (d) x64 at load ~5: 8-14k tokens/s with one thread, 4-9k with two); the
+// generator's own workers split a batch instead, and with two of them busy
+// OpenBLAS is single-threaded.
 int BlasThreadsFor(EngineWork work, const ModelConfig& config,
                    int engine_threads);
 
