@@ -5,6 +5,7 @@
 #include <prometheus/metric_family.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,11 +39,6 @@ class GeneratorMetrics::Collector final : public prometheus::Collectable {
         models_(models),
         scheduler_(scheduler),
         service_(service),
-        tokens_(prometheus::BuildCounter()
-                    .Name("microgpt_generator_tokens_generated_total")
-                    .Help("Tokens sampled by the scheduler.")
-                    .Register(*registry_)
-                    .Add({})),
         steps_(prometheus::BuildCounter()
                    .Name("microgpt_generator_scheduler_steps_total")
                    .Help("Batched decoding steps.")
@@ -111,7 +107,6 @@ class GeneratorMetrics::Collector final : public prometheus::Collectable {
   void Refresh() const ABSL_LOCKS_EXCLUDED(mu_) {
     const SchedulerStats stats = scheduler_->stats();
     absl::MutexLock lock(&mu_);
-    Advance(tokens_, stats.tokens_generated, &seen_tokens_);
     Advance(steps_, stats.steps, &seen_steps_);
     Advance(rejected_, stats.rejected, &seen_rejected_);
     Advance(loads_ok_, models_->loads(), &seen_loads_);
@@ -126,7 +121,6 @@ class GeneratorMetrics::Collector final : public prometheus::Collectable {
   const ModelManager* const models_;
   const Scheduler* const scheduler_;
   const GeneratorServiceImpl* const service_;
-  prometheus::Counter& tokens_;
   prometheus::Counter& steps_;
   prometheus::Counter& rejected_;
   prometheus::Gauge& active_streams_;
@@ -138,11 +132,32 @@ class GeneratorMetrics::Collector final : public prometheus::Collectable {
   prometheus::Counter& loads_failed_;
 
   mutable absl::Mutex mu_;
-  mutable int64_t seen_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t seen_steps_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t seen_rejected_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t seen_loads_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t seen_failed_loads_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One model's series, created at the first call it serves.
+class GeneratorMetrics::PerModel final
+    : public GeneratorServiceObserver::ModelSeries {
+ public:
+  PerModel(prometheus::Counter* tokens, prometheus::Histogram* first_token,
+           prometheus::Histogram* inter_token)
+      : tokens_(tokens), first_token_(first_token), inter_token_(inter_token) {}
+
+  void OnFirstToken(absl::Duration latency) override {
+    first_token_->Observe(absl::ToDoubleSeconds(latency));
+  }
+  void OnInterToken(absl::Duration gap) override {
+    inter_token_->Observe(absl::ToDoubleSeconds(gap));
+  }
+  void OnTokensSent(int count) override { tokens_->Increment(count); }
+
+ private:
+  prometheus::Counter* const tokens_;
+  prometheus::Histogram* const first_token_;
+  prometheus::Histogram* const inter_token_;
 };
 
 GeneratorMetrics::GeneratorMetrics(const ModelManager* models,
@@ -160,20 +175,22 @@ GeneratorMetrics::GeneratorMetrics(const ModelManager* models,
                      .Register(*registry_)
                      .Add({}, prometheus::Histogram::BucketBoundaries{
                                   1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+  tokens_ = &prometheus::BuildCounter()
+                 .Name("microgpt_generator_tokens_generated_total")
+                 .Help("Generated tokens sent to clients, by model.")
+                 .Register(*registry_);
   time_to_first_token_ =
       &prometheus::BuildHistogram()
            .Name("microgpt_generator_time_to_first_token_seconds")
            .Help(
                "From the start of a Generate call to the first token of "
-               "each sample being sent.")
-           .Register(*registry_)
-           .Add({}, LatencyBuckets());
+               "each sample being sent, by model.")
+           .Register(*registry_);
   inter_token_latency_ =
       &prometheus::BuildHistogram()
            .Name("microgpt_generator_inter_token_latency_seconds")
-           .Help("Between consecutive tokens of a sample being sent.")
-           .Register(*registry_)
-           .Add({}, LatencyBuckets());
+           .Help("Between consecutive tokens of a sample being sent, by model.")
+           .Register(*registry_);
   collector_ =
       std::make_shared<Collector>(registry_, models, scheduler, service);
 }
@@ -188,21 +205,29 @@ void GeneratorMetrics::OnStep(int batch_size) {
   batch_size_->Observe(batch_size);
 }
 
+GeneratorServiceObserver::ModelSeries* GeneratorMetrics::ForModel(
+    absl::string_view model) {
+  absl::MutexLock lock(&series_mu_);
+  std::unique_ptr<PerModel>& series = series_[model];
+  if (series == nullptr) {
+    const std::map<std::string, std::string> labels = {
+        {"model", std::string(model)}};
+    series = std::make_unique<PerModel>(
+        &tokens_->Add(labels), &time_to_first_token_->Add(labels, LatencyBuckets()),
+        &inter_token_latency_->Add(labels, LatencyBuckets()));
+  }
+  return series.get();
+}
+
 void GeneratorMetrics::OnCallFinished(absl::string_view method,
+                                      absl::string_view model,
                                       grpc::StatusCode code) {
   requests_
       ->Add({{"method", std::string(method)},
+             {"model", std::string(model)},
              {"code",
               absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}})
       .Increment();
-}
-
-void GeneratorMetrics::OnFirstToken(absl::Duration latency) {
-  time_to_first_token_->Observe(absl::ToDoubleSeconds(latency));
-}
-
-void GeneratorMetrics::OnInterToken(absl::Duration gap) {
-  inter_token_latency_->Observe(absl::ToDoubleSeconds(gap));
 }
 
 }  // namespace microgpt

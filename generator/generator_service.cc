@@ -142,6 +142,10 @@ class GenerateReactor final
     absl::StatusOr<std::shared_ptr<const ServableModel>> servable =
         models->Get(request.model(), request.version());
     if (!servable.ok()) return servable.status();
+    model_name_ = (*servable)->name;
+    if (service_->observer_ != nullptr) {
+      series_ = service_->observer_->ForModel(model_name_);
+    }
     absl::StatusOr<std::vector<SequenceSpec>> specs = MakeSequenceSpecs(
         request, *servable, RandomSeed(), service_->options_.max_tokens_limit);
     if (!specs.ok()) return specs.status();
@@ -195,23 +199,23 @@ class GenerateReactor final
 
   void ObserveFinish(const grpc::Status& status) {
     if (service_->observer_ != nullptr) {
-      service_->observer_->OnCallFinished("Generate", status.error_code());
+      service_->observer_->OnCallFinished("Generate", model_name_,
+                                          status.error_code());
     }
   }
 
   // Reports the sample's time to first token or its inter-token gap.
   void ObserveToken(size_t sample_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    GeneratorServiceObserver* observer = service_->observer_;
-    if (observer == nullptr) return;
+    if (series_ == nullptr) return;
     const absl::Time now = absl::Now();
     if (last_token_time_.size() < sequences_.size()) {
       last_token_time_.resize(sequences_.size(), absl::InfinitePast());
     }
     absl::Time& last = last_token_time_[sample_index];
     if (last == absl::InfinitePast()) {
-      observer->OnFirstToken(now - start_time_);
+      series_->OnFirstToken(now - start_time_);
     } else {
-      observer->OnInterToken(now - last);
+      series_->OnInterToken(now - last);
     }
     last = now;
   }
@@ -231,9 +235,13 @@ class GenerateReactor final
         if (!sequence.Pop(&events_.back())) continue;
       }
       next_ = i + 1;
+      int tokens = 0;
       for (const TokenEvent& event : events_) {
-        if (event.id >= 0) ObserveToken(i);
+        if (event.id < 0) continue;
+        ObserveToken(i);
+        ++tokens;
       }
+      if (series_ != nullptr && tokens > 0) series_->OnTokensSent(tokens);
       if (pack_) {
         FillPacked(static_cast<int>(i), *sequence.servable(), events_);
       } else {
@@ -324,6 +332,10 @@ class GenerateReactor final
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin cursor
   StreamState state_ ABSL_GUARDED_BY(mu_){State::kStarting};
   const absl::Time start_time_;
+  // The model serving the call (set by Begin, before any token), and its
+  // metrics series (null without an observer).
+  std::string model_name_;
+  GeneratorServiceObserver::ModelSeries* series_ = nullptr;
   // When each sample's latest token was handed to gRPC (metrics only).
   std::vector<absl::Time> last_token_time_ ABSL_GUARDED_BY(mu_);
   // Owned by the write in flight in kWriting and kCancelling.
@@ -419,7 +431,9 @@ grpc::ServerUnaryReactor* GeneratorServiceImpl::ListModels(
     }
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (observer_ != nullptr) observer_->OnCallFinished("ListModels", grpc::OK);
+  if (observer_ != nullptr) {
+    observer_->OnCallFinished("ListModels", "", grpc::OK);
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

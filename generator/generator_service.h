@@ -42,17 +42,32 @@ struct GeneratorServiceOptions {
   int max_tokens_limit = kDefaultMaxTokensLimit;
 };
 
+// Metrics hooks. `model` is the name of the model a call was served from:
+// empty for ListModels and for a Generate refused before a model was found
+// (so a label never holds a name nobody published).
 class GeneratorServiceObserver {
  public:
+  // Where the token events of the calls served from one model go.
+  class ModelSeries {
+   public:
+    virtual ~ModelSeries() = default;
+    // A sample's first token was handed to gRPC, `latency` after the call
+    // began.
+    virtual void OnFirstToken(absl::Duration latency) = 0;
+    // A sample's next token was handed to gRPC, `gap` after its previous one.
+    virtual void OnInterToken(absl::Duration gap) = 0;
+    // `count` tokens were handed to gRPC in one message.
+    virtual void OnTokensSent(int count) = 0;
+  };
+
   virtual ~GeneratorServiceObserver() = default;
+  // The series of `model`, looked up once per call; they live as long as
+  // the observer.
+  virtual ModelSeries* ForModel(absl::string_view model) = 0;
   // A Generate or ListModels call finished with `code` (Generate: when its
   // status is sent, including calls refused before any token).
-  virtual void OnCallFinished(absl::string_view method,
+  virtual void OnCallFinished(absl::string_view method, absl::string_view model,
                               grpc::StatusCode code) = 0;
-  // A sample's first token was handed to gRPC, `latency` after the call began.
-  virtual void OnFirstToken(absl::Duration latency) = 0;
-  // A sample's next token was handed to gRPC, `gap` after its previous one.
-  virtual void OnInterToken(absl::Duration gap) = 0;
 };
 
 class GeneratorServiceImpl final : public v1::Generator::CallbackService {

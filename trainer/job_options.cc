@@ -69,6 +69,12 @@ absl::Status TrainingChoicesFromRequest(const v1::StartTrainingRequest& request,
         "resume and resume_if_exists exclude each other (resume_if_exists "
         "resumes when there is a version, and starts a new run when not)");
   }
+  if (request.replace() && (request.resume() || request.resume_if_exists())) {
+    return absl::InvalidArgumentError(
+        "replace and resume (or resume_if_exists) exclude each other: replace "
+        "starts a new lineage under the name, resume continues its latest");
+  }
+  options->replace = request.replace();
   if (!request.init_from().empty()) {
     if (request.resume() || request.resume_if_exists()) {
       return absl::InvalidArgumentError(

@@ -49,10 +49,11 @@ struct TrainingLimits {
 
 // How a job's run begins.
 enum class RunStart {
-  kNew,             // fresh weights; refused when the model has versions
+  kNew,             // fresh weights; with versions only with `replace`
   kResume,          // from the model's latest version (NOT_FOUND without)
   kResumeIfExists,  // kResume when the model has a version, else kNew
-  kInitFrom,        // from a published version's weights, fresh optimizer
+  kInitFrom,        // from a published version's weights, fresh optimizer;
+                    // into a model with versions: from its own, or `replace`
 };
 
 // Sizes a request gave explicitly (0: not given), to compare with a resumed
@@ -80,6 +81,9 @@ struct TrainingJobOptions {
   // is its latest.
   std::string init_from_model;
   int64_t init_from_version = 0;
+  // kNew / kInitFrom under a model that has versions: a new lineage whose
+  // versions number on from the latest (TrainingJob::version_base_).
+  bool replace = false;
   // A cancelled job publishes the step it reached unless this is set.
   bool discard_on_cancel = false;
   // Checked by JobOptionsFromRequest as far as the request allows, and by

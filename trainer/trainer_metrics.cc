@@ -25,7 +25,8 @@ constexpr v1::JobState kStates[] = {
 
 }  // namespace
 
-// The latest job's series, labelled {job, model}: added when it starts,
+// The latest job's series, labelled {job_id, model} (not "job": Prometheus
+// sets that label to the scrape job and would rename ours): added when it starts,
 // removed when the next one starts, so that they always describe one job.
 struct JobSeries {
   prometheus::Gauge* step = nullptr;
@@ -100,7 +101,7 @@ struct TrainerMetrics::Impl {
       for (prometheus::Gauge* gauge : current.state) state.Remove(gauge);
     }
     const prometheus::Labels labels = {{"model", std::string(model)},
-                                       {"job", std::string(job)}};
+                                       {"job_id", std::string(job)}};
     current.step = &step.Add(labels);
     current.total_steps = &total_steps.Add(labels);
     current.loss = &loss.Add(labels);

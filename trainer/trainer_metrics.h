@@ -4,7 +4,7 @@
 // starts one and hands it to the jobs (TrainerServerOptions.observer,
 // LocalTrainingOptions.observer). Series:
 //
-// The latest job's series are labelled {job, model} (replaced when the next
+// The latest job's series are labelled {job_id, model} (replaced when the next
 // job starts); the counters by model or state.
 //
 //   microgpt_trainer_step                         gauge, of the latest job

@@ -50,6 +50,10 @@ ABSL_FLAG(bool, resume, false,
 ABSL_FLAG(bool, resume_if_exists, false,
           "train: --resume when the model has a version, else a new run (one "
           "command for a first run and its retries).");
+ABSL_FLAG(bool, replace, false,
+          "train: start a new lineage under a model that has versions; its "
+          "versions number on from the latest, which stays served until the "
+          "new run's first publish.");
 ABSL_FLAG(bool, discard_on_cancel, false,
           "train: when cancelled, publish nothing more (by default the step "
           "reached is published).");
@@ -98,6 +102,7 @@ absl::Status TrainingRequestFromFlags(v1::StartTrainingRequest* request) {
   request->set_checkpoint_every(absl::GetFlag(FLAGS_checkpoint_every));
   request->set_resume(absl::GetFlag(FLAGS_resume));
   request->set_resume_if_exists(absl::GetFlag(FLAGS_resume_if_exists));
+  request->set_replace(absl::GetFlag(FLAGS_replace));
   request->set_discard_on_cancel(absl::GetFlag(FLAGS_discard_on_cancel));
   return absl::OkStatus();
 }

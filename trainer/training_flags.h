@@ -22,7 +22,7 @@ inline constexpr absl::string_view kTrainingFlagsUsage =
     "N\n"
     "       --min_lr X --grad_clip X --init_std X --init_from MODEL[:VERSION]\n"
     "       --seed N --checkpoint_every N --resume --resume_if_exists\n"
-    "       --discard_on_cancel";
+    "       --replace --discard_on_cancel";
 
 // Sets the request's sizes, steps, batch, optimiser, schedule, format,
 // validation and init_from fields from the flags. INVALID_ARGUMENT for a

@@ -135,16 +135,20 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
       break;
     case RunStart::kInitFrom:
     case RunStart::kNew:
-      // A model's versions are one run: a new one under the name would mix
-      // its versions (other sizes, vocabulary, steps) with the old ones.
       if (newest.has_value()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "model \"", name,
-            "\" already has published versions (the latest "
-            "is ",
-            *newest, ") under ", store_->root(),
-            ": continue it with resume (or resume_if_exists), or train a new "
-            "run under another name"));
+        // A model's versions are one lineage: a run that neither continues
+        // it (fine-tuning from its own version) nor says it replaces it
+        // would mix its versions (other sizes, vocabulary) with the old ones.
+        const bool fine_tunes_itself = options_.start == RunStart::kInitFrom &&
+                                       options_.init_from_model == name;
+        if (!fine_tunes_itself && !options_.replace) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "model \"", name, "\" already has published versions (the latest is ",
+              *newest, ") under ", store_->root(),
+              ": continue it with resume (or resume_if_exists), start a new "
+              "lineage over it with replace, or train under another name"));
+        }
+        version_base_ = *newest;
       }
       break;
   }
@@ -188,6 +192,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeFrom(
   auto model = store_->LoadModel(name, version);
   if (!model.ok()) return Annotated(model.status(), context);
   MICROGPT_RETURN_IF_ERROR(CheckRequestedSizes(model->config, context));
+  version_base_ = version - model->step;
   const ParameterLayout layout(model->config);
   auto optimizer = store_->LoadOptimizer(name, version, layout);
   if (!optimizer.ok()) {
@@ -203,7 +208,7 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::ResumeFrom(
       csv.ok()) {
     if (absl::StatusOr<LossCurve> curve = ParseLossCsv(*csv); curve.ok()) {
       loss_curve_ = *std::move(curve);
-      loss_curve_.TruncateAfter(version);
+      loss_curve_.TruncateAfter(model->step);
     }
   }
   // A dataset file is read in the format the checkpoint was trained on.
@@ -290,7 +295,7 @@ void TrainingJob::Train(TrainingRun& run) {
       if (cancel_requested_.load() && !run.done()) {
         End(absl::CancelledError(
             absl::StrFormat("cancelled at step %d (published as version %d)",
-                            run.step(), run.step())));
+                            run.step(), version_base_ + run.step())));
         return;
       }
     }
@@ -323,7 +328,7 @@ void TrainingJob::EndCancelled(TrainingRun& run,
   if (!PublishStep(run, recent_losses)) return;
   End(absl::CancelledError(
       absl::StrFormat("cancelled at step %d (published as version %d)",
-                      run.step(), run.step())));
+                      run.step(), version_base_ + run.step())));
 }
 
 bool TrainingJob::PublishStep(TrainingRun& run,
@@ -339,7 +344,7 @@ bool TrainingJob::PublishStep(TrainingRun& run,
 
 bool TrainingJob::Publish(TrainingRun& run, double loss,
                           std::optional<double> val_loss) {
-  const int64_t version = run.step();
+  const int64_t version = version_base_ + run.step();
   const ModelCheckpoint model = run.ModelSnapshot(loss, val_loss);
   const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
   const absl::Status status = store_->Publish(

@@ -4,8 +4,12 @@
 // worker thread, or main() of the one-shot command): it reads the dataset,
 // starts a new TrainingRun (from a fresh initialisation, or from a published
 // model's weights with init_from) or resumes the model's latest published
-// version, then steps until done or cancelled. It publishes version = step
-// every checkpoint_every steps and at the end; each version records the mean
+// version, then steps until done or cancelled. It publishes a version every
+// checkpoint_every steps and at the end, numbered version = step in a
+// model's first lineage; a run that replaces a lineage (`replace`) or
+// fine-tunes a model from its own version numbers on from the model's latest
+// version, version = that version + step, so that each version of a name is
+// newer than every one before it; each version records the mean
 // loss of the steps since the previous publish (at most the last 100) and,
 // when data is held out, the validation loss of its weights. The validation
 // loss is also computed every eval_every steps; each one goes into the loss
@@ -161,6 +165,10 @@ class TrainingJob {
   // Training statistics; only the job's thread touches them.
   absl::Time start_time_;
   int64_t tokens_ = 0;
+  // A published version's number is version_base_ + step: 0 in a model's
+  // first lineage, the model's latest version when a run starts a lineage
+  // over it, and version - step of the version a run resumes.
+  int64_t version_base_ = 0;
   // Every step's loss from step 1 (a resumed run starts from its version's
   // loss.csv); each published version gets it as loss.csv.
   LossCurve loss_curve_;

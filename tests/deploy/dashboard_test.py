@@ -52,11 +52,31 @@ def wait_for_line(path, pattern, timeout=30):
 
 
 def exported(port):
-    """The series names a /metrics page has: each family's samples, with a
-    histogram's _bucket, _sum and _count."""
+    """The series a /metrics page has, name -> the label names its samples
+    carry (a histogram's _bucket, _sum and _count are names of their own)."""
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {line.split("{")[0].split(" ")[0] for line in page.splitlines()
-            if line and not line.startswith("#")}
+    series = {}
+    for line in page.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{")[0].split(" ")[0]
+        labels = re.findall(r'([a-z_]+)="', line.split("}")[0]) if "{" in line else []
+        series.setdefault(name, set()).update(labels)
+    return series
+
+
+# Labels that Prometheus adds to every scraped sample (from the target, the
+# PodMonitor's discovery): a query may use them without the servers' export.
+TARGET_LABELS = {"pod", "namespace", "instance", "job", "container", "endpoint"}
+
+
+def query_labels(query):
+    """The labels a query groups by or matches on."""
+    labels = set()
+    for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", query):
+        labels.update(label.strip() for label in group.split(",") if label.strip())
+    labels.update(re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)\s*\"", query))
+    return labels - TARGET_LABELS
 
 
 def main():
@@ -114,6 +134,13 @@ def main():
             for name in wanted:
                 check(f"the dashboard's {name} is exported", name in series,
                       sorted(s for s in series if s.startswith(name.rsplit("_", 1)[0])))
+            # A grouping by a label the series lack shows one unlabelled line.
+            for query in queries:
+                names = [n for n in SERIES.findall(query) if n in series]
+                for label in sorted(query_labels(query)):
+                    check(f"the label {label} of {query!r} is exported",
+                          any(label in series[n] for n in names),
+                          {n: sorted(series[n]) for n in names})
         finally:
             for server in servers:
                 server.terminate()

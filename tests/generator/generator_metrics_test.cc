@@ -59,8 +59,11 @@ TEST(GeneratorMetricsTest, SeriesExistAndMoveWithTheWork) {
               HasSubstr("# TYPE microgpt_generator_batch_size histogram"));
   ExpectProcessMetrics(before, "generator");
 
-  EXPECT_THAT(SampleValue(before, "microgpt_generator_tokens_generated_total"),
-              Optional(0.0));
+  // The per-model series start with a model's first call.
+  EXPECT_EQ(SampleValue(before,
+                        "microgpt_generator_tokens_generated_total{model="
+                        "\"names\"}"),
+            std::nullopt);
   EXPECT_THAT(SampleValue(before, "microgpt_generator_active_streams"),
               Optional(0.0));
   EXPECT_THAT(SampleValue(before, "microgpt_generator_queued_sequences"),
@@ -71,10 +74,6 @@ TEST(GeneratorMetricsTest, SeriesExistAndMoveWithTheWork) {
                           "microgpt_generator_model_version_loaded{model="
                           "\"names\",version=\"1\"}"),
               Optional(1.0));
-  EXPECT_THAT(
-      SampleValue(before,
-                  "microgpt_generator_time_to_first_token_seconds_count"),
-      Optional(0.0));
 
   auto stub = v1::Generator::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
@@ -105,31 +104,40 @@ TEST(GeneratorMetricsTest, SeriesExistAndMoveWithTheWork) {
   std::string after;
   EXPECT_TRUE(WaitFor([&] {
     after = ScrapeMetrics(port);
+    // Refused before a model was found: no model label (the name asked
+    // for is nobody's).
     return Value(after,
                  "microgpt_generator_requests_total{code=\"NOT_FOUND\","
-                 "method=\"Generate\"}") == 1 &&
+                 "method=\"Generate\",model=\"\"}") == 1 &&
            Value(after, "microgpt_generator_active_streams") == 0;
   })) << after;
   EXPECT_THAT(SampleValue(after,
                           "microgpt_generator_requests_total{code="
-                          "\"OK\",method=\"Generate\"}"),
+                          "\"OK\",method=\"Generate\",model=\"names\"}"),
               Optional(1.0));
   EXPECT_THAT(SampleValue(after,
                           "microgpt_generator_requests_total{code="
-                          "\"OK\",method=\"ListModels\"}"),
+                          "\"OK\",method=\"ListModels\",model=\"\"}"),
               Optional(1.0));
-  EXPECT_THAT(SampleValue(after, "microgpt_generator_tokens_generated_total"),
+  EXPECT_THAT(SampleValue(after,
+                          "microgpt_generator_tokens_generated_total{model="
+                          "\"names\"}"),
               Optional(static_cast<double>(tokens)));
+  EXPECT_THAT(after, ::testing::Not(HasSubstr("no-such-model")));
   // Every sample's first token, then the gaps between the others.
   EXPECT_THAT(
       SampleValue(after,
-                  "microgpt_generator_time_to_first_token_seconds_count"),
+                  "microgpt_generator_time_to_first_token_seconds_count{"
+                  "model=\"names\"}"),
       Optional(4.0));
   EXPECT_THAT(
       SampleValue(after,
-                  "microgpt_generator_inter_token_latency_seconds_count"),
+                  "microgpt_generator_inter_token_latency_seconds_count{"
+                  "model=\"names\"}"),
       Optional(static_cast<double>(tokens - 4)));
-  EXPECT_GT(Value(after, "microgpt_generator_time_to_first_token_seconds_sum"),
+  EXPECT_GT(Value(after,
+                  "microgpt_generator_time_to_first_token_seconds_sum{model="
+                  "\"names\"}"),
             0);
   // The four samples ran in one batch: every step advanced four sequences
   // while they all lived, and the steps fed BOS plus up to six tokens.

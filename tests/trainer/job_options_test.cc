@@ -360,6 +360,21 @@ TEST(JobOptionsTest, StartModes) {
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->start, RunStart::kInitFrom);
   EXPECT_TRUE(options->discard_on_cancel);
+  EXPECT_FALSE(options->replace);
+  request.set_replace(true);
+  options = JobOptionsFromRequest(request);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->replace);
+  request.set_resume_if_exists(true);
+  EXPECT_THAT(JobOptionsFromRequest(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "replace and resume (or resume_if_exists) exclude"));
+  request.set_resume_if_exists(false);
+  request.set_init_from("");
+  request.set_resume(true);
+  EXPECT_THAT(JobOptionsFromRequest(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "replace and resume"));
 }
 
 }  // namespace

@@ -97,10 +97,10 @@ class TrainerMetricsTest : public ::testing::Test {
   std::unique_ptr<v1::Trainer::Stub> stub_;
 };
 
-// A job's series: `name{job="ID",model="MODEL"...}` (labels sorted by name).
+// A job's series: `name{job_id="ID",model="MODEL"...}` (labels sorted by name).
 std::string JobSeries(const std::string& name, const v1::TrainingJob& job,
                       const std::string& extra = "") {
-  return absl::StrCat(name, "{job=\"", job.job_id(), "\",model=\"", job.model(),
+  return absl::StrCat(name, "{job_id=\"", job.job_id(), "\",model=\"", job.model(),
                       "\"", extra, "}");
 }
 

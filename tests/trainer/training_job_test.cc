@@ -250,14 +250,64 @@ TEST(TrainingJobTest, ANewRunUnderANameWithVersionsIsRefused) {
                        "latest is 4)"));
   EXPECT_EQ(refused.job.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4));
-  // Fine-tuning into it is refused too; under a new name it is a new run.
+  EXPECT_THAT(refused.started,
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       "start a new lineage over it with replace"));
+  // Fine-tuning another model's weights into it is refused too; under a new
+  // name it is a new run.
+  ASSERT_TRUE(RunJob(SmallRequest("other", 2), &store).status.ok());
   v1::StartTrainingRequest tune = SmallRequest("m", 4);
   tune.clear_config();
-  tune.set_init_from("m");
+  tune.set_init_from("other");
   EXPECT_THAT(RunJob(tune, &store).started,
               StatusIs(absl::StatusCode::kAlreadyExists, "already has"));
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4));
   tune.set_model("m2");
   EXPECT_TRUE(RunJob(tune, &store).status.ok());
+}
+
+TEST(TrainingJobTest, ReplaceStartsALineageNumberedOnFromTheLatest) {
+  TempDir dir;
+  CheckpointStore store(dir.path());
+  ASSERT_TRUE(RunJob(SmallRequest("m", 4), &store).status.ok());
+  // Other sizes, explicitly: versions 4 + step, each newer than version 4.
+  v1::StartTrainingRequest replace = SmallRequest("m", 3);
+  replace.mutable_config()->set_n_embd(16);
+  replace.set_checkpoint_every(2);
+  replace.set_replace(true);
+  JobResult replaced = RunJob(replace, &store);
+  ASSERT_TRUE(replaced.status.ok()) << replaced.status;
+  EXPECT_EQ(replaced.job.latest_version(), 7);
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4, 6, 7));
+  absl::StatusOr<ModelCheckpoint> newest = store.LoadModel("m", 7);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_EQ(newest->step, 3);
+  EXPECT_EQ(newest->config.n_embd, 16);
+  EXPECT_EQ(store.LoadModel("m", 4)->config.n_embd, 8);
+
+  // Resuming the new lineage continues its steps, still numbered on.
+  v1::StartTrainingRequest resume = SmallRequest("m", 5);
+  resume.clear_config();
+  resume.set_resume(true);
+  JobResult resumed = RunJob(resume, &store);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status;
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4, 6, 7, 9));
+  EXPECT_EQ(store.LoadModel("m", 9)->step, 5);
+
+  // Fine-tuning the model from its own latest version continues the lineage
+  // without replace.
+  v1::StartTrainingRequest tune = SmallRequest("m", 2);
+  tune.clear_config();
+  tune.set_init_from("m");
+  JobResult tuned = RunJob(tune, &store);
+  ASSERT_TRUE(tuned.status.ok()) << tuned.status;
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "m"), ElementsAre(4, 6, 7, 9, 11));
+  EXPECT_EQ(store.LoadModel("m", 11)->config.n_embd, 16);
+
+  // replace under a name without versions is a first lineage.
+  replace.set_model("fresh");
+  ASSERT_TRUE(RunJob(replace, &store).status.ok());
+  EXPECT_THAT(VersionsOnDisk(dir.path(), "fresh"), ElementsAre(2, 3));
 }
 
 TEST(TrainingJobTest, ResumeIfExistsStartsThenContinues) {
