@@ -82,30 +82,52 @@ ABSL_FLAG(bool, show_logprobs, false,
 namespace microgpt {
 namespace {
 
-// The usage text: the command lines, with the training flags both train
-// commands take (trainer/training_flags.h).
+// The commands, with the training flags both train commands take
+// (trainer/training_flags.h).
+const std::vector<SubcommandUsage>& Commands() {
+  static const auto* commands = new std::vector<SubcommandUsage>{
+      {"train",
+       absl::StrCat("--model NAME (--data PATH | --data_file FILE)\n",
+                    kTrainingFlagsUsage, " --detach]"),
+       "Starts a training job on the trainer and follows its progress\n"
+       "until it ends (--detach: prints the job id and returns). Ctrl-C stops\n"
+       "following; the job keeps running."},
+      {"watch", "JOB_ID",
+       "Follows a training job's progress and published versions until it "
+       "ends."},
+      {"jobs", "", "Lists the trainer's training jobs and their states."},
+      {"cancel", "JOB_ID",
+       "Cancels a training job after its current step, which it publishes\n"
+       "(unless the job was started with --discard_on_cancel)."},
+      {"checkpoints", "[--model NAME]",
+       "Lists the versions published in the trainer's checkpoint root."},
+      {"generate",
+       "[--model NAME --version N --prompt TEXT --max_tokens N\n"
+       "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
+       "      --top_logprobs N --show_logprobs]",
+       "Streams samples from a model the generator serves, printed in\n"
+       "sample order."},
+      {"models", "",
+       "Lists the models and versions the generator serves, with their "
+       "sizes."},
+      {"plot",
+       "--csv CKPT/MODEL/VERSION/loss.csv --out curve.svg [--title TEXT]",
+       "Draws a version's loss curve as SVG (no server)."},
+  };
+  return *commands;
+}
+
+constexpr absl::string_view kServersUsage =
+    "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
+    "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052; a token with\n"
+    "--auth_token_file or $MICROGPT_AUTH_TOKEN, TLS with --tls, "
+    "--tls_ca_file,\n"
+    "--tls_cert_file and --tls_key_file (microgpt --help lists them).";
+
 const std::string& Usage() {
-  static const std::string* usage = new std::string(absl::StrCat(
-      "the microgpt command-line client.\n"
-      "\n"
-      "  microgpt train --model NAME (--data PATH | --data_file FILE)\n",
-      kTrainingFlagsUsage, " --detach]\n",
-      "  microgpt watch JOB_ID          follow a training job\n"
-      "  microgpt jobs                  list training jobs\n"
-      "  microgpt cancel JOB_ID         cancel a training job\n"
-      "  microgpt checkpoints [--model NAME]\n"
-      "  microgpt generate [--model NAME --version N --prompt TEXT "
-      "--max_tokens "
-      "N\n"
-      "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
-      "      --top_logprobs N --show_logprobs]\n"
-      "  microgpt models                models and versions the generator "
-      "serves\n"
-      "  microgpt plot --csv CKPT/MODEL/VERSION/loss.csv --out curve.svg\n"
-      "      [--title TEXT]                draw a loss curve (no server)\n"
-      "\n"
-      "Servers: --generator / --trainer, else $MICROGPT_GENERATOR /\n"
-      "$MICROGPT_TRAINER, else localhost:50051 / localhost:50052.\n"));
+  static const std::string* usage = new std::string(
+      ProgramUsage("microgpt", "the microgpt command-line client.", Commands(),
+                   kServersUsage));
   return *usage;
 }
 
@@ -221,16 +243,16 @@ v1::GenerateRequest GenerateRequestFromFlags() {
 absl::Status Dispatch(const std::string& command,
                       const std::vector<std::string>& args) {
   const bool tty = isatty(STDOUT_FILENO) != 0;
-  auto expect_args = [&](size_t n, const char* what) -> absl::Status {
-    if (args.size() != n) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("usage: microgpt ", command, what));
-    }
-    return absl::OkStatus();
+  // A wrong count of positional arguments: the command's synopsis.
+  auto expect_args = [&](size_t n) -> absl::Status {
+    if (args.size() == n) return absl::OkStatus();
+    const SubcommandUsage* usage = FindSubcommand(Commands(), command);
+    return absl::InvalidArgumentError(
+        absl::StrCat("usage: microgpt ", command, " ",
+                     usage == nullptr ? "" : usage->synopsis));
   };
   if (command == "train") {
-    if (absl::Status s = expect_args(0, " --model NAME --data PATH ...");
-        !s.ok()) {
+    if (absl::Status s = expect_args(0); !s.ok()) {
       return s;
     }
     absl::StatusOr<v1::StartTrainingRequest> request = TrainRequestFromFlags();
@@ -239,24 +261,23 @@ absl::Status Dispatch(const std::string& command,
     return TrainCommand(trainer, *request, absl::GetFlag(FLAGS_detach), tty);
   }
   if (command == "watch" || command == "cancel") {
-    if (absl::Status s = expect_args(1, " JOB_ID"); !s.ok()) return s;
+    if (absl::Status s = expect_args(1); !s.ok()) return s;
     TrainerClient trainer = Trainer();
     return command == "watch" ? WatchCommand(trainer, args[0], tty)
                               : CancelCommand(trainer, args[0]);
   }
   if (command == "jobs") {
-    if (absl::Status s = expect_args(0, ""); !s.ok()) return s;
+    if (absl::Status s = expect_args(0); !s.ok()) return s;
     TrainerClient trainer = Trainer();
     return JobsCommand(trainer);
   }
   if (command == "checkpoints") {
-    if (absl::Status s = expect_args(0, " [--model NAME]"); !s.ok()) return s;
+    if (absl::Status s = expect_args(0); !s.ok()) return s;
     TrainerClient trainer = Trainer();
     return CheckpointsCommand(trainer, absl::GetFlag(FLAGS_model));
   }
   if (command == "generate") {
-    if (absl::Status s = expect_args(0, " [--model NAME --prompt TEXT ...]");
-        !s.ok()) {
+    if (absl::Status s = expect_args(0); !s.ok()) {
       return s;
     }
     GeneratorClient generator = Generator();
@@ -265,15 +286,14 @@ absl::Status Dispatch(const std::string& command,
                                absl::GetFlag(FLAGS_top_logprobs) > 0);
   }
   if (command == "plot") {
-    if (absl::Status s = expect_args(0, " --csv LOSS.CSV --out CURVE.SVG");
-        !s.ok()) {
+    if (absl::Status s = expect_args(0); !s.ok()) {
       return s;
     }
     return PlotCommand(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_out),
                        absl::GetFlag(FLAGS_title));
   }
   if (command == "models") {
-    if (absl::Status s = expect_args(0, ""); !s.ok()) return s;
+    if (absl::Status s = expect_args(0); !s.ok()) return s;
     GeneratorClient generator = Generator();
     return ModelsCommand(generator);
   }
@@ -282,7 +302,11 @@ absl::Status Dispatch(const std::string& command,
 }
 
 int Main(int argc, char** argv) {
-  InitUsage(Usage());
+  const SubcommandUsage* known =
+      argc < 2 ? nullptr : FindSubcommand(Commands(), argv[1]);
+  InitUsage(known == nullptr
+                ? Usage()
+                : SubcommandUsageText("microgpt", *known, kServersUsage));
   if (argc < 2 || argv[1][0] == '-') {
     absl::ParseCommandLine(argc, argv);  // --help and friends
     std::fprintf(stderr, "usage: %s", Usage().c_str());

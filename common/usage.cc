@@ -12,6 +12,11 @@ bool IsProjectFile(absl::string_view path) {
   return !absl::StrContains(path, "absl/");
 }
 
+// The synopsis after the command's name.
+std::string Synopsis(const SubcommandUsage& command) {
+  return command.synopsis.empty() ? "" : absl::StrCat(" ", command.synopsis);
+}
+
 }  // namespace
 
 void InitUsage(absl::string_view usage) {
@@ -29,6 +34,36 @@ void ScopeHelpToCommand(absl::string_view command, std::vector<char*>* args,
     const absl::string_view value(arg);
     if (value == "--help" || value == "-help") arg = storage->data();
   }
+}
+
+std::string ProgramUsage(absl::string_view program, absl::string_view about,
+                         const std::vector<SubcommandUsage>& commands,
+                         absl::string_view footer) {
+  std::string usage = absl::StrCat(about, "\n\n");
+  for (const SubcommandUsage& command : commands) {
+    absl::StrAppend(&usage, "  ", program, " ", command.name, Synopsis(command),
+                    "\n");
+  }
+  absl::StrAppend(&usage, "\n", footer, "\n", "`", program,
+                  " COMMAND --help` describes a command.\n");
+  return usage;
+}
+
+const SubcommandUsage* FindSubcommand(
+    const std::vector<SubcommandUsage>& commands, absl::string_view name) {
+  for (const SubcommandUsage& command : commands) {
+    if (command.name == name) return &command;
+  }
+  return nullptr;
+}
+
+std::string SubcommandUsageText(absl::string_view program,
+                                const SubcommandUsage& command,
+                                absl::string_view footer) {
+  // Abseil prints "PROGRAM: " before it.
+  return absl::StrCat("the ", command.name, " command.\n\n  ", program, " ",
+                      command.name, Synopsis(command), "\n\n", command.summary,
+                      "\n\n", footer, "\n");
 }
 
 }  // namespace microgpt

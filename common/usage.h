@@ -3,7 +3,8 @@
 // main.cc over libraries), so by default it prints "No flags matched";
 // InitUsage makes it list every flag the project defines. Subcommands
 // (`microgpt generate --help`, `microgpt-trainer train --help`) list the
-// flags whose help text starts with "COMMAND:".
+// flags whose help text starts with "COMMAND:", after a usage text of the
+// command's own (SubcommandUsageText).
 //
 //   InitUsage(kUsage);
 //   std::vector<char*> args = ...;  // the command's arguments
@@ -26,6 +27,30 @@ void InitUsage(absl::string_view usage);
 // Abseil lists the command's flags; `storage` keeps the new argument alive.
 void ScopeHelpToCommand(absl::string_view command, std::vector<char*>* args,
                         std::string* storage);
+
+// One subcommand of a binary with subcommands (microgpt, microgpt-trainer).
+struct SubcommandUsage {
+  std::string name;      // "generate"
+  std::string synopsis;  // the arguments after the name; lines after the
+                         // first indented by six spaces
+  std::string summary;   // what it does: sentences, lines of at most 80
+                         // characters
+};
+
+// The binary's usage: "ABOUT\n\n" and each command's synopsis, then
+// `footer`. Abseil prints it after "PROGRAM: ".
+std::string ProgramUsage(absl::string_view program, absl::string_view about,
+                         const std::vector<SubcommandUsage>& commands,
+                         absl::string_view footer);
+
+// One command's usage, for `PROGRAM COMMAND --help`: its synopsis, its
+// summary and `footer`; Abseil lists the command's flags after it. Null
+// when `name` is none of `commands`.
+const SubcommandUsage* FindSubcommand(
+    const std::vector<SubcommandUsage>& commands, absl::string_view name);
+std::string SubcommandUsageText(absl::string_view program,
+                                const SubcommandUsage& command,
+                                absl::string_view footer);
 
 }  // namespace microgpt
 

@@ -92,26 +92,39 @@ ABSL_FLAG(bool, insecure_no_auth, false,
 namespace microgpt {
 namespace {
 
-// The usage text: the command lines, with the training flags both train
-// commands take (trainer/training_flags.h).
+// The commands, with the training flags both train commands take
+// (trainer/training_flags.h).
+const std::vector<SubcommandUsage>& Commands() {
+  static const auto* commands = new std::vector<SubcommandUsage>{
+      {"train",
+       absl::StrCat("--data FILE --model NAME --checkpoint_root DIR\n",
+                    kTrainingFlagsUsage, " --plot curve.svg]"),
+       "Trains one model in this process and publishes its versions\n"
+       "into the checkpoint root (a batch job; Ctrl-C or SIGTERM publishes "
+       "the\nstep reached)."},
+      {"serve",
+       "--checkpoint_root DIR\n"
+       "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
+       "--insecure_no_auth)\n"
+       "      [--data_root DIR --port P --host H --shutdown_grace 10s]",
+       "Serves the Trainer API (StartTraining, WatchTraining,\n"
+       "CancelTraining, ListCheckpoints, WatchCheckpoints, ...) on port 50052 "
+       "by\ndefault."},
+  };
+  return *commands;
+}
+
+constexpr absl::string_view kCommonUsage =
+    "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
+    "      --max_dataset_bytes N, --max_training_bytes N (what a job may "
+    "use),\n"
+    "      --keep_versions K (delete all but the newest K versions of a "
+    "model\n"
+    "       after each publish, never one a generator holds a lease on).";
+
 const std::string& Usage() {
-  static const std::string* usage = new std::string(absl::StrCat(
-      "trains microgpt models.\n"
-      "\n"
-      "  microgpt-trainer train --data FILE --model NAME --checkpoint_root "
-      "DIR\n",
-      kTrainingFlagsUsage, " --plot curve.svg]\n",
-      "  microgpt-trainer serve --checkpoint_root DIR\n"
-      "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
-      "--insecure_no_auth)\n"
-      "      [--data_root DIR --port P --host H --shutdown_grace 10s]\n"
-      "\n"
-      "Both: --metrics_port P (Prometheus /metrics), --json_logs,\n"
-      "      --max_dataset_bytes N, --max_training_bytes N (what a job may "
-      "use),\n"
-      "      --keep_versions K (delete all but the newest K versions of a "
-      "model\n"
-      "       after each publish, never one a generator holds a lease on).\n"));
+  static const std::string* usage = new std::string(ProgramUsage(
+      "microgpt-trainer", "trains microgpt models.", Commands(), kCommonUsage));
   return *usage;
 }
 
@@ -218,9 +231,12 @@ int Main(int argc, char** argv) {
   // a full disk, and the publish fails with that error instead of the
   // signal's default action killing the trainer.
   ::signal(SIGXFSZ, SIG_IGN);
-  InitUsage(Usage());
   const std::string command = argc > 1 ? argv[1] : "";
-  if (command != "train" && command != "serve") {
+  const SubcommandUsage* known = FindSubcommand(Commands(), command);
+  InitUsage(known == nullptr ? Usage()
+                             : SubcommandUsageText("microgpt-trainer", *known,
+                                                   kCommonUsage));
+  if (known == nullptr) {
     // Lets --help and friends work; anything else is a usage error.
     absl::ParseCommandLine(argc, argv);
     if (!command.empty() && command[0] != '-') {

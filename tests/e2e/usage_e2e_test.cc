@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -87,6 +88,36 @@ TEST(UsageTest, ASubcommandsHelpListsItsOwnFlags) {
   EXPECT_THAT(trainer_serve.out,
               AllOf(HasSubstr(Listed("--data_root")),
                     Not(HasSubstr(Listed("--val_fraction")))));
+}
+
+TEST(UsageTest, EverySubcommandHasAUsageTextOfItsOwn) {
+  // (binary, command, words of its own usage text)
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {MICROGPT_CLI_BIN, "train", "Ctrl-C stops\nfollowing"},
+      {MICROGPT_CLI_BIN, "watch", "microgpt watch JOB_ID"},
+      {MICROGPT_CLI_BIN, "jobs", "Lists the trainer's training jobs"},
+      {MICROGPT_CLI_BIN, "cancel", "microgpt cancel JOB_ID"},
+      {MICROGPT_CLI_BIN, "checkpoints", "microgpt checkpoints [--model NAME]"},
+      {MICROGPT_CLI_BIN, "generate", "Streams samples"},
+      {MICROGPT_CLI_BIN, "models", "Lists the models and versions"},
+      {MICROGPT_CLI_BIN, "plot", "microgpt plot --csv"},
+      {MICROGPT_TRAINER_BIN, "train", "Trains one model in this process"},
+      {MICROGPT_TRAINER_BIN, "serve", "Serves the Trainer API"}};
+  for (const auto& [binary, command, words] : cases) {
+    const Outcome help = RunBinary({binary, command, "--help"});
+    EXPECT_THAT(help.out,
+                AllOf(HasSubstr(absl::StrCat("the ", command, " command.\n")),
+                      HasSubstr(words)))
+        << binary << " " << command;
+    // Only its own synopsis: not the other commands'.
+    for (const auto& [other_binary, other, unused] : cases) {
+      if (other_binary != binary || other == command) continue;
+      EXPECT_THAT(help.out,
+                  Not(HasSubstr(absl::StrCat(" ", other, " command."))));
+    }
+  }
+  const Outcome cli = RunBinary({MICROGPT_CLI_BIN, "--help"});
+  EXPECT_THAT(cli.out, HasSubstr("`microgpt COMMAND --help` describes"));
 }
 
 TEST(UsageTest, UnknownCommandsAndStrayArgumentsAreNamed) {
