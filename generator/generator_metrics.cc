@@ -213,7 +213,8 @@ GeneratorServiceObserver::ModelSeries* GeneratorMetrics::ForModel(
     const std::map<std::string, std::string> labels = {
         {"model", std::string(model)}};
     series = std::make_unique<PerModel>(
-        &tokens_->Add(labels), &time_to_first_token_->Add(labels, LatencyBuckets()),
+        &tokens_->Add(labels),
+        &time_to_first_token_->Add(labels, LatencyBuckets()),
         &inter_token_latency_->Add(labels, LatencyBuckets()));
   }
   return series.get();

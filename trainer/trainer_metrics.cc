@@ -26,8 +26,9 @@ constexpr v1::JobState kStates[] = {
 }  // namespace
 
 // The latest job's series, labelled {job_id, model} (not "job": Prometheus
-// sets that label to the scrape job and would rename ours): added when it starts,
-// removed when the next one starts, so that they always describe one job.
+// sets that label to the scrape job and would rename ours): added when it
+// starts, removed when the next one starts, so that they always describe one
+// job.
 struct JobSeries {
   prometheus::Gauge* step = nullptr;
   prometheus::Gauge* total_steps = nullptr;

@@ -143,8 +143,9 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
                                        options_.init_from_model == name;
         if (!fine_tunes_itself && !options_.replace) {
           return absl::AlreadyExistsError(absl::StrCat(
-              "model \"", name, "\" already has published versions (the latest is ",
-              *newest, ") under ", store_->root(),
+              "model \"", name,
+              "\" already has published versions (the latest is ", *newest,
+              ") under ", store_->root(),
               ": continue it with resume (or resume_if_exists), start a new "
               "lineage over it with replace, or train under another name"));
         }

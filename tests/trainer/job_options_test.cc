@@ -372,9 +372,9 @@ TEST(JobOptionsTest, StartModes) {
   request.set_resume_if_exists(false);
   request.set_init_from("");
   request.set_resume(true);
-  EXPECT_THAT(JobOptionsFromRequest(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       "replace and resume"));
+  EXPECT_THAT(
+      JobOptionsFromRequest(request).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "replace and resume"));
 }
 
 }  // namespace

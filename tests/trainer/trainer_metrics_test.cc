@@ -100,8 +100,8 @@ class TrainerMetricsTest : public ::testing::Test {
 // A job's series: `name{job_id="ID",model="MODEL"...}` (labels sorted by name).
 std::string JobSeries(const std::string& name, const v1::TrainingJob& job,
                       const std::string& extra = "") {
-  return absl::StrCat(name, "{job_id=\"", job.job_id(), "\",model=\"", job.model(),
-                      "\"", extra, "}");
+  return absl::StrCat(name, "{job_id=\"", job.job_id(), "\",model=\"",
+                      job.model(), "\"", extra, "}");
 }
 
 TEST_F(TrainerMetricsTest, SeriesExistAndMoveWithAJob) {
