@@ -62,6 +62,44 @@ absl::Status ValidateSamplingParams(const SamplingParams& params,
     return absl::InvalidArgumentError("top_p must be in (0, 1], got " +
                                       FormatNumber(params.top_p));
   }
+  if (!(params.min_p >= 0 && params.min_p <= 1)) {
+    return absl::InvalidArgumentError("min_p must be in [0, 1], got " +
+                                      FormatNumber(params.min_p));
+  }
+  std::vector<bool> biased(vocab_size, false);
+  for (const auto& [id, bias] : params.logit_bias) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "logit_bias: token id %d is outside [0, vocab_size = %d)", id,
+          vocab_size));
+    }
+    if (biased[id]) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("logit_bias: token id %d is listed twice", id));
+    }
+    biased[id] = true;
+    if (!(bias >= -kMaxLogitBias && bias <= kMaxLogitBias)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "logit_bias: the bias of token id %d must be in [-%g, %g], got %s",
+          id, kMaxLogitBias, kMaxLogitBias, FormatNumber(bias)));
+    }
+  }
+  if (!(params.repetition_penalty > 0 &&
+        params.repetition_penalty <= kMaxRepetitionPenalty)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "repetition_penalty must be in (0, %g] (1 = none), got %s",
+        kMaxRepetitionPenalty, FormatNumber(params.repetition_penalty)));
+  }
+  for (const auto& [name, value] :
+       {std::pair{"presence_penalty", params.presence_penalty},
+        std::pair{"frequency_penalty", params.frequency_penalty}}) {
+    if (!(value >= -kMaxPresencePenalty && value <= kMaxPresencePenalty)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s must be in [-%g, %g], got %s", name,
+                          kMaxPresencePenalty, kMaxPresencePenalty,
+                          FormatNumber(value)));
+    }
+  }
   if (params.top_logprobs < 0 || params.top_logprobs > vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrFormat("top_logprobs must be in [0, vocab_size = %d], got %d",
@@ -81,22 +119,31 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
 // no filter at all.
 //
 // The chain, one step per function below:
-//   1. NaN logits count as -inf; m is the largest logit.
-//   2. TemperedWeights: w[i] = e^((x[i] - m) / T), and the raw normaliser
-//      sum e^(x[i] - m) that the log-probabilities use.
-//   3. KeepTopK: zero every weight but the k largest logits'.
-//   4. KeepNucleus: zero every weight outside the smallest set, by
-//      descending logit, whose weight reaches top_p of what is left (top_p
-//      applies to the top_k-renormalised distribution).
-//   5. Draw: the inverse CDF over the positive weights.
-// Temperature 0 is the first largest logit (no draw). A degenerate row (no
-// finite logit, or +inf) returns the first largest logit too, after
-// consuming its draw; its log-probabilities are not meaningful.
+//   1. NaN logits count as -inf.
+//   2. Shape (only when a shaping parameter or forbidden_id is set; else
+//      s = x): s[i] = x[i] + logit_bias[i]; then for every observed token
+//      with count c: s / repetition_penalty if s > 0, else
+//      s * repetition_penalty; s - presence_penalty; s -
+//      frequency_penalty * c; then s[forbidden_id] = -inf. m is the largest
+//      shaped logit.
+//   3. TemperedWeights: w[i] = e^((s[i] - m) / T), and the raw normaliser
+//      sum e^(x[i] - max x) that the log-probabilities use.
+//   4. min_p: zero every weight below min_p (the largest weight is 1).
+//   5. KeepTopK: zero every weight but the k largest shaped logits'.
+//   6. KeepNucleus: zero every weight outside the smallest set, by
+//      descending shaped logit, whose weight reaches top_p of what is left
+//      (top_p applies to the renormalised distribution of the filters
+//      before it).
+//   7. Draw: the inverse CDF over the positive weights.
+// Temperature 0 is the first largest shaped logit (no draw). A degenerate
+// row (no finite shaped logit, or +inf) returns the first largest one too,
+// after consuming its draw; its log-probabilities are not meaningful.
 //
 // Every buffer is a member, so after the first call with a given vocabulary
 // size nothing is allocated unless top_logprobs > 0 (the returned vector).
 // Empty logits return id -1; callers never pass them.
-SampledToken Sampler::Sample(absl::Span<const float> logits) {
+SampledToken Sampler::Sample(absl::Span<const float> logits,
+                             int forbidden_id) {
   SampledToken result{-1, std::numeric_limits<float>::quiet_NaN(), {}};
   const int vocab = static_cast<int>(logits.size());
   if (vocab == 0) return result;
@@ -109,29 +156,41 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     }
     x = clean_.data();
   }
-  const float m = MaxOf(x, vocab);
-  const int argmax = static_cast<int>(std::find(x, x + vocab, m) - x);
+  // The shaped logits the draw uses; x stays the raw ones the
+  // log-probabilities are of.
+  const float* s = x;
+  if (!params_.logit_bias.empty() || !seen_.empty() || forbidden_id >= 0) {
+    Shape(x, vocab, forbidden_id);
+    s = shaped_.data();
+  }
+  const float m = MaxOf(s, vocab);
+  const int argmax = static_cast<int>(std::find(s, s + vocab, m) - s);
+  const float raw_m = s == x ? m : MaxOf(x, vocab);
 
   double raw_sum;
   if (params_.temperature == 0) {
     result.id = argmax;
-    raw_sum = RawNormaliser(x, m, vocab);
+    raw_sum = RawNormaliser(x, raw_m, vocab);
   } else if (!std::isfinite(m)) {
     rng_.Uniform();
     result.id = argmax;
-    raw_sum = RawNormaliser(x, m, vocab);
+    raw_sum = RawNormaliser(x, raw_m, vocab);
   } else {
-    raw_sum = TemperedWeights(x, m, vocab);
+    raw_sum = TemperedWeights(s, m, vocab);
+    if (s != x) raw_sum = RawNormaliser(x, raw_m, vocab);
+    if (params_.min_p > 0) KeepWithinMinP(vocab);
     const int k = params_.top_k > 0 ? std::min(params_.top_k, vocab) : vocab;
-    if (k < vocab) KeepTopK(x, vocab, k);
-    if (params_.top_p < 1) KeepNucleus(x, vocab, k);
+    if (k < vocab) KeepTopK(s, vocab, k);
+    if (params_.top_p < 1) KeepNucleus(s, vocab, k);
     result.id = Draw(vocab);
   }
+  const float m_raw = raw_m;
 
   // (x - m) - log(sum) rather than x - lse: exact for the largest logits
   // even when m is so large that m + log(sum) would round back to m.
   const double log_sum = std::log(raw_sum);
-  result.logprob = static_cast<float>((double{x[result.id]} - m) - log_sum);
+  result.logprob =
+      static_cast<float>((double{x[result.id]} - m_raw) - log_sum);
   const int top = std::min(params_.top_logprobs, vocab);
   if (top > 0) {
     SortByLogit(x, vocab, top);
@@ -139,10 +198,41 @@ SampledToken Sampler::Sample(absl::Span<const float> logits) {
     for (int i = 0; i < top; ++i) {
       const int id = order_[i];
       result.top.push_back(
-          {id, static_cast<float>((double{x[id]} - m) - log_sum)});
+          {id, static_cast<float>((double{x[id]} - m_raw) - log_sum)});
     }
   }
   return result;
+}
+
+void Sampler::Observe(int id) {
+  if (!penalises() || id < 0) return;
+  if (static_cast<size_t>(id) >= counts_.size()) counts_.resize(id + 1, 0);
+  if (counts_[id]++ == 0) seen_.push_back(id);
+}
+
+void Sampler::Shape(const float* x, int vocab, int forbidden_id) {
+  shaped_.assign(x, x + vocab);
+  float* s = shaped_.data();
+  for (const auto& [id, bias] : params_.logit_bias) s[id] += bias;
+  const float penalty = params_.repetition_penalty;
+  for (const int id : seen_) {
+    if (id >= vocab) continue;
+    float& v = s[id];
+    v = v > 0 ? v / penalty : v * penalty;
+    v -= params_.presence_penalty +
+         params_.frequency_penalty * static_cast<float>(counts_[id]);
+  }
+  if (forbidden_id >= 0 && forbidden_id < vocab) s[forbidden_id] = kNegInf;
+}
+
+// Weights relative to the largest, which is 1 (TemperedWeights centres on
+// the largest logit): p[i] / p_max = w[i].
+void Sampler::KeepWithinMinP(int vocab) {
+  float* w = weights_.data();
+  for (int i = 0; i < vocab; ++i) {
+    if (w[i] < params_.min_p) w[i] = 0;
+  }
+  UpdateTotal();
 }
 
 double Sampler::RawNormaliser(const float* x, float m, int vocab) const {

@@ -30,6 +30,10 @@ v1::FinishReason ToProto(FinishReason reason) {
       return v1::FINISH_REASON_BLOCK_SIZE;
     case FinishReason::kCancelled:
       return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kStopSequence:
+      return v1::FINISH_REASON_STOP_SEQUENCE;
+    case FinishReason::kTimeLimit:
+      return v1::FINISH_REASON_TIME_LIMIT;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -62,6 +66,7 @@ class GenerateReactor final
         context_(context),
         notifier_(std::make_shared<Notifier>(this)),
         pack_(request.pack_tokens()),
+        stop_(request.stop().begin(), request.stop().end()),
         start_time_(absl::Now()) {
     absl::Status status =
         service_->Register(this)
@@ -243,9 +248,9 @@ class GenerateReactor final
       }
       if (series_ != nullptr && tokens > 0) series_->OnTokensSent(tokens);
       if (pack_) {
-        FillPacked(static_cast<int>(i), *sequence.servable(), events_);
+        FillPacked(static_cast<int>(i), sequence, events_);
       } else {
-        Fill(static_cast<int>(i), *sequence.servable(), events_.front());
+        Fill(static_cast<int>(i), sequence, events_.front());
       }
       return true;
     }
@@ -257,8 +262,9 @@ class GenerateReactor final
                        [](const auto& sequence) { return sequence->done(); });
   }
 
-  void Fill(int sample_index, const ServableModel& servable,
-            const TokenEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void Fill(int sample_index, const Sequence& sequence, const TokenEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ServableModel& servable = *sequence.servable();
     response_.Clear();
     response_.set_sample_index(sample_index);
     response_.set_id(event.id);
@@ -266,15 +272,16 @@ class GenerateReactor final
     response_.set_position(event.position);
     response_.set_logprob(event.logprob);
     AddAlternatives(servable, event, response_.mutable_top_logprobs());
-    SetFinish(servable, event.finish);
+    SetFinish(sequence, event);
   }
 
   // A packed message (pack_tokens): the events' tokens in `tokens`, their
   // text concatenated in `text`, and the finish of the last event. A
   // kCancelled event has no token.
-  void FillPacked(int sample_index, const ServableModel& servable,
+  void FillPacked(int sample_index, const Sequence& sequence,
                   const std::vector<TokenEvent>& events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ServableModel& servable = *sequence.servable();
     response_.Clear();
     response_.set_sample_index(sample_index);
     response_.set_id(-1);
@@ -289,7 +296,7 @@ class GenerateReactor final
       token->set_logprob(event.logprob);
       AddAlternatives(servable, event, token->mutable_top_logprobs());
     }
-    SetFinish(servable, events.back().finish);
+    SetFinish(sequence, events.back());
   }
 
   static void AddAlternatives(
@@ -303,12 +310,20 @@ class GenerateReactor final
     }
   }
 
-  void SetFinish(const ServableModel& servable, FinishReason finish)
+  // The finish reason and, on a sample's last message, what served it and
+  // its usage.
+  void SetFinish(const Sequence& sequence, const TokenEvent& last)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    response_.set_finish_reason(ToProto(finish));
-    if (finish != FinishReason::kNone) {
-      response_.set_model(servable.name);
-      response_.set_version(servable.version);
+    response_.set_finish_reason(ToProto(last.finish));
+    if (last.finish == FinishReason::kNone) return;
+    response_.set_model(sequence.servable()->name);
+    response_.set_version(sequence.servable()->version);
+    response_.set_prompt_tokens(sequence.prompt_tokens());
+    response_.set_generated_tokens(last.generated);
+    response_.set_seed(sequence.seed());
+    if (last.finish == FinishReason::kStopSequence && last.stop_index >= 0 &&
+        last.stop_index < static_cast<int>(stop_.size())) {
+      response_.set_stop_sequence(stop_[last.stop_index]);
     }
   }
 
@@ -327,6 +342,7 @@ class GenerateReactor final
   grpc::CallbackServerContext* const context_;
   const std::shared_ptr<Notifier> notifier_;
   const bool pack_;  // the request's pack_tokens
+  const std::vector<std::string> stop_;  // the request's stop strings
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin cursor

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_store.h"
 
@@ -29,15 +30,65 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed,
     int max_tokens_limit) {
   const ModelConfig& config = servable->model.config();
+  const Tokenizer& tokenizer = servable->tokenizer;
   SamplingParams sampling;
   sampling.temperature =
       request.has_temperature() ? request.temperature() : kDefaultTemperature;
   if (request.has_top_p()) sampling.top_p = request.top_p();
   sampling.top_k = request.top_k();
+  sampling.min_p = request.min_p();
   sampling.top_logprobs = request.top_logprobs();
+  if (request.has_repetition_penalty()) {
+    sampling.repetition_penalty = request.repetition_penalty();
+  }
+  sampling.presence_penalty = request.presence_penalty();
+  sampling.frequency_penalty = request.frequency_penalty();
+  for (const auto& [key, bias] : request.logit_bias()) {
+    if (key.empty()) {
+      sampling.logit_bias.emplace_back(tokenizer.bos(), bias);
+      continue;
+    }
+    absl::StatusOr<std::vector<int>> ids = tokenizer.Encode(key);
+    if (!ids.ok() || ids->size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias: the key \"", absl::CHexEscape(key.substr(0, 16)),
+          key.size() > 16 ? "..." : "",
+          "\" must be one character of the model's vocabulary, or \"\" for "
+          "BOS"));
+    }
+    sampling.logit_bias.emplace_back(ids->front(), bias);
+  }
+  // A map's order is unspecified on the wire.
+  std::sort(sampling.logit_bias.begin(), sampling.logit_bias.end());
   if (absl::Status status = ValidateSamplingParams(sampling, config.vocab_size);
       !status.ok()) {
     return status;
+  }
+  if (request.stop_size() > kMaxStopSequences) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stop has ", request.stop_size(),
+                     " strings, more than the limit of ", kMaxStopSequences));
+  }
+  std::vector<std::vector<int>> stop;
+  for (int i = 0; i < request.stop_size(); ++i) {
+    const std::string& text = request.stop(i);
+    if (text.empty() || text.size() > static_cast<size_t>(kMaxStopBytes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop[", i, "] must have 1 to ", kMaxStopBytes,
+                       " bytes, got ", text.size()));
+    }
+    absl::StatusOr<std::vector<int>> ids = tokenizer.Encode(text);
+    if (!ids.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stop[", i, "]: ", ids.status().message(),
+          " (a stop sequence the model cannot generate never matches)"));
+    }
+    stop.push_back(*std::move(ids));
+  }
+  if (request.time_limit_ms() < 0 || request.time_limit_ms() > kMaxTimeLimitMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("time_limit_ms must be in [0, ", kMaxTimeLimitMs,
+                     "] (0 = no limit), got ", request.time_limit_ms()));
   }
   const bool text = servable->format == DatasetFormat::kText;
   if (!text &&
@@ -75,6 +126,14 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
         "prompt has ", prompt->size(), " characters; at most block_size - 1 = ",
         config.block_size - 1, " are allowed"));
   }
+  // The most tokens a sample can have: max_tokens, or (0) a documents
+  // model's block_size.
+  const int most_tokens = max_tokens > 0 ? max_tokens : config.block_size;
+  if (request.min_tokens() < 0 || request.min_tokens() > most_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "min_tokens must be in [0, ", most_tokens,
+        "] (at most the sample's max_tokens), got ", request.min_tokens()));
+  }
   const uint64_t seed = request.has_seed() ? request.seed() : random_seed;
   const int num_samples = std::max(1, request.num_samples());
   std::vector<SequenceSpec> specs(num_samples);
@@ -84,6 +143,12 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     specs[i].sampling = sampling;
     specs[i].seed = seed + static_cast<uint64_t>(i);
     specs[i].max_tokens = max_tokens;
+    specs[i].stop = stop;
+    specs[i].include_stop = request.include_stop();
+    specs[i].min_tokens = request.min_tokens();
+    if (request.time_limit_ms() > 0) {
+      specs[i].time_limit = absl::Milliseconds(request.time_limit_ms());
+    }
   }
   return specs;
 }

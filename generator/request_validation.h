@@ -35,6 +35,11 @@ inline constexpr float kDefaultTemperature = 0.5f;
 inline constexpr int kMaxPromptBytes = 4 * kMaxBlockSize;
 // Default of GeneratorServiceOptions::max_tokens_limit (--max_tokens_limit).
 inline constexpr int kDefaultMaxTokensLimit = 4096;
+// Stop sequences of one request, and bytes of one.
+inline constexpr int kMaxStopSequences = 8;
+inline constexpr int kMaxStopBytes = 64;
+// Largest time_limit_ms: an hour.
+inline constexpr int kMaxTimeLimitMs = 3'600'000;
 
 // The checks that need no model: model is empty or a valid model name
 // (ValidateModelName: no path separators), the prompt has at most
@@ -47,7 +52,11 @@ absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request);
 // and, for a documents model, by block_size; 0 means up to those bounds
 // (the specs then carry the limit when it is the tighter one). A documents
 // model's prompt has at most block_size - 1 characters, a text model's any
-// number (up to kMaxPromptBytes).
+// number (up to kMaxPromptBytes). Also: the shaping fields (logit_bias keys
+// one character of the vocabulary or "" for BOS; the bounds of
+// ValidateSamplingParams), stop (at most kMaxStopSequences strings of 1 to
+// kMaxStopBytes bytes of the vocabulary's characters), min_tokens (at most
+// the sample's max_tokens), time_limit_ms (at most kMaxTimeLimitMs).
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
     const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed,

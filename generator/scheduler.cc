@@ -21,7 +21,20 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
       cache_(servable_->model.config()),
       sampler_(spec.sampling, spec.seed),
       text_(servable_->format == DatasetFormat::kText),
-      max_tokens_(spec.max_tokens) {
+      max_tokens_(spec.max_tokens),
+      seed_(spec.seed),
+      prompt_tokens_(static_cast<int>(spec.prompt.size())),
+      stop_(std::move(spec.stop)),
+      include_stop_(spec.include_stop),
+      min_tokens_(spec.min_tokens),
+      deadline_(spec.time_limit == absl::InfiniteDuration()
+                    ? absl::InfiniteFuture()
+                    : absl::Now() + spec.time_limit) {
+  for (const std::vector<int>& stop : stop_) {
+    longest_stop_ = std::max(longest_stop_, stop.size());
+  }
+  // The penalties count the prompt's tokens, as sent.
+  for (const int id : spec.prompt) sampler_.Observe(id);
   const int block_size = servable_->model.config().block_size;
   // One more than block_size: a sampled token joins before a refill.
   context_.reserve(block_size + 1);
@@ -105,28 +118,114 @@ void Sequence::Become(State to) {
   state_ = to;
 }
 
-bool Sequence::Advance(const float* logits, TokenEvent* event) {
+bool Sequence::Advance(const float* logits, std::vector<TokenEvent>* events) {
   // While the context is being fed the logits are not needed.
   if (Pending() > 0) return false;
   const int vocab_size = servable_->model.config().vocab_size;
+  const int bos = servable_->tokenizer.bos();
   SampledToken sampled =
-      sampler_.Sample(absl::MakeConstSpan(logits, vocab_size));
+      sampler_.Sample(absl::MakeConstSpan(logits, vocab_size),
+                      generated_ < min_tokens_ ? bos : -1);
   ++generated_;
-  event->id = sampled.id;
-  event->position = dropped_ + static_cast<int>(context_.size());
-  event->logprob = sampled.logprob;
-  event->top = std::move(sampled.top);
-  if (sampled.id == servable_->tokenizer.bos()) {
-    event->finish = FinishReason::kBos;
-  } else if (max_tokens_ > 0 && generated_ >= max_tokens_) {
-    event->finish = FinishReason::kMaxTokens;
-  } else if (cache_.full() && !text_) {
-    event->finish = FinishReason::kBlockSize;
+  TokenEvent event;
+  event.id = sampled.id;
+  event.position = dropped_ + static_cast<int>(context_.size());
+  event.logprob = sampled.logprob;
+  event.top = std::move(sampled.top);
+  if (sampled.id == bos) {
+    event.finish = FinishReason::kBos;
   } else {
-    event->finish = FinishReason::kNone;
-    context_.push_back(sampled.id);
-    if (cache_.full()) Refill();
+    sampler_.Observe(sampled.id);
+    if (!stop_.empty()) {
+      recent_.push_back(sampled.id);
+      if (recent_.size() > longest_stop_) recent_.pop_front();
+    }
+    if (max_tokens_ > 0 && generated_ >= max_tokens_) {
+      event.finish = FinishReason::kMaxTokens;
+    } else if (cache_.full() && !text_) {
+      event.finish = FinishReason::kBlockSize;
+    } else {
+      context_.push_back(sampled.id);
+      if (cache_.full()) Refill();
+    }
   }
+  Release(std::move(event), events);
+  return true;
+}
+
+// Stop sequences: the generated ids end with one (at or after min_tokens)
+// -> the end; else the held-back events are the longest suffix of the
+// generated ids that is a proper prefix of a stop sequence, and the ones
+// before it go out. A stop sequence's tokens are always held back when it
+// completes (its tokens but the last were a prefix), so the end releases
+// what came before it and, with include_stop, the stop tokens.
+void Sequence::Release(TokenEvent event, std::vector<TokenEvent>* events) {
+  const bool ended = event.finish != FinishReason::kNone;
+  if (stop_.empty() || event.finish == FinishReason::kBos) {
+    for (TokenEvent& held : held_) events->push_back(std::move(held));
+    held_.clear();
+    if (ended) event.generated = generated_;
+    events->push_back(std::move(event));
+    return;
+  }
+  held_.push_back(std::move(event));
+  auto ends_with = [&](const std::vector<int>& ids, size_t n) {
+    // The last n generated ids equal ids[0, n).
+    return n <= recent_.size() &&
+           std::equal(ids.begin(), ids.begin() + n, recent_.end() - n);
+  };
+  int completed = -1;
+  if (generated_ >= min_tokens_) {
+    for (size_t i = 0; i < stop_.size() && completed < 0; ++i) {
+      if (ends_with(stop_[i], stop_[i].size())) completed = static_cast<int>(i);
+    }
+  }
+  size_t keep = 0;  // held-back events that stay held
+  if (completed >= 0) {
+    keep = stop_[completed].size();
+  } else if (!ended) {
+    for (const std::vector<int>& stop : stop_) {
+      for (size_t n = std::min(stop.size() - 1, held_.size()); n > keep; --n) {
+        if (ends_with(stop, n)) {
+          keep = n;
+          break;
+        }
+      }
+    }
+  }
+  while (held_.size() > keep) {
+    events->push_back(std::move(held_.front()));
+    held_.pop_front();
+  }
+  if (completed < 0) {
+    if (ended) events->back().generated = generated_;
+    return;
+  }
+  TokenEvent end;
+  if (include_stop_) {
+    for (size_t i = 0; i + 1 < held_.size(); ++i) {
+      events->push_back(std::move(held_[i]));
+    }
+    end = std::move(held_.back());
+  } else {
+    end.position = held_.front().position;
+  }
+  held_.clear();
+  end.finish = FinishReason::kStopSequence;
+  end.stop_index = completed;
+  end.generated = generated_;
+  events->push_back(std::move(end));
+}
+
+bool Sequence::EndIfPastDeadline(absl::Time now) {
+  if (now < deadline_ || state() != State::kRunning) return false;
+  TokenEvent end;
+  end.position = dropped_ + static_cast<int>(context_.size());
+  end.finish = FinishReason::kTimeLimit;
+  end.generated = generated_;
+  for (TokenEvent& held : held_) Push(std::move(held));
+  held_.clear();
+  Push(std::move(end));
   return true;
 }
 
@@ -157,6 +256,7 @@ struct Scheduler::Pool {
     std::vector<int> tokens;
     std::vector<KVCache*> caches;
     std::vector<float> logits;  // [sequences, V]
+    std::vector<TokenEvent> events;  // what one sampled token releases
     // The sequences that got an event this step; the loop calls their
     // listeners once the step is joined.
     std::vector<Sequence*> produced;
@@ -292,22 +392,43 @@ void Scheduler::SetBlasThreadsForStep(const ModelConfig& config, int workers) {
 void Scheduler::Loop() {
   FlushDenormalsOnThisThread();
   std::vector<std::shared_ptr<Sequence>> runnable;
+  std::vector<std::shared_ptr<Sequence>> expired;
   while (true) {
     runnable.clear();
+    expired.clear();
     {
       absl::MutexLock lock(&mu_);
       while (true) {
         if (stopping_) return;
         wake_ = false;
+        // Time limits, queued sequences included; the earliest one left
+        // bounds the wait below.
+        const absl::Time now = absl::Now();
+        absl::Time next_deadline = absl::InfiniteFuture();
+        auto check_deadline = [&](const std::shared_ptr<Sequence>& sequence) {
+          if (sequence->EndIfPastDeadline(now)) {
+            expired.push_back(sequence);
+          } else {
+            next_deadline = std::min(next_deadline, sequence->deadline());
+          }
+        };
+        std::for_each(active_.begin(), active_.end(), check_deadline);
+        std::for_each(queue_.begin(), queue_.end(), check_deadline);
         ReapAndPromote();
         for (const auto& sequence : active_) {
           if (sequence->Runnable()) runnable.push_back(sequence);
         }
-        if (!runnable.empty()) break;
-        mu_.Await(absl::Condition(
-            +[](Scheduler* s) { return s->wake_ || s->stopping_; }, this));
+        if (!runnable.empty() || !expired.empty()) break;
+        mu_.AwaitWithDeadline(
+            absl::Condition(
+                +[](Scheduler* s) { return s->wake_ || s->stopping_; }, this),
+            next_deadline);
       }
     }
+    for (const auto& sequence : expired) {
+      if (sequence->listener_) sequence->listener_();
+    }
+    if (runnable.empty()) continue;
     RunStep(runnable);
     if (options_.on_step) options_.on_step(static_cast<int>(runnable.size()));
     for (Pool::Scratch& scratch : pool_->scratch) {
@@ -403,10 +524,14 @@ void Scheduler::RunTask(int worker, const Task& task) {
   scratch.caches.clear();
   scratch.logits.resize(task.sequences.size() * vocab_size);
   auto advance = [&](Sequence* sequence, const float* logits) {
-    TokenEvent event;
-    if (!sequence->Advance(logits, &event)) return;
+    scratch.events.clear();
+    if (!sequence->Advance(logits, &scratch.events)) return;
     ++tokens_generated_;
-    if (sequence->Push(std::move(event))) scratch.produced.push_back(sequence);
+    bool pushed = false;
+    for (TokenEvent& event : scratch.events) {
+      pushed = sequence->Push(std::move(event)) || pushed;
+    }
+    if (pushed) scratch.produced.push_back(sequence);
   };
   // A prefilling sequence feeds one chunk (and samples after its last); the
   // decoding ones are gathered for one StepBatch.
@@ -458,6 +583,7 @@ void Scheduler::Stop() {
     TokenEvent event;  // dropped unless the sequence is still kRunning
     event.position = sequence->dropped_ + sequence->cache_.length();
     event.finish = FinishReason::kCancelled;
+    event.generated = sequence->generated_;
     if (sequence->Push(std::move(event)) && sequence->listener_) {
       sequence->listener_();
     }

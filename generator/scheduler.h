@@ -61,6 +61,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/check.h"
 #include "common/decoder.h"
 #include "common/sampler.h"
@@ -69,20 +71,27 @@
 namespace microgpt {
 
 enum class FinishReason {
-  kNone,       // not the last token of its sample
-  kBos,        // the model drew BOS (reported as the last token)
-  kMaxTokens,  // max_tokens tokens were generated
-  kBlockSize,  // the sequence filled the model's block_size
-  kCancelled,  // the scheduler stopped (shutdown); the event has no token
+  kNone,          // not the last token of its sample
+  kBos,           // the model drew BOS (reported as the last token)
+  kMaxTokens,     // max_tokens tokens were generated
+  kBlockSize,     // the sequence filled the model's block_size
+  kCancelled,     // the scheduler stopped (shutdown); the event has no token
+  kStopSequence,  // the text ended with a stop sequence (its last token, or
+                  // no token without include_stop)
+  kTimeLimit,     // the spec's time limit passed; the event has no token
 };
 
-// One generated token of one sequence, or its kCancelled end.
+// One generated token of one sequence, or a tokenless end.
 struct TokenEvent {
-  int id = -1;                    // -1 on a kCancelled event
+  int id = -1;                    // -1 on an event without a token
   int position = 0;               // in the stream (see the top of the file)
   float logprob = 0;              // log_softmax of the raw logits
   std::vector<TokenLogprob> top;  // most likely first
   FinishReason finish = FinishReason::kNone;
+  // On the last event: the tokens sampled (BOS and a stop sequence's
+  // included, sent or not), and with kStopSequence which of spec.stop.
+  int generated = 0;
+  int stop_index = -1;
 };
 
 // What to generate. The prompt and parameters must be valid for the model
@@ -95,6 +104,18 @@ struct SequenceSpec {
   SamplingParams sampling;
   uint64_t seed = 0;
   int max_tokens = 0;  // 0 = until block_size (documents), unbounded (text)
+  // Stop sequences as token ids (each non-empty): the sample ends when its
+  // generated tokens end with one (kStopSequence), at or after the
+  // min_tokens-th. Generated tokens that could still become one are held
+  // back from the buffer until they cannot; with include_stop the stop
+  // sequence's tokens are sent, the last one with the finish.
+  std::vector<std::vector<int>> stop;
+  bool include_stop = false;
+  // BOS is masked (cannot be sampled) and stop sequences do not count
+  // before this many generated tokens.
+  int min_tokens = 0;
+  // From submission; the sample then ends with kTimeLimit.
+  absl::Duration time_limit = absl::InfiniteDuration();
 };
 
 class Scheduler;
@@ -128,6 +149,9 @@ class Sequence {
   const std::shared_ptr<const ServableModel>& servable() const {
     return servable_;
   }
+  // The spec's seed and prompt length (tokens, as sent).
+  uint64_t seed() const { return seed_; }
+  int prompt_tokens() const { return prompt_tokens_; }
 
   // Moves the oldest buffered event into *event; false when none is buffered.
   bool Pop(TokenEvent* event) ABSL_LOCKS_EXCLUDED(mu_);
@@ -156,9 +180,17 @@ class Sequence {
   int Pending() const {
     return static_cast<int>(context_.size()) - cache_.length();
   }
-  // Consumes the logits of the token just fed; the next event once the whole
-  // context is in the cache.
-  bool Advance(const float* logits, TokenEvent* event);
+  // Consumes the logits of the token just fed; once the whole context is in
+  // the cache, samples a token and appends to *events what can be sent now
+  // (none while it may be the start of a stop sequence; the held-back ones
+  // with it once it cannot). False while the context is being fed.
+  bool Advance(const float* logits, std::vector<TokenEvent>* events);
+  // The events a sampled one releases (see Advance), `event` last.
+  void Release(TokenEvent event, std::vector<TokenEvent>* events);
+  // Ends the sequence with kTimeLimit if its deadline is at or before `now`:
+  // pushes the held-back events and the end; true if so.
+  bool EndIfPastDeadline(absl::Time now);
+  absl::Time deadline() const { return deadline_; }
   // Text models, when a sampled token does not fit in the full cache: keeps
   // the context's last max(1, block_size / 2) tokens and empties the cache.
   void Refill();
@@ -181,6 +213,17 @@ class Sequence {
   int dropped_ = 0;  // stream tokens before context_[0] (text models)
   int max_tokens_;
   int generated_ = 0;
+  const uint64_t seed_;
+  const int prompt_tokens_;
+  const std::vector<std::vector<int>> stop_;
+  const bool include_stop_;
+  const int min_tokens_;
+  const absl::Time deadline_;
+  // Generated events held back while they may start a stop sequence, and
+  // the last generated ids (as many as the longest stop sequence).
+  std::deque<TokenEvent> held_;
+  std::deque<int> recent_;
+  size_t longest_stop_ = 0;
 
   mutable absl::Mutex mu_;
   std::deque<TokenEvent> buffer_ ABSL_GUARDED_BY(mu_);

@@ -689,6 +689,124 @@ TEST(SamplerTest, NoAllocationAfterTheFirstCall) {
   }
 }
 
+// --- Shaping: logit_bias, penalties, min_p, a forbidden token -------------
+
+// The shaping of SamplingParams written out independently, in double: the
+// bias, then per observed token CTRL's repetition penalty, presence and
+// frequency.
+std::vector<double> RefShaped(const std::vector<float>& logits,
+                              const SamplingParams& params,
+                              const std::vector<int>& counts) {
+  std::vector<double> s(logits.begin(), logits.end());
+  for (const auto& [id, bias] : params.logit_bias) s[id] += bias;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (counts[i] == 0) continue;
+    s[i] = s[i] > 0 ? s[i] / params.repetition_penalty
+                    : s[i] * params.repetition_penalty;
+    s[i] -= params.presence_penalty + params.frequency_penalty * counts[i];
+  }
+  return s;
+}
+
+TEST(SamplerShapingTest, GreedyPicksTheArgmaxOfTheShapedLogits) {
+  Rng rng(11);
+  int differs_from_raw = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::vector<float> logits = RandomLogits(rng, kNames, 2.0);
+    SamplingParams params = Params(0.0f);
+    params.repetition_penalty = 1.0f + 2.0f * static_cast<float>(rng.Uniform());
+    params.presence_penalty = 2.0f * static_cast<float>(rng.Uniform()) - 1.0f;
+    params.frequency_penalty = 2.0f * static_cast<float>(rng.Uniform()) - 1.0f;
+    params.logit_bias = {{static_cast<int>(rng.Uniform() * kNames), 3.0f}};
+    Sampler sampler(params, 1);
+    std::vector<int> counts(kNames, 0);
+    for (int k = 0; k < 6; ++k) {
+      const int id = static_cast<int>(rng.Uniform() * kNames);
+      ++counts[id];
+      sampler.Observe(id);
+    }
+    const std::vector<double> shaped = RefShaped(logits, params, counts);
+    const int expected = static_cast<int>(
+        std::max_element(shaped.begin(), shaped.end()) - shaped.begin());
+    const SampledToken token = sampler.Sample(logits);
+    EXPECT_EQ(token.id, expected) << "trial " << trial;
+    // The logprob is the raw logits' log_softmax, shaping or not.
+    EXPECT_NEAR(token.logprob, RefLogSoftmax(logits)[token.id], 1e-5);
+    differs_from_raw += token.id != static_cast<int>(std::max_element(
+                                        logits.begin(), logits.end()) -
+                                    logits.begin());
+  }
+  EXPECT_GT(differs_from_raw, 30);  // the shaping did change choices
+}
+
+TEST(SamplerShapingTest, DrawsFollowTheShapedTemperedDistribution) {
+  Rng rng(5);
+  const std::vector<float> logits = RandomLogits(rng, 8, 1.0);
+  SamplingParams params = Params(0.8f);
+  params.repetition_penalty = 1.5f;
+  params.presence_penalty = 0.3f;
+  params.frequency_penalty = 0.2f;
+  params.logit_bias = {{2, 1.0f}, {5, -2.0f}};
+  std::vector<int> counts(8, 0);
+  counts[1] = 2;
+  counts[3] = 1;
+  const std::vector<double> shaped = RefShaped(logits, params, counts);
+  std::vector<float> shaped_f(shaped.begin(), shaped.end());
+  const std::vector<double> expected = RefSoftmax(shaped_f, 0.8);
+  Sampler sampler(params, 9);
+  for (int id : {1, 1, 3}) sampler.Observe(id);
+  std::vector<int> seen(8, 0);
+  const int draws = 40000;
+  for (int i = 0; i < draws; ++i) ++seen[sampler.Sample(logits).id];
+  for (int id = 0; id < 8; ++id) {
+    EXPECT_NEAR(seen[id] / static_cast<double>(draws), expected[id], 0.01)
+        << "id " << id;
+  }
+}
+
+TEST(SamplerShapingTest, MinPDropsTokensBelowItsShareOfTheMostLikely) {
+  Rng rng(3);
+  for (int trial = 0; trial < 50; ++trial) {
+    const std::vector<float> logits = RandomLogits(rng, kNames, 2.0);
+    SamplingParams params = Params(0.7f);
+    params.min_p = 0.2f;
+    const std::vector<double> p = RefSoftmax(logits, 0.7);
+    const double p_max = *std::max_element(p.begin(), p.end());
+    Sampler sampler(params, trial);
+    for (int i = 0; i < 200; ++i) {
+      const int id = sampler.Sample(logits).id;
+      ASSERT_GE(p[id], 0.2 * p_max * (1 - 1e-5)) << "trial " << trial;
+    }
+  }
+}
+
+TEST(SamplerShapingTest, AForbiddenTokenIsNeverDrawnAndNothingElseChanges) {
+  Rng rng(8);
+  std::vector<float> logits = RandomLogits(rng, kNames, 1.0);
+  logits[kNames - 1] = 10.0f;  // the likeliest by far
+  Sampler forbidding(Params(1.0f), 4), plain(Params(1.0f), 4);
+  for (int i = 0; i < 500; ++i) {
+    const SampledToken token = forbidding.Sample(logits, kNames - 1);
+    ASSERT_NE(token.id, kNames - 1);
+    EXPECT_NEAR(token.logprob, RefLogSoftmax(logits)[token.id], 1e-5);
+  }
+  // Without shaping the draws are those of a sampler without the feature.
+  Sampler again(Params(1.0f), 4);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(again.Sample(logits).id, plain.Sample(logits).id);
+  }
+}
+
+TEST(SamplerShapingTest, NeutralPenaltiesObserveNothing) {
+  Rng rng(2);
+  const std::vector<float> logits = RandomLogits(rng, kNames);
+  Sampler observed(Params(1.0f), 6), fresh(Params(1.0f), 6);
+  for (int id = 0; id < kNames; ++id) observed.Observe(id);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(observed.Sample(logits).id, fresh.Sample(logits).id);
+  }
+}
+
 // --- Validation --------------------------------------------------------------
 
 void ExpectInvalid(const SamplingParams& params, int vocab,
@@ -730,6 +848,33 @@ TEST(ValidateSamplingParamsTest, RejectsEachBadField) {
                 "top_logprobs must be in [0, vocab_size = 27], got 28");
   ExpectInvalid(Params(1.0f, 0, 1.0f, -1), kNames,
                 "top_logprobs must be in [0, vocab_size = 27], got -1");
+  SamplingParams params;
+  params.min_p = 1.5f;
+  ExpectInvalid(params, kNames, "min_p must be in [0, 1], got 1.5");
+  params.min_p = nan;
+  ExpectInvalid(params, kNames, "min_p must be in [0, 1], got nan");
+  params = SamplingParams();
+  params.repetition_penalty = 0.0f;
+  ExpectInvalid(params, kNames, "repetition_penalty must be in (0, 10]");
+  params.repetition_penalty = 11.0f;
+  ExpectInvalid(params, kNames, "repetition_penalty must be in (0, 10]");
+  params = SamplingParams();
+  params.presence_penalty = 2.5f;
+  ExpectInvalid(params, kNames, "presence_penalty must be in [-2, 2], got 2.5");
+  params = SamplingParams();
+  params.frequency_penalty = -inf;
+  ExpectInvalid(params, kNames, "frequency_penalty must be in [-2, 2]");
+  params = SamplingParams();
+  params.logit_bias = {{kNames, 1.0f}};
+  ExpectInvalid(params, kNames,
+                "logit_bias: token id 27 is outside [0, vocab_size = 27)");
+  params.logit_bias = {{3, 1.0f}, {3, 2.0f}};
+  ExpectInvalid(params, kNames, "logit_bias: token id 3 is listed twice");
+  params.logit_bias = {{3, 101.0f}};
+  ExpectInvalid(params, kNames,
+                "logit_bias: the bias of token id 3 must be in [-100, 100]");
+  params.logit_bias = {{3, nan}};
+  ExpectInvalid(params, kNames, "got nan");
 }
 
 }  // namespace

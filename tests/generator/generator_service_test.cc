@@ -667,15 +667,26 @@ TEST_F(GeneratorServiceTest, FullSchedulerRefusesWithResourceExhausted) {
   EXPECT_EQ(admitted.messages.size(), 3u);
 }
 
+// Whether a sample's last message has no token of its own: CANCELLED,
+// TIME_LIMIT, and STOP_SEQUENCE unless the request included the stop text.
+bool EndsWithoutToken(v1::FinishReason reason, bool include_stop) {
+  return reason == v1::FINISH_REASON_CANCELLED ||
+         reason == v1::FINISH_REASON_TIME_LIMIT ||
+         (reason == v1::FINISH_REASON_STOP_SEQUENCE && !include_stop);
+}
+
 // The messages of a stream, with every packed message split into one
-// unpacked message per token: the finish reason, model and version go to the
-// last of them (or, on a CANCELLED end, to a token-less message of its own).
+// unpacked message per token: the finish reason, model, version and usage go
+// to the last of them (or, on an end without a token, to a token-less
+// message of its own).
 std::vector<v1::GenerateResponse> Unpack(
-    const std::vector<v1::GenerateResponse>& messages) {
+    const std::vector<v1::GenerateResponse>& messages,
+    bool include_stop = false) {
   std::vector<v1::GenerateResponse> out;
   for (const v1::GenerateResponse& m : messages) {
-    if (m.tokens().empty() &&
-        m.finish_reason() != v1::FINISH_REASON_CANCELLED) {
+    const bool tokenless_end =
+        EndsWithoutToken(m.finish_reason(), include_stop);
+    if (m.tokens().empty() && !tokenless_end) {
       out.push_back(m);  // not packed
       continue;
     }
@@ -688,13 +699,18 @@ std::vector<v1::GenerateResponse> Unpack(
       one.set_logprob(token.logprob());
       *one.mutable_top_logprobs() = token.top_logprobs();
     }
-    if (m.finish_reason() == v1::FINISH_REASON_CANCELLED) {
+    if (tokenless_end) {
       out.emplace_back().set_id(-1);
       out.back().set_sample_index(m.sample_index());
     }
-    out.back().set_finish_reason(m.finish_reason());
-    out.back().set_model(m.model());
-    out.back().set_version(m.version());
+    v1::GenerateResponse& last = out.back();
+    last.set_finish_reason(m.finish_reason());
+    last.set_model(m.model());
+    last.set_version(m.version());
+    last.set_prompt_tokens(m.prompt_tokens());
+    last.set_generated_tokens(m.generated_tokens());
+    last.set_seed(m.seed());
+    last.set_stop_sequence(m.stop_sequence());
   }
   return out;
 }
