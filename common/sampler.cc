@@ -94,10 +94,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& params,
        {std::pair{"presence_penalty", params.presence_penalty},
         std::pair{"frequency_penalty", params.frequency_penalty}}) {
     if (!(value >= -kMaxPresencePenalty && value <= kMaxPresencePenalty)) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s must be in [-%g, %g], got %s", name,
-                          kMaxPresencePenalty, kMaxPresencePenalty,
-                          FormatNumber(value)));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s must be in [-%g, %g], got %s", name, kMaxPresencePenalty,
+          kMaxPresencePenalty, FormatNumber(value)));
     }
   }
   if (params.top_logprobs < 0 || params.top_logprobs > vocab_size) {
@@ -142,8 +141,7 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
 // Every buffer is a member, so after the first call with a given vocabulary
 // size nothing is allocated unless top_logprobs > 0 (the returned vector).
 // Empty logits return id -1; callers never pass them.
-SampledToken Sampler::Sample(absl::Span<const float> logits,
-                             int forbidden_id) {
+SampledToken Sampler::Sample(absl::Span<const float> logits, int forbidden_id) {
   SampledToken result{-1, std::numeric_limits<float>::quiet_NaN(), {}};
   const int vocab = static_cast<int>(logits.size());
   if (vocab == 0) return result;
@@ -189,8 +187,7 @@ SampledToken Sampler::Sample(absl::Span<const float> logits,
   // (x - m) - log(sum) rather than x - lse: exact for the largest logits
   // even when m is so large that m + log(sum) would round back to m.
   const double log_sum = std::log(raw_sum);
-  result.logprob =
-      static_cast<float>((double{x[result.id]} - m_raw) - log_sum);
+  result.logprob = static_cast<float>((double{x[result.id]} - m_raw) - log_sum);
   const int top = std::min(params_.top_logprobs, vocab);
   if (top > 0) {
     SortByLogit(x, vocab, top);

@@ -5,8 +5,8 @@
 // likely and then to the smallest set whose mass reaches top_p, drawn with a
 // per-request seeded Rng. temperature 0 is greedy argmax. The reported
 // log-probabilities are the model's own: log_softmax of the raw logits, before
-// shaping, temperature and the filters. Sampler::Sample (sampler.cc) lists the steps
-// and what a seed promises.
+// shaping, temperature and the filters. Sampler::Sample (sampler.cc) lists the
+// steps and what a seed promises.
 #ifndef MICROGPT_COMMON_SAMPLER_H_
 #define MICROGPT_COMMON_SAMPLER_H_
 
@@ -28,10 +28,10 @@ struct SamplingParams {
   // Shaping of the logits before temperature (see Sampler::Sample): added
   // per token id, then the penalties over the tokens the sampler observed.
   std::vector<std::pair<int, float>> logit_bias;  // (id, bias)
-  float repetition_penalty = 1.0f;  // (0, 10]; 1 = none
-  float presence_penalty = 0.0f;    // [-2, 2]
-  float frequency_penalty = 0.0f;   // [-2, 2]
-  int top_logprobs = 0;             // alternatives to report, 0..vocab_size
+  float repetition_penalty = 1.0f;                // (0, 10]; 1 = none
+  float presence_penalty = 0.0f;                  // [-2, 2]
+  float frequency_penalty = 0.0f;                 // [-2, 2]
+  int top_logprobs = 0;  // alternatives to report, 0..vocab_size
 };
 
 // Bounds of the shaping parameters.

@@ -341,7 +341,7 @@ class GenerateReactor final
   GeneratorServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
   const std::shared_ptr<Notifier> notifier_;
-  const bool pack_;  // the request's pack_tokens
+  const bool pack_;                      // the request's pack_tokens
   const std::vector<std::string> stop_;  // the request's stop strings
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);

@@ -85,7 +85,8 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     }
     stop.push_back(*std::move(ids));
   }
-  if (request.time_limit_ms() < 0 || request.time_limit_ms() > kMaxTimeLimitMs) {
+  if (request.time_limit_ms() < 0 ||
+      request.time_limit_ms() > kMaxTimeLimitMs) {
     return absl::InvalidArgumentError(
         absl::StrCat("time_limit_ms must be in [0, ", kMaxTimeLimitMs,
                      "] (0 = no limit), got ", request.time_limit_ms()));

@@ -255,7 +255,7 @@ struct Scheduler::Pool {
     std::vector<Sequence*> decoding;
     std::vector<int> tokens;
     std::vector<KVCache*> caches;
-    std::vector<float> logits;  // [sequences, V]
+    std::vector<float> logits;       // [sequences, V]
     std::vector<TokenEvent> events;  // what one sampled token releases
     // The sequences that got an event this step; the loop calls their
     // listeners once the step is joined.

@@ -732,9 +732,10 @@ TEST(SamplerShapingTest, GreedyPicksTheArgmaxOfTheShapedLogits) {
     EXPECT_EQ(token.id, expected) << "trial " << trial;
     // The logprob is the raw logits' log_softmax, shaping or not.
     EXPECT_NEAR(token.logprob, RefLogSoftmax(logits)[token.id], 1e-5);
-    differs_from_raw += token.id != static_cast<int>(std::max_element(
-                                        logits.begin(), logits.end()) -
-                                    logits.begin());
+    differs_from_raw +=
+        token.id !=
+        static_cast<int>(std::max_element(logits.begin(), logits.end()) -
+                         logits.begin());
   }
   EXPECT_GT(differs_from_raw, 30);  // the shaping did change choices
 }

@@ -9,13 +9,16 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "generator/generator_server.h"
 #include "generator/request_validation.h"
@@ -934,6 +937,290 @@ TEST_F(GeneratorServiceTest, ListModelsReportsVersionsNewestFirst) {
   EXPECT_EQ(names.versions(1).config().vocab_size(), 27);
   EXPECT_EQ(names.vocab_size(), 26);
   EXPECT_EQ(names.vocab(0), "a");
+}
+
+// --- The generation contract: stopping, shaping, usage ----------------------
+
+// The text of one sample's messages, concatenated.
+std::string SampleText(const std::vector<v1::GenerateResponse>& messages,
+                       int sample) {
+  std::string text;
+  for (const v1::GenerateResponse& m : SampleMessages(messages, sample)) {
+    text += m.text();
+  }
+  return text;
+}
+
+class GenerationContractTest : public GeneratorServiceTest {
+ protected:
+  // A text model over three letters that never draws BOS, so that samples
+  // are long and stop sequences occur in them.
+  void LoadTextModel() {
+    StartServer();
+    ModelCheckpoint text = MakeCheckpoint(SmallConfig(16), 21, 1, 3.0, "abc");
+    text.format = DatasetFormat::kText;
+    SteerBos(text, -10.0f);
+    PublishAndLoad("text", 1, text);
+  }
+  static v1::GenerateRequest TextRequest() {
+    v1::GenerateRequest request;
+    request.set_model("text");
+    request.set_seed(5);
+    request.set_temperature(1.0f);
+    request.set_max_tokens(80);
+    return request;
+  }
+  v1::GenerateResponse LastMessage(const v1::GenerateRequest& request,
+                                   std::string* text) {
+    StreamResult result = GenerateAll(stub_.get(), request);
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+    *text = SampleText(result.messages, 0);
+    return result.messages.empty() ? v1::GenerateResponse()
+                                   : result.messages.back();
+  }
+};
+
+TEST_F(GenerationContractTest,
+       StopSequencesEndTheSampleWithoutLeakingTheirStart) {
+  LoadTextModel();
+  std::string baseline;
+  const v1::GenerateResponse plain = LastMessage(TextRequest(), &baseline);
+  ASSERT_EQ(baseline.size(), 80u);
+  EXPECT_EQ(plain.finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+  // A stop sequence that occurs: the text ends before its first occurrence.
+  const std::string stop = baseline.substr(20, 3);
+  const size_t at = baseline.find(stop);
+  for (const bool pack : {false, true}) {
+    for (const bool include : {false, true}) {
+      v1::GenerateRequest request = TextRequest();
+      request.add_stop(stop);
+      request.set_pack_tokens(pack);
+      request.set_include_stop(include);
+      StreamResult result = GenerateAll(stub_.get(), request);
+      ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+      const std::string text = SampleText(result.messages, 0);
+      EXPECT_EQ(text, baseline.substr(0, at + (include ? stop.size() : 0)))
+          << "pack " << pack << " include_stop " << include;
+      const v1::GenerateResponse& last = result.messages.back();
+      EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_STOP_SEQUENCE);
+      EXPECT_EQ(last.stop_sequence(), stop);
+      EXPECT_EQ(last.generated_tokens(), static_cast<int>(at + stop.size()));
+      EXPECT_EQ(last.prompt_tokens(), 0);
+      EXPECT_EQ(last.seed(), 5u);
+      if (!pack && !include) EXPECT_EQ(last.id(), -1);  // no token
+      // Packed and unpacked streams carry the same messages.
+      if (pack) {
+        v1::GenerateRequest unpacked = request;
+        unpacked.set_pack_tokens(false);
+        StreamResult one = GenerateAll(stub_.get(), unpacked);
+        const std::vector<v1::GenerateResponse> got =
+            Unpack(result.messages, include);
+        ASSERT_EQ(got.size(), one.messages.size());
+        for (size_t t = 0; t < got.size(); ++t) {
+          EXPECT_EQ(got[t].text(), one.messages[t].text());
+          EXPECT_EQ(got[t].id(), one.messages[t].id());
+          EXPECT_EQ(got[t].finish_reason(), one.messages[t].finish_reason());
+        }
+      }
+    }
+  }
+  // A stop sequence whose start occurs but which never completes: the held
+  // back text is sent, nothing is lost.
+  for (const char c : std::string("abc")) {
+    const std::string never = baseline.substr(20, 3) + c;
+    if (baseline.find(never) != std::string::npos) continue;
+    v1::GenerateRequest request = TextRequest();
+    request.add_stop(never);
+    std::string text;
+    const v1::GenerateResponse last = LastMessage(request, &text);
+    EXPECT_EQ(text, baseline);
+    EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_MAX_TOKENS);
+    EXPECT_EQ(last.stop_sequence(), "");
+  }
+  // min_tokens: an occurrence that completes before it does not count.
+  v1::GenerateRequest later = TextRequest();
+  later.add_stop(stop);
+  later.set_min_tokens(static_cast<int>(at + stop.size()) + 1);
+  std::string text;
+  const v1::GenerateResponse last = LastMessage(later, &text);
+  const size_t next = baseline.find(stop, at + 1);
+  if (next != std::string::npos && next + stop.size() >= at + stop.size() + 1) {
+    EXPECT_EQ(text, baseline.substr(0, next));
+    EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_STOP_SEQUENCE);
+  } else {
+    EXPECT_EQ(text, baseline);
+  }
+}
+
+TEST_F(GenerationContractTest,
+       OverlappingStopSequencesEndAtTheFirstCompletion) {
+  LoadTextModel();
+  std::string baseline;
+  LastMessage(TextRequest(), &baseline);
+  // Two stops that share characters; the earliest to complete wins.
+  const std::string first = baseline.substr(30, 4);
+  const std::string second = baseline.substr(31, 2);
+  const size_t end = std::min(baseline.find(first) + first.size(),
+                              baseline.find(second) + second.size());
+  v1::GenerateRequest request = TextRequest();
+  request.add_stop(first);
+  request.add_stop(second);
+  request.set_include_stop(true);
+  std::string text;
+  const v1::GenerateResponse last = LastMessage(request, &text);
+  EXPECT_EQ(text, baseline.substr(0, end));
+  EXPECT_THAT(last.stop_sequence(), ::testing::AnyOf(first, second));
+  EXPECT_TRUE(absl::EndsWith(text, last.stop_sequence()));
+}
+
+TEST_F(GenerationContractTest, MinTokensMasksBos) {
+  StartServer();
+  ModelCheckpoint checkpoint = MakeCheckpoint(SmallConfig(), 8);
+  SteerBos(checkpoint, 10.0f);  // BOS at once, almost surely
+  PublishAndLoad("names", 1, checkpoint);
+  v1::GenerateRequest request;
+  request.set_seed(3);
+  request.set_num_samples(4);
+  request.set_temperature(1.0f);
+  request.set_prompt("ab");
+  StreamResult quick = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(quick.status.ok());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(SampleMessages(quick.messages, i).back().generated_tokens(), 1);
+  }
+  request.set_min_tokens(6);
+  StreamResult held = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(held.status.ok()) << held.status.error_message();
+  for (int i = 0; i < 4; ++i) {
+    const std::vector<v1::GenerateResponse> sample =
+        SampleMessages(held.messages, i);
+    const v1::GenerateResponse& last = sample.back();
+    EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_BOS);
+    EXPECT_EQ(last.generated_tokens(), 7);  // six characters, then BOS
+    EXPECT_EQ(SampleText(held.messages, i).size(), 6u);
+    EXPECT_EQ(last.prompt_tokens(), 2);
+    EXPECT_EQ(last.seed(), 3u + i);
+  }
+}
+
+// (SchedulerTest.ATimeLimitEndsWaitingSequences: the same for a reader that
+// does not keep up, and for a queued sample.)
+TEST_F(GenerationContractTest, ATimeLimitEndsALongSample) {
+  StartServer();
+  // Wide enough that 4,000 tokens take far longer than the limit.
+  ModelCheckpoint text =
+      MakeCheckpoint(SmallConfig(128, 128), 21, 1, 3.0, "abc");
+  text.format = DatasetFormat::kText;
+  SteerBos(text, -10.0f);
+  PublishAndLoad("text", 1, text);
+  v1::GenerateRequest request = TextRequest();
+  request.set_max_tokens(4000);
+  request.set_time_limit_ms(20);
+  const absl::Time start = absl::Now();
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  const v1::GenerateResponse& last = result.messages.back();
+  EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_TIME_LIMIT);
+  EXPECT_EQ(last.id(), -1);  // no token
+  EXPECT_LT(last.generated_tokens(), 4000);
+  EXPECT_EQ(static_cast<int>(result.messages.size()) - 1,
+            last.generated_tokens());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST_F(GenerationContractTest, EveryNewFieldIsSeededAndReproducible) {
+  LoadTextModel();
+  v1::GenerateRequest request = TextRequest();
+  request.set_prompt("abcab");
+  request.set_num_samples(3);
+  request.add_stop("cc");
+  request.set_include_stop(true);
+  request.set_min_tokens(3);
+  request.set_time_limit_ms(60000);
+  request.set_min_p(0.05f);
+  request.set_repetition_penalty(1.3f);
+  request.set_presence_penalty(0.4f);
+  request.set_frequency_penalty(0.2f);
+  (*request.mutable_logit_bias())["a"] = -1.5f;
+  (*request.mutable_logit_bias())[""] = -5.0f;
+  StreamResult first = GenerateAll(stub_.get(), request);
+  StreamResult second = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_TRUE(second.status.ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<v1::GenerateResponse> a =
+        SampleMessages(first.messages, i);
+    const std::vector<v1::GenerateResponse> b =
+        SampleMessages(second.messages, i);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t t = 0; t < a.size(); ++t) {
+      EXPECT_EQ(a[t].SerializeAsString(), b[t].SerializeAsString());
+    }
+    EXPECT_EQ(a.back().prompt_tokens(), 5);
+    // The reported seed reproduces the sample alone.
+    v1::GenerateRequest alone = request;
+    alone.set_num_samples(1);
+    alone.set_seed(a.back().seed());
+    StreamResult again = GenerateAll(stub_.get(), alone);
+    EXPECT_EQ(SampleText(again.messages, 0), SampleText(first.messages, i));
+  }
+  // The shaping changed the samples (a bias of -1.5 on one of three letters).
+  v1::GenerateRequest unshaped = TextRequest();
+  unshaped.set_prompt("abcab");
+  unshaped.set_num_samples(3);
+  StreamResult plain = GenerateAll(stub_.get(), unshaped);
+  int a_shaped = 0, a_plain = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (char c : SampleText(first.messages, i)) a_shaped += c == 'a';
+    for (char c : SampleText(plain.messages, i)) a_plain += c == 'a';
+  }
+  EXPECT_LT(a_shaped, a_plain);
+}
+
+TEST_F(GenerationContractTest, BadValuesOfEveryNewFieldNameTheField) {
+  LoadTextModel();
+  const std::vector<
+      std::pair<std::function<void(v1::GenerateRequest&)>, std::string>>
+      cases = {
+          {[](auto& r) {
+             for (int i = 0; i < 9; ++i) r.add_stop("ab");
+           },
+           "stop has 9 strings, more than the limit of 8"},
+          {[](auto& r) { r.add_stop(""); }, "stop[0] must have 1 to 64 bytes"},
+          {[](auto& r) { r.add_stop(std::string(65, 'a')); },
+           "stop[0] must have 1 to 64 bytes, got 65"},
+          {[](auto& r) { r.add_stop("abz"); }, "stop[0]: "},
+          {[](auto& r) { r.set_min_tokens(81); },
+           "min_tokens must be in [0, 80]"},
+          {[](auto& r) { r.set_min_tokens(-1); }, "min_tokens must be in"},
+          {[](auto& r) { r.set_time_limit_ms(-1); },
+           "time_limit_ms must be in [0, 3600000]"},
+          {[](auto& r) { r.set_time_limit_ms(3600001); },
+           "time_limit_ms must be in [0, 3600000]"},
+          {[](auto& r) { r.set_min_p(-0.1f); }, "min_p must be in [0, 1]"},
+          {[](auto& r) { r.set_repetition_penalty(0); },
+           "repetition_penalty must be in (0, 10]"},
+          {[](auto& r) { r.set_presence_penalty(3); },
+           "presence_penalty must be in [-2, 2]"},
+          {[](auto& r) { r.set_frequency_penalty(-3); },
+           "frequency_penalty must be in [-2, 2]"},
+          {[](auto& r) { (*r.mutable_logit_bias())["ab"] = 1; },
+           "logit_bias: the key \"ab\" must be one character"},
+          {[](auto& r) { (*r.mutable_logit_bias())["z"] = 1; },
+           "logit_bias: the key \"z\""},
+          {[](auto& r) { (*r.mutable_logit_bias())["a"] = 1000; },
+           "must be in [-100, 100]"},
+      };
+  for (const auto& [mutate, message] : cases) {
+    v1::GenerateRequest request = TextRequest();
+    mutate(request);
+    StreamResult result = GenerateAll(stub_.get(), request);
+    EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << message;
+    EXPECT_THAT(result.status.error_message(), HasSubstr(message));
+  }
+  // Serving goes on.
+  EXPECT_TRUE(GenerateAll(stub_.get(), TextRequest()).status.ok());
 }
 
 }  // namespace

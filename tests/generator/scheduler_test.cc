@@ -576,5 +576,35 @@ TEST(SchedulerTest, RejectsSpecsThatCannotRun) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A time limit ends a sequence whose reader does not keep up (its buffer
+// full, so it is not stepped) and one still queued behind a full batch.
+TEST(SchedulerTest, ATimeLimitEndsWaitingSequences) {
+  ModelCheckpoint text = MakeCheckpoint(SmallConfig(16), 4, 1, 3.0, "abc");
+  SteerBos(text, -10.0f);
+  auto servable = MakeServable(text, 1, DatasetFormat::kText);
+  SchedulerOptions options;
+  options.max_batch = 1;
+  options.buffer_tokens = 8;
+  Scheduler scheduler(options);
+  scheduler.Start();
+  SequenceSpec unread = Spec(servable, 1, {}, /*max_tokens=*/1000);
+  unread.time_limit = absl::Milliseconds(100);
+  SequenceSpec queued = Spec(servable, 2, {}, 1000);
+  queued.time_limit = absl::Milliseconds(50);  // while the first runs
+  auto sequences = scheduler.Submit({unread, queued}, nullptr);
+  ASSERT_TRUE(sequences.ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  const std::vector<TokenEvent> first = Drain(*(*sequences)[0]);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first.back().finish, FinishReason::kTimeLimit);
+  EXPECT_EQ(first.back().id, -1);
+  EXPECT_EQ(first.size(), 9u);  // the full buffer, then the end
+  EXPECT_EQ(first.back().generated, 8);
+  const std::vector<TokenEvent> second = Drain(*(*sequences)[1]);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second.back().finish, FinishReason::kTimeLimit);
+  EXPECT_EQ(second.back().generated, 0);
+}
+
 }  // namespace
 }  // namespace microgpt
