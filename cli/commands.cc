@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -213,9 +214,26 @@ absl::Status CheckpointsCommand(TrainerClient& trainer,
   return absl::OkStatus();
 }
 
+namespace {
+
+// "[0] finish stop_sequence "\n\n" | prompt 5 | generated 12 | seed 42"
+void PrintUsage(int index, const v1::GenerateResponse& last) {
+  std::string reason = absl::AsciiStrToLower(absl::StripPrefix(
+      v1::FinishReason_Name(last.finish_reason()), "FINISH_REASON_"));
+  if (!last.stop_sequence().empty()) {
+    absl::StrAppend(&reason, " \"", absl::CEscape(last.stop_sequence()), "\"");
+  }
+  std::printf("[%d] finish %s | prompt %d | generated %d | seed %llu\n", index,
+              reason.c_str(), last.prompt_tokens(), last.generated_tokens(),
+              static_cast<unsigned long long>(last.seed()));
+}
+
+}  // namespace
+
 absl::Status GenerateCommand(GeneratorClient& generator,
                              const v1::GenerateRequest& request,
-                             bool show_logprobs) {
+                             const GenerateOutput& output) {
+  const bool show_logprobs = output.logprobs;
   const bool streaming = request.num_samples() <= 1;
   std::map<int, Sample> samples;
   // Several samples print whole, in index order whatever order they finish
@@ -226,6 +244,7 @@ absl::Status GenerateCommand(GeneratorClient& generator,
     if (show_logprobs) std::printf("[%d] ", index);
     std::printf("%s%s\n", request.prompt().c_str(), sample.text.c_str());
     if (show_logprobs) PrintLogprobs(sample);
+    if (output.usage) PrintUsage(index, sample.last);
   };
   absl::Status status =
       generator.Generate(request, [&](const v1::GenerateResponse& message) {
@@ -256,6 +275,7 @@ absl::Status GenerateCommand(GeneratorClient& generator,
         if (streaming) {
           std::printf("\n");
           if (show_logprobs) PrintLogprobs(sample);
+          if (output.usage) PrintUsage(message.sample_index(), message);
         } else {
           while (samples.count(next_to_print) > 0 &&
                  samples[next_to_print].last.finish_reason() !=

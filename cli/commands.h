@@ -23,12 +23,17 @@ absl::Status CancelCommand(TrainerClient& trainer, absl::string_view job_id);
 absl::Status CheckpointsCommand(TrainerClient& trainer,
                                 absl::string_view model);
 
+// What GenerateCommand prints after each sample's text.
+struct GenerateOutput {
+  bool logprobs = false;  // each token's log-probability and alternatives
+  bool usage = false;     // finish reason, prompt and generated tokens, seed
+};
+
 // Prints generated text as it arrives: one sample streams token by token;
-// several are printed one per line as each finishes. With `show_logprobs`,
-// each token's log-probability (and alternatives) follows its sample.
+// several are printed one per line, in index order, as each finishes.
 absl::Status GenerateCommand(GeneratorClient& generator,
                              const v1::GenerateRequest& request,
-                             bool show_logprobs);
+                             const GenerateOutput& output);
 absl::Status ModelsCommand(GeneratorClient& generator);
 
 }  // namespace microgpt

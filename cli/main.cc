@@ -21,6 +21,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/plot_command.h"
@@ -70,6 +71,31 @@ ABSL_FLAG(int32_t, num_samples, 1, "generate: independent samples (1..64).");
 ABSL_FLAG(int32_t, top_logprobs, 0,
           "generate: alternatives reported per token (implies "
           "--show_logprobs).");
+ABSL_FLAG(std::vector<std::string>, stop, {},
+          "generate: stop sequences, comma-separated (a sample ends when its "
+          "text ends with one).");
+ABSL_FLAG(bool, include_stop, false,
+          "generate: print the stop sequence that ended a sample.");
+ABSL_FLAG(int32_t, min_tokens, 0,
+          "generate: tokens before BOS or a stop sequence can end a sample.");
+ABSL_FLAG(int32_t, time_limit_ms, 0,
+          "generate: end each sample after this many ms (0: no limit).");
+ABSL_FLAG(float, min_p, 0,
+          "generate: drop tokens less likely than min_p times the likeliest.");
+ABSL_FLAG(std::optional<float>, repetition_penalty, std::nullopt,
+          "generate: > 1 discourages the tokens already in the sample "
+          "(default 1).");
+ABSL_FLAG(float, presence_penalty, 0,
+          "generate: subtracted from the logit of every token already in the "
+          "sample.");
+ABSL_FLAG(float, frequency_penalty, 0,
+          "generate: times a token's count, subtracted from its logit.");
+ABSL_FLAG(std::vector<std::string>, logit_bias, {},
+          "generate: CHAR=BIAS pairs, comma-separated (BOS=BIAS for the end), "
+          "added to the logits.");
+ABSL_FLAG(bool, show_usage, false,
+          "generate: print each sample's finish reason, token counts and "
+          "seed after it.");
 // plot
 ABSL_FLAG(std::string, csv, "",
           "plot: a loss curve, the loss.csv of a published version.");
@@ -103,8 +129,11 @@ const std::vector<SubcommandUsage>& Commands() {
        "Lists the versions published in the trainer's checkpoint root."},
       {"generate",
        "[--model NAME --version N --prompt TEXT --max_tokens N\n"
-       "      --temperature X --top_k N --top_p X --seed N --num_samples N\n"
-       "      --top_logprobs N --show_logprobs]",
+       "      --temperature X --top_k N --top_p X --min_p X --seed N\n"
+       "      --num_samples N --stop S,... --include_stop --min_tokens N\n"
+       "      --time_limit_ms N --repetition_penalty X --presence_penalty X\n"
+       "      --frequency_penalty X --logit_bias C=B,... --top_logprobs N\n"
+       "      --show_logprobs --show_usage]",
        "Streams samples from a model the generator serves, printed in\n"
        "sample order."},
       {"models", "",
@@ -221,7 +250,7 @@ absl::StatusOr<v1::StartTrainingRequest> TrainRequestFromFlags() {
   return request;
 }
 
-v1::GenerateRequest GenerateRequestFromFlags() {
+absl::StatusOr<v1::GenerateRequest> GenerateRequestFromFlags() {
   v1::GenerateRequest request;
   request.set_model(absl::GetFlag(FLAGS_model));
   request.set_version(absl::GetFlag(FLAGS_version));
@@ -233,6 +262,30 @@ v1::GenerateRequest GenerateRequestFromFlags() {
   if (auto seed = absl::GetFlag(FLAGS_seed)) request.set_seed(*seed);
   request.set_num_samples(absl::GetFlag(FLAGS_num_samples));
   request.set_top_logprobs(absl::GetFlag(FLAGS_top_logprobs));
+  for (const std::string& stop : absl::GetFlag(FLAGS_stop)) {
+    request.add_stop(stop);
+  }
+  request.set_include_stop(absl::GetFlag(FLAGS_include_stop));
+  request.set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
+  request.set_time_limit_ms(absl::GetFlag(FLAGS_time_limit_ms));
+  request.set_min_p(absl::GetFlag(FLAGS_min_p));
+  if (auto p = absl::GetFlag(FLAGS_repetition_penalty)) {
+    request.set_repetition_penalty(*p);
+  }
+  request.set_presence_penalty(absl::GetFlag(FLAGS_presence_penalty));
+  request.set_frequency_penalty(absl::GetFlag(FLAGS_frequency_penalty));
+  for (const std::string& pair : absl::GetFlag(FLAGS_logit_bias)) {
+    const size_t eq = pair.rfind('=');
+    float bias;
+    if (eq == std::string::npos ||
+        !absl::SimpleAtof(pair.substr(eq + 1), &bias)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--logit_bias: \"", pair,
+                       "\" is not CHAR=BIAS (BOS=BIAS for the end)"));
+    }
+    const std::string key = pair.substr(0, eq);
+    (*request.mutable_logit_bias())[key == "BOS" ? "" : key] = bias;
+  }
   // Fewer messages for the same tokens; GenerateCommand reads packed and
   // unpacked messages alike (a server that predates packing sends the
   // latter).
@@ -280,10 +333,14 @@ absl::Status Dispatch(const std::string& command,
     if (absl::Status s = expect_args(0); !s.ok()) {
       return s;
     }
+    absl::StatusOr<v1::GenerateRequest> request = GenerateRequestFromFlags();
+    if (!request.ok()) return request.status();
     GeneratorClient generator = Generator();
-    return GenerateCommand(generator, GenerateRequestFromFlags(),
-                           absl::GetFlag(FLAGS_show_logprobs) ||
-                               absl::GetFlag(FLAGS_top_logprobs) > 0);
+    GenerateOutput output;
+    output.logprobs = absl::GetFlag(FLAGS_show_logprobs) ||
+                      absl::GetFlag(FLAGS_top_logprobs) > 0;
+    output.usage = absl::GetFlag(FLAGS_show_usage);
+    return GenerateCommand(generator, *request, output);
   }
   if (command == "plot") {
     if (absl::Status s = expect_args(0); !s.ok()) {

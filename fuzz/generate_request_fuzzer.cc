@@ -69,6 +69,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int id : spec.prompt) {
       if (id < 0 || id >= config.vocab_size) __builtin_trap();
     }
+    // The generation contract's fields, within their limits: nothing can
+    // make a stream unbounded or an allocation grow with the request.
+    if (spec.stop.size() > static_cast<size_t>(kMaxStopSequences))
+      __builtin_trap();
+    for (const std::vector<int>& stop : spec.stop) {
+      if (stop.empty() || stop.size() > static_cast<size_t>(kMaxStopBytes))
+        __builtin_trap();
+      for (int id : stop) {
+        if (id < 0 || id >= config.vocab_size) __builtin_trap();
+      }
+    }
+    if (spec.min_tokens < 0 || spec.min_tokens > config.block_size)
+      __builtin_trap();
+    if (spec.time_limit != absl::InfiniteDuration() &&
+        (spec.time_limit <= absl::ZeroDuration() ||
+         spec.time_limit > absl::Milliseconds(kMaxTimeLimitMs)))
+      __builtin_trap();
+    const SamplingParams& sampling = spec.sampling;
+    if (!ValidateSamplingParams(sampling, config.vocab_size).ok())
+      __builtin_trap();
+    if (sampling.logit_bias.size() > static_cast<size_t>(config.vocab_size))
+      __builtin_trap();
   }
   return 0;
 }

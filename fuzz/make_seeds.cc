@@ -74,6 +74,18 @@ int main(int argc, char** argv) {
   generate.set_num_samples(3);
   generate.set_top_logprobs(2);
   Write(out / "generate_request" / "full", generate.SerializeAsString());
+  v1::GenerateRequest contract = generate;
+  contract.add_stop("ab");
+  contract.set_include_stop(true);
+  contract.set_min_tokens(2);
+  contract.set_time_limit_ms(1000);
+  contract.set_min_p(0.1f);
+  contract.set_repetition_penalty(1.2f);
+  contract.set_presence_penalty(0.5f);
+  contract.set_frequency_penalty(-0.5f);
+  (*contract.mutable_logit_bias())["a"] = 2.0f;
+  (*contract.mutable_logit_bias())[""] = -3.0f;
+  Write(out / "generate_request" / "contract", contract.SerializeAsString());
   Write(out / "generate_request" / "empty", "");
   v1::GenerateRequest bad = generate;
   bad.set_prompt("xyz");
