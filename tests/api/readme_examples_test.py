@@ -222,6 +222,24 @@ def run_examples(commands, env, generator_port, trainer_port, tmp):
         elif method == "microgpt.v1.Generator/Generate" and request.get("temperature") == -1:
             check(f"{what}: exit 24 (8 x INVALID_ARGUMENT), the message names temperature",
                   rc == 24 and '"invalid_argument"' in err and "temperature" in err, out + err)
+        elif method == "microgpt.v1.Generator/Generate" and "stop" in request:
+            texts, lasts = {}, {}
+            for m in messages:
+                i = m.get("sampleIndex", 0)
+                texts[i] = texts.get(i, "") + m.get("text", "")
+                if m.get("finishReason", "FINISH_REASON_UNSPECIFIED") != "FINISH_REASON_UNSPECIFIED":
+                    lasts[i] = m
+            check(f"{what}: {request['numSamples']} samples, none showing a stop sequence",
+                  rc == 0 and len(lasts) == request["numSamples"] and
+                  not any(stop in text for text in texts.values() for stop in request["stop"]),
+                  out[-1500:] + err)
+            check(f"{what}: each last message has its usage and seed (seed + sample index)",
+                  len(lasts) == request["numSamples"] and all(int(m.get("generatedTokens", 0)) >= request["minTokens"] and
+                      m.get("seed") == str(request["seed"] + i) for i, m in lasts.items()),
+                  out[-1500:])
+            check(f"{what}: a sample that stopped names its stop sequence",
+                  len(lasts) == request["numSamples"] and all(m.get("stopSequence") in request["stop"] for m in lasts.values()
+                      if m["finishReason"] == "FINISH_REASON_STOP_SEQUENCE"), out[-1500:])
         elif method == "microgpt.v1.Generator/Generate":
             samples = request.get("numSamples", 1)
             last = [m for m in messages if "finishReason" in m and

@@ -78,9 +78,28 @@ export interface GenerateRequest {
    * for the same tokens); generate still yields one Token per token. Default false.
    */
   packTokens?: boolean;
+  /** Stop strings (at most 8 of 1..64 bytes): a sample ends when its text ends with one. */
+  stop?: string[];
+  /** Send the stop string as the end of the text (default false). */
+  includeStop?: boolean;
+  /** Tokens before BOS or a stop string can end a sample. */
+  minTokens?: number;
+  /** Ends each sample after this many ms; 0: no limit. */
+  timeLimitMs?: number;
+  /** After temperature, drop tokens less likely than minP times the likeliest; [0, 1]. */
+  minP?: number;
+  /** (0, 10]; unset: 1. Divides positive (multiplies negative) logits of repeated tokens. */
+  repetitionPenalty?: number;
+  /** [-2, 2], subtracted from the logit of each token already in the sample. */
+  presencePenalty?: number;
+  /** [-2, 2], times a token's count, subtracted from its logit. */
+  frequencyPenalty?: number;
+  /** Character (or "" for BOS) to a bias in [-100, 100], added to its logit. */
+  logitBias?: Record<string, number>;
 }
 
-export type FinishReason = 'bos' | 'max_tokens' | 'block_size' | 'cancelled';
+export type FinishReason =
+  | 'bos' | 'max_tokens' | 'block_size' | 'cancelled' | 'stop_sequence' | 'time_limit';
 
 export interface TokenLogprob {
   text: string;
@@ -102,6 +121,13 @@ export interface Token {
   /** Set on the last token of each sample ("" and 0 before). */
   model: string;
   version: number;
+  /** Usage, on the last token of each sample only. */
+  promptTokens?: number;
+  generatedTokens?: number;
+  /** The seed that reproduces the sample (a decimal string: uint64). */
+  seed?: string;
+  /** The stop string that ended the sample ("" otherwise). */
+  stopSequence?: string;
 }
 
 export interface Sample {
@@ -110,6 +136,10 @@ export interface Sample {
   finishReason?: FinishReason;
   model?: string;
   version?: number;
+  promptTokens?: number;
+  generatedTokens?: number;
+  seed?: string;
+  stopSequence?: string;
 }
 
 export interface ModelConfig {

@@ -84,7 +84,22 @@ const FINISH_REASONS = {
   FINISH_REASON_MAX_TOKENS: 'max_tokens',
   FINISH_REASON_BLOCK_SIZE: 'block_size',
   FINISH_REASON_CANCELLED: 'cancelled',
+  FINISH_REASON_STOP_SEQUENCE: 'stop_sequence',
+  FINISH_REASON_TIME_LIMIT: 'time_limit',
 };
+
+// A sample's end that carries no token of its own.
+const endsWithoutToken = (reason, includeStop) =>
+  reason === 'cancelled' || reason === 'time_limit' ||
+  (reason === 'stop_sequence' && !includeStop);
+
+// The usage a sample's last message carries.
+const usageOf = (m) => ({
+  promptTokens: m.promptTokens,
+  generatedTokens: m.generatedTokens,
+  seed: String(m.seed),
+  stopSequence: m.stopSequence,
+});
 
 const JOB_STATES = {
   JOB_STATE_UNSPECIFIED: 'unspecified',
@@ -107,14 +122,16 @@ function toToken(m) {
     finishReason: FINISH_REASONS[m.finishReason] ?? null,
     model: m.model,
     version: m.version,
+    ...(FINISH_REASONS[m.finishReason] ? usageOf(m) : {}),
   };
 }
 
 // The tokens of one GenerateResponse, one object each. A packed message
-// (packTokens) lists them in `tokens`; its finish reason, model and version go to
-// the last one, and a CANCELLED end becomes a token of its own with id -1, as an
+// (packTokens) lists them in `tokens`; its finish reason, model, version and usage
+// go to the last one, and an end without a token (cancelled, time_limit,
+// stop_sequence without includeStop) becomes a token of its own with id -1, as an
 // unpacked stream has it.
-function toTokens(m) {
+function toTokens(m, includeStop = false) {
   if (m.tokens.length === 0) return [toToken(m)];
   const tokens = m.tokens.map((t) => ({
     sampleIndex: m.sampleIndex,
@@ -128,10 +145,14 @@ function toTokens(m) {
     version: 0,
   }));
   const finishReason = FINISH_REASONS[m.finishReason] ?? null;
-  if (finishReason === 'cancelled') {
+  if (endsWithoutToken(finishReason, includeStop)) {
     tokens.push({ ...toToken(m), text: '', id: -1, position: 0, logprob: 0, topLogprobs: [] });
   }
-  Object.assign(tokens.at(-1), { finishReason, model: m.model, version: m.version });
+  if (finishReason) {
+    Object.assign(tokens.at(-1), {
+      finishReason, model: m.model, version: m.version, ...usageOf(m),
+    });
+  }
   return tokens;
 }
 
@@ -185,7 +206,9 @@ function toEvent(m) {
 
 const GENERATE_FIELDS = new Set([
   'model', 'version', 'prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed',
-  'numSamples', 'topLogprobs', 'packTokens',
+  'numSamples', 'topLogprobs', 'packTokens', 'stop', 'includeStop', 'minTokens',
+  'timeLimitMs', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
+  'logitBias',
 ]);
 const TRAINING_FIELDS = new Set([
   'model', 'documents', 'datasetPath', 'config', 'steps', 'batchSize', 'learningRate', 'seed',
@@ -331,7 +354,9 @@ export class GeneratorClient extends BaseClient {
    */
   generate(request = {}, options = {}) {
     const message = pick(request, GENERATE_FIELDS, 'generate');
-    return stream(this, this._stub, 'Generate', message, toTokens, options);
+    const includeStop = Boolean(message.includeStop);
+    return stream(this, this._stub, 'Generate', message,
+      (m) => toTokens(m, includeStop), options);
   }
 
   /** Like generate, but waits for the end and resolves to the samples in index order. */
@@ -344,6 +369,8 @@ export class GeneratorClient extends BaseClient {
       if (token.finishReason) {
         Object.assign(sample, {
           finishReason: token.finishReason, model: token.model, version: token.version,
+          promptTokens: token.promptTokens, generatedTokens: token.generatedTokens,
+          seed: token.seed, stopSequence: token.stopSequence,
         });
       }
     }

@@ -247,6 +247,37 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     assert.deepEqual(bySampleSorted(packed), bySampleSorted(unpacked));
   });
 
+  test('stop sequences, usage and shaping', async () => {
+    const base = { model: MODEL, seed: 5, numSamples: 4, temperature: 1 };
+    const plain = await generator.complete(base);
+    plain.forEach((sample, i) => {
+      assert.equal(sample.seed, String(5 + i));
+      assert.equal(sample.promptTokens, 0);
+      assert.equal(sample.generatedTokens, [...sample.text].length + 1); // and BOS
+    });
+    const i = plain.reduce((best, s, k) => (s.text.length > plain[best].text.length ? k : best), 0);
+    assert.ok(plain[i].text.length >= 3);
+    const stop = plain[i].text.slice(1, 3);
+    for (const packTokens of [false, true]) {
+      for (const includeStop of [false, true]) {
+        const stopped = await generator.complete({ ...base, stop: [stop], includeStop, packTokens });
+        const at = plain[i].text.indexOf(stop);
+        assert.equal(stopped[i].text, plain[i].text.slice(0, at + (includeStop ? stop.length : 0)));
+        assert.equal(stopped[i].finishReason, 'stop_sequence');
+        assert.equal(stopped[i].stopSequence, stop);
+        assert.equal(stopped[i].tokens.at(-1).id >= 0, includeStop);
+      }
+    }
+    const shaped = {
+      ...base, minP: 0.1, repetitionPenalty: 1.3, presencePenalty: 0.5, frequencyPenalty: 0.2,
+      logitBias: { '': -2, a: 1 }, minTokens: 2, timeLimitMs: 60000,
+    };
+    const texts = (samples) => samples.map((s) => s.text);
+    assert.deepEqual(texts(await generator.complete(shaped)), texts(await generator.complete(shaped)));
+    await assert.rejects(generator.complete({ ...base, logitBias: { ab: 1 } }),
+      (error) => error.code === status.INVALID_ARGUMENT && /logit_bias/.test(error.message));
+  });
+
   test('seeded determinism', async () => {
     const request = { model: MODEL, seed: 12345, numSamples: 4, temperature: 1, topLogprobs: 2 };
     const key = (tokens) => [...bySample(tokens)].sort((a, b) => a[0] - b[0])

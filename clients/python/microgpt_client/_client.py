@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from typing import (Any, Callable, Dict, Generic, Iterable, Iterator, List, Optional,
+from typing import (Any, Callable, Dict, Generic, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Tuple, TypeVar)
 
 import grpc
@@ -191,6 +191,11 @@ class Generator(_Client):
                  max_tokens: int = 0, temperature: Optional[float] = None, top_k: int = 0,
                  top_p: Optional[float] = None, seed: Optional[int] = None,
                  num_samples: int = 0, top_logprobs: int = 0, pack_tokens: bool = False,
+                 stop: Sequence[str] = (), include_stop: bool = False, min_tokens: int = 0,
+                 time_limit_ms: int = 0, min_p: float = 0.0,
+                 repetition_penalty: Optional[float] = None, presence_penalty: float = 0.0,
+                 frequency_penalty: float = 0.0,
+                 logit_bias: Optional[Mapping[str, float]] = None,
                  timeout: Optional[float] = None) -> Stream[Token]:
         """Streams the tokens sampled after ``prompt``, one Token per generated token.
 
@@ -202,14 +207,25 @@ class Generator(_Client):
         ``Token.sample_index``). ``timeout`` bounds the whole call in seconds. Each sample's
         last token has ``finish_reason``, ``model`` and ``version`` set. ``pack_tokens``
         lets the server send several tokens of a sample in one message (fewer messages for
-        the same tokens); the stream still yields one Token per token. Errors (for example
+        the same tokens); the stream still yields one Token per token. ``stop`` strings end a
+        sample (finish_reason "stop_sequence"; with ``include_stop`` their text is sent),
+        ``min_tokens`` keeps BOS and stop strings from ending one sooner, ``time_limit_ms``
+        ends each after that long; ``min_p``, ``repetition_penalty``, ``presence_penalty``,
+        ``frequency_penalty`` and ``logit_bias`` (character, or "" for BOS, to a bias) shape
+        the distribution as GenerateRequest defines. Each sample's last token carries its
+        usage (prompt_tokens, generated_tokens, seed, stop_sequence). Errors (for example
         INVALID_ARGUMENT) raise MicrogptError from the iteration.
         """
         request = pb.GenerateRequest(
             model=model, version=version, prompt=prompt, max_tokens=max_tokens,
             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-            num_samples=num_samples, top_logprobs=top_logprobs, pack_tokens=pack_tokens)
-        return self._stream(self._stub.Generate, request, timeout, Token.list_from_proto)
+            num_samples=num_samples, top_logprobs=top_logprobs, pack_tokens=pack_tokens,
+            stop=list(stop), include_stop=include_stop, min_tokens=min_tokens,
+            time_limit_ms=time_limit_ms, min_p=min_p, repetition_penalty=repetition_penalty,
+            presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+            logit_bias=dict(logit_bias or {}))
+        return self._stream(self._stub.Generate, request, timeout,
+                            lambda m: Token.list_from_proto(m, include_stop=include_stop))
 
     def complete(self, prompt: str = "", **kwargs: Any) -> List[Sample]:
         """Like generate, but waits for the end and returns the samples in index order."""
@@ -223,7 +239,10 @@ class Generator(_Client):
             last = sample[-1]
             samples.append(Sample(text="".join(t.text for t in sample),
                                   finish_reason=last.finish_reason, model=last.model,
-                                  version=last.version, tokens=tuple(sample)))
+                                  version=last.version, tokens=tuple(sample),
+                                  prompt_tokens=last.prompt_tokens,
+                                  generated_tokens=last.generated_tokens, seed=last.seed,
+                                  stop_sequence=last.stop_sequence))
         return samples
 
     def list_models(self, timeout: Optional[float] = None) -> List[ModelInfo]:

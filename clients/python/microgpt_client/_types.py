@@ -38,6 +38,8 @@ class FinishReason(str, enum.Enum):
     MAX_TOKENS = "max_tokens"  # max_tokens tokens were generated
     BLOCK_SIZE = "block_size"  # the sequence reached the model's block_size
     CANCELLED = "cancelled"  # the server stopped the sample (shutting down); no token
+    STOP_SEQUENCE = "stop_sequence"  # the text ended with a stop string (Token.stop_sequence)
+    TIME_LIMIT = "time_limit"  # the request's time_limit_ms passed; no token
 
     def __str__(self) -> str:
         return self.value
@@ -48,7 +50,14 @@ _FINISH_REASONS = {
     pb.FINISH_REASON_MAX_TOKENS: FinishReason.MAX_TOKENS,
     pb.FINISH_REASON_BLOCK_SIZE: FinishReason.BLOCK_SIZE,
     pb.FINISH_REASON_CANCELLED: FinishReason.CANCELLED,
+    pb.FINISH_REASON_STOP_SEQUENCE: FinishReason.STOP_SEQUENCE,
+    pb.FINISH_REASON_TIME_LIMIT: FinishReason.TIME_LIMIT,
 }
+
+
+def _ends_without_token(reason: Optional[FinishReason], include_stop: bool) -> bool:
+    return reason in (FinishReason.CANCELLED, FinishReason.TIME_LIMIT) or (
+        reason is FinishReason.STOP_SEQUENCE and not include_stop)
 
 
 class JobState(str, enum.Enum):
@@ -94,7 +103,8 @@ class Token:
 
     sample_index: int
     text: str  # one character, or "" for BOS
-    id: int  # BOS is vocab_size - 1; -1 on a CANCELLED message
+    id: int  # BOS is vocab_size - 1; -1 on an end without a token (cancelled, time_limit,
+    # stop_sequence without include_stop)
     position: int
     logprob: float
     top_logprobs: Tuple[TokenLogprob, ...]
@@ -104,6 +114,13 @@ class Token:
     model: str
     version: int
     raw: Any = field(default=None, repr=False, compare=False)
+    # Usage, on the last token of each sample: the prompt's tokens, the tokens generated
+    # (BOS and a stop sequence's included), the seed that reproduces the sample, and the
+    # stop string that ended it (finish_reason "stop_sequence").
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seed: int = 0
+    stop_sequence: str = ""
 
     @property
     def is_last(self) -> bool:
@@ -123,14 +140,19 @@ class Token:
             model=m.model,
             version=m.version,
             raw=m,
+            prompt_tokens=m.prompt_tokens,
+            generated_tokens=m.generated_tokens,
+            seed=m.seed,
+            stop_sequence=m.stop_sequence,
         )
 
     @classmethod
-    def list_from_proto(cls, m: Any) -> "List[Token]":
+    def list_from_proto(cls, m: Any, include_stop: bool = False) -> "List[Token]":
         """The tokens of one GenerateResponse. A packed message (``pack_tokens``) lists them
-        in ``tokens``: its finish reason, model and version go to the last one, and a
-        CANCELLED end becomes a token of its own with id -1, as an unpacked stream has it.
-        Each token's ``raw`` is the message that carried it."""
+        in ``tokens``: its finish reason, model, version and usage go to the last one, and
+        an end without a token (cancelled, time_limit, stop_sequence unless the request set
+        ``include_stop``) becomes a token of its own with id -1, as an unpacked stream has
+        it. Each token's ``raw`` is the message that carried it."""
         if not m.tokens:
             return [cls.from_proto(m)]
         tokens = [
@@ -141,12 +163,15 @@ class Token:
             for t in m.tokens
         ]
         finish_reason = _FINISH_REASONS.get(m.finish_reason)
-        if finish_reason is FinishReason.CANCELLED:
+        if _ends_without_token(finish_reason, include_stop):
             tokens.append(cls(sample_index=m.sample_index, text="", id=-1, position=0,
                               logprob=0.0, top_logprobs=(), finish_reason=None, model="",
                               version=0, raw=m))
-        tokens[-1] = dataclasses.replace(tokens[-1], finish_reason=finish_reason,
-                                         model=m.model, version=m.version)
+        if finish_reason is not None:
+            tokens[-1] = dataclasses.replace(
+                tokens[-1], finish_reason=finish_reason, model=m.model, version=m.version,
+                prompt_tokens=m.prompt_tokens, generated_tokens=m.generated_tokens,
+                seed=m.seed, stop_sequence=m.stop_sequence)
         return tokens
 
 
@@ -159,6 +184,11 @@ class Sample:
     model: str
     version: int
     tokens: Tuple[Token, ...] = field(repr=False)
+    # The usage of its last token (see Token).
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seed: int = 0
+    stop_sequence: str = ""
 
 
 @dataclass(frozen=True)

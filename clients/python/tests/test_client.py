@@ -265,6 +265,39 @@ class GeneratorTest(unittest.TestCase):
         self.assertTrue(all(t.raw.tokens for t in packed))
         self.assertFalse(any(t.raw.tokens for t in unpacked))
 
+    def test_stop_sequences_usage_and_shaping(self):
+        base = dict(model=MODEL, seed=5, num_samples=4, temperature=1.0)
+        plain = self.generator.complete(**base)
+        for sample in plain:
+            self.assertEqual(sample.seed, 5 + plain.index(sample))
+            self.assertEqual(sample.prompt_tokens, 0)
+            self.assertEqual(sample.generated_tokens, len(sample.text) + 1)  # and BOS
+        i = max(range(len(plain)), key=lambda k: len(plain[k].text))
+        self.assertGreaterEqual(len(plain[i].text), 3)
+        stop = plain[i].text[1:3]
+        for pack in (False, True):
+            for include in (False, True):
+                stopped = self.generator.complete(stop=[stop], include_stop=include,
+                                                  pack_tokens=pack, **base)
+                first = stopped[i]
+                at = plain[i].text.find(stop)
+                self.assertEqual(first.text, plain[i].text[:at + (len(stop) if include else 0)])
+                self.assertEqual(first.finish_reason, "stop_sequence")
+                self.assertEqual(first.stop_sequence, stop)
+                self.assertEqual(first.tokens[-1].id >= 0, include)
+        shaped = self.generator.complete(min_p=0.1, repetition_penalty=1.3,
+                                         presence_penalty=0.5, frequency_penalty=0.2,
+                                         logit_bias={"": -2.0, "a": 1.0}, min_tokens=2,
+                                         time_limit_ms=60000, **base)
+        self.assertEqual(shaped, self.generator.complete(
+            min_p=0.1, repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.2,
+            logit_bias={"": -2.0, "a": 1.0}, min_tokens=2, time_limit_ms=60000, **base))
+        self.assertTrue(all(s.generated_tokens >= 2 for s in shaped))
+        with self.assertRaises(MicrogptError) as raised:
+            self.generator.complete(logit_bias={"ab": 1.0}, **base)
+        self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("logit_bias", raised.exception.message)
+
     def test_temperature_zero_is_sent_and_greedy(self):
         # temperature is a proto3 optional: 0 must reach the server as "greedy", not "unset".
         texts = {s.text for seed in range(5)
