@@ -93,6 +93,9 @@ ABSL_FLAG(float, frequency_penalty, 0,
 ABSL_FLAG(std::vector<std::string>, logit_bias, {},
           "generate: CHAR=BIAS pairs, comma-separated (BOS=BIAS for the end), "
           "added to the logits.");
+ABSL_FLAG(std::string, regex, "",
+          "generate: a PCRE2 pattern every sample's text must match as a "
+          "whole.");
 ABSL_FLAG(bool, show_usage, false,
           "generate: print each sample's finish reason, token counts and "
           "seed after it.");
@@ -132,8 +135,8 @@ const std::vector<SubcommandUsage>& Commands() {
        "      --temperature X --top_k N --top_p X --min_p X --seed N\n"
        "      --num_samples N --stop S,... --include_stop --min_tokens N\n"
        "      --time_limit_ms N --repetition_penalty X --presence_penalty X\n"
-       "      --frequency_penalty X --logit_bias C=B,... --top_logprobs N\n"
-       "      --show_logprobs --show_usage]",
+       "      --frequency_penalty X --logit_bias C=B,... --regex PATTERN\n"
+       "      --top_logprobs N --show_logprobs --show_usage]",
        "Streams samples from a model the generator serves, printed in\n"
        "sample order."},
       {"models", "",
@@ -266,6 +269,7 @@ absl::StatusOr<v1::GenerateRequest> GenerateRequestFromFlags() {
     request.add_stop(stop);
   }
   request.set_include_stop(absl::GetFlag(FLAGS_include_stop));
+  request.set_regex(absl::GetFlag(FLAGS_regex));
   request.set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
   request.set_time_limit_ms(absl::GetFlag(FLAGS_time_limit_ms));
   request.set_min_p(absl::GetFlag(FLAGS_min_p));

@@ -119,12 +119,12 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
 //
 // The chain, one step per function below:
 //   1. NaN logits count as -inf.
-//   2. Shape (only when a shaping parameter or forbidden_id is set; else
+//   2. Shape (only when a shaping parameter or a mask is set; else
 //      s = x): s[i] = x[i] + logit_bias[i]; then for every observed token
 //      with count c: s / repetition_penalty if s > 0, else
 //      s * repetition_penalty; s - presence_penalty; s -
-//      frequency_penalty * c; then s[forbidden_id] = -inf. m is the largest
-//      shaped logit.
+//      frequency_penalty * c; then s = -inf for the tokens `allowed`
+//      masks. m is the largest shaped logit.
 //   3. TemperedWeights: w[i] = e^((s[i] - m) / T), and the raw normaliser
 //      sum e^(x[i] - max x) that the log-probabilities use.
 //   4. min_p: zero every weight below min_p (the largest weight is 1).
@@ -141,7 +141,8 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
 // Every buffer is a member, so after the first call with a given vocabulary
 // size nothing is allocated unless top_logprobs > 0 (the returned vector).
 // Empty logits return id -1; callers never pass them.
-SampledToken Sampler::Sample(absl::Span<const float> logits, int forbidden_id) {
+SampledToken Sampler::Sample(absl::Span<const float> logits,
+                             absl::Span<const uint8_t> allowed) {
   SampledToken result{-1, std::numeric_limits<float>::quiet_NaN(), {}};
   const int vocab = static_cast<int>(logits.size());
   if (vocab == 0) return result;
@@ -157,8 +158,8 @@ SampledToken Sampler::Sample(absl::Span<const float> logits, int forbidden_id) {
   // The shaped logits the draw uses; x stays the raw ones the
   // log-probabilities are of.
   const float* s = x;
-  if (!params_.logit_bias.empty() || !seen_.empty() || forbidden_id >= 0) {
-    Shape(x, vocab, forbidden_id);
+  if (!params_.logit_bias.empty() || !seen_.empty() || !allowed.empty()) {
+    Shape(x, vocab, allowed);
     s = shaped_.data();
   }
   const float m = MaxOf(s, vocab);
@@ -201,13 +202,40 @@ SampledToken Sampler::Sample(absl::Span<const float> logits, int forbidden_id) {
   return result;
 }
 
+SampledToken LogprobsOf(absl::Span<const float> logits, int id, int top) {
+  const int vocab = static_cast<int>(logits.size());
+  std::vector<float> x(logits.begin(), logits.end());
+  for (float& v : x) {
+    if (std::isnan(v)) v = kNegInf;
+  }
+  const float m = *std::max_element(x.begin(), x.end());
+  double sum = 0;
+  for (const float v : x) sum += std::exp(double{v} - m);
+  const double log_sum = std::log(sum);
+  SampledToken result{
+      id, static_cast<float>((double{x[id]} - m) - log_sum), {}};
+  top = std::min(top, vocab);
+  if (top > 0) {
+    std::vector<int> order(vocab);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top, order.end(),
+                      ByLogitDescending{x.data()});
+    for (int i = 0; i < top; ++i) {
+      result.top.push_back(
+          {order[i], static_cast<float>((double{x[order[i]]} - m) - log_sum)});
+    }
+  }
+  return result;
+}
+
 void Sampler::Observe(int id) {
   if (!penalises() || id < 0) return;
   if (static_cast<size_t>(id) >= counts_.size()) counts_.resize(id + 1, 0);
   if (counts_[id]++ == 0) seen_.push_back(id);
 }
 
-void Sampler::Shape(const float* x, int vocab, int forbidden_id) {
+void Sampler::Shape(const float* x, int vocab,
+                    absl::Span<const uint8_t> allowed) {
   shaped_.assign(x, x + vocab);
   float* s = shaped_.data();
   for (const auto& [id, bias] : params_.logit_bias) s[id] += bias;
@@ -219,7 +247,11 @@ void Sampler::Shape(const float* x, int vocab, int forbidden_id) {
     v -= params_.presence_penalty +
          params_.frequency_penalty * static_cast<float>(counts_[id]);
   }
-  if (forbidden_id >= 0 && forbidden_id < vocab) s[forbidden_id] = kNegInf;
+  if (!allowed.empty()) {
+    for (int i = 0; i < vocab && i < static_cast<int>(allowed.size()); ++i) {
+      if (allowed[i] == 0) s[i] = kNegInf;
+    }
+  }
 }
 
 // Weights relative to the largest, which is 1 (TemperedWeights centres on

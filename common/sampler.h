@@ -1,6 +1,6 @@
 // Sampler: picks the next token from a row of logits (the seed's loop):
 // the logits shaped (logit_bias, repetition / presence / frequency
-// penalties, a forbidden token), probs = softmax(shaped / temperature),
+// penalties, a mask of allowed tokens), probs = softmax(shaped / temperature),
 // restricted to the tokens within min_p of the most likely, to the top_k most
 // likely and then to the smallest set whose mass reaches top_p, drawn with a
 // per-request seeded Rng. temperature 0 is greedy argmax. The reported
@@ -60,14 +60,21 @@ struct SampledToken {
   std::vector<TokenLogprob> top;  // the top_logprobs most likely, descending
 };
 
+// What Sample reports for a given token instead of a drawn one (scoring
+// text): log_softmax(logits)[id] of the raw logits (NaN as -inf) and the
+// `top` most likely tokens' logprobs, most likely first.
+SampledToken LogprobsOf(absl::Span<const float> logits, int id, int top);
+
 class Sampler {
  public:
   // params must be valid for the logits' vocabulary size.
   Sampler(const SamplingParams& params, uint64_t seed);
 
-  // `forbidden_id` >= 0: that token cannot be drawn this time (its shaped
-  // logit is -inf; the generator's min_tokens masks BOS so).
-  SampledToken Sample(absl::Span<const float> logits, int forbidden_id = -1);
+  // A non-empty `allowed` (by id, 0 or 1) masks the tokens with 0: their
+  // shaped logits are -inf, so the draw renormalises over the others (the
+  // generator's regex constraint and min_tokens). At least one must be 1.
+  SampledToken Sample(absl::Span<const float> logits,
+                      absl::Span<const uint8_t> allowed = {});
 
   // Counts one occurrence of `id` in the sample (its prompt's tokens, then
   // each generated one), which the penalties see from the next Sample on.
@@ -82,7 +89,7 @@ class Sampler {
            params_.frequency_penalty != 0.0f;
   }
   // shaped_ = the logits after logit_bias, the penalties and the mask.
-  void Shape(const float* x, int vocab, int forbidden_id);
+  void Shape(const float* x, int vocab, absl::Span<const uint8_t> allowed);
   // The steps of Sample, in order (sampler.cc). The weights, by id, are in
   // weights_; the filters zero the ones they remove.
   double RawNormaliser(const float* x, float m, int vocab) const;

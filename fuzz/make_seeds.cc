@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
   contract.set_frequency_penalty(-0.5f);
   (*contract.mutable_logit_bias())["a"] = 2.0f;
   (*contract.mutable_logit_bias())[""] = -3.0f;
+  contract.set_regex("[ab]+c?");
   Write(out / "generate_request" / "contract", contract.SerializeAsString());
   Write(out / "generate_request" / "empty", "");
   v1::GenerateRequest bad = generate;

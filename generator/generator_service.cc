@@ -1,6 +1,7 @@
 #include "generator/generator_service.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <string>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/rng.h"
+#include "common/status_macros.h"
 #include "generator/request_validation.h"
 #include "server/dataset_format_proto.h"
 #include "server/grpc_status.h"
@@ -34,6 +36,10 @@ v1::FinishReason ToProto(FinishReason reason) {
       return v1::FINISH_REASON_STOP_SEQUENCE;
     case FinishReason::kTimeLimit:
       return v1::FINISH_REASON_TIME_LIMIT;
+    case FinishReason::kNoMatch:
+      return v1::FINISH_REASON_NO_MATCH;
+    case FinishReason::kScored:  // Score's sequences, never streamed
+      return v1::FINISH_REASON_UNSPECIFIED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -48,6 +54,51 @@ uint64_t RandomSeed() {
   }();
   return rng.NextU64();
 }
+
+void AddLogprobs(
+    const ServableModel& servable, const std::vector<TokenLogprob>& top,
+    google::protobuf::RepeatedPtrField<v1::TokenLogprob>* alternatives) {
+  for (const TokenLogprob& alternative : top) {
+    v1::TokenLogprob* logprob = alternatives->Add();
+    logprob->set_text(servable.tokenizer.Decode(alternative.id));
+    logprob->set_id(alternative.id);
+    logprob->set_logprob(alternative.logprob);
+  }
+}
+
+// Scored context tokens (prompt_logprobs, Score) as GeneratedTokens.
+void AddScored(const ServableModel& servable,
+               const std::vector<ScoredToken>& scored,
+               google::protobuf::RepeatedPtrField<v1::GeneratedToken>* out) {
+  for (const ScoredToken& token : scored) {
+    v1::GeneratedToken* proto = out->Add();
+    proto->set_text(servable.tokenizer.Decode(token.id));
+    proto->set_id(token.id);
+    proto->set_position(token.position);
+    proto->set_logprob(token.logprob);
+    AddLogprobs(servable, token.top, proto->mutable_top_logprobs());
+  }
+}
+
+// How the scheduler's listener reaches a reactor: the reactor's OnDone
+// detaches it, so a late notification never touches a deleted reactor.
+template <typename Reactor>
+class ReactorNotifier {
+ public:
+  explicit ReactorNotifier(Reactor* reactor) : reactor_(reactor) {}
+  void Notify() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) reactor_->Pump();
+  }
+  void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -122,22 +173,8 @@ class GenerateReactor final
   void TryCancel() { context_->TryCancel(); }
 
  private:
-  class Notifier {
-   public:
-    explicit Notifier(GenerateReactor* reactor) : reactor_(reactor) {}
-    void Notify() ABSL_LOCKS_EXCLUDED(mu_) {
-      absl::MutexLock lock(&mu_);
-      if (reactor_ != nullptr) reactor_->Pump();
-    }
-    void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
-      absl::MutexLock lock(&mu_);
-      reactor_ = nullptr;
-    }
-
-   private:
-    absl::Mutex mu_;
-    GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
-  };
+  using Notifier = ReactorNotifier<GenerateReactor>;
+  friend Notifier;
 
   absl::Status Begin(const ModelManager* models, Scheduler* scheduler,
                      const v1::GenerateRequest& request) {
@@ -267,6 +304,7 @@ class GenerateReactor final
     const ServableModel& servable = *sequence.servable();
     response_.Clear();
     response_.set_sample_index(sample_index);
+    AddScored(servable, event.scored, response_.mutable_prompt_logprobs());
     response_.set_id(event.id);
     if (event.id >= 0) response_.set_text(servable.tokenizer.Decode(event.id));
     response_.set_position(event.position);
@@ -287,6 +325,7 @@ class GenerateReactor final
     response_.set_id(-1);
     std::string* text = response_.mutable_text();
     for (const TokenEvent& event : events) {
+      AddScored(servable, event.scored, response_.mutable_prompt_logprobs());
       if (event.id < 0) continue;
       v1::GeneratedToken* token = response_.add_tokens();
       token->set_text(servable.tokenizer.Decode(event.id));
@@ -302,12 +341,7 @@ class GenerateReactor final
   static void AddAlternatives(
       const ServableModel& servable, const TokenEvent& event,
       google::protobuf::RepeatedPtrField<v1::TokenLogprob>* alternatives) {
-    for (const TokenLogprob& alternative : event.top) {
-      v1::TokenLogprob* top = alternatives->Add();
-      top->set_text(servable.tokenizer.Decode(alternative.id));
-      top->set_id(alternative.id);
-      top->set_logprob(alternative.logprob);
-    }
+    AddLogprobs(servable, event.top, alternatives);
   }
 
   // The finish reason and, on a sample's last message, what served it and
@@ -359,6 +393,134 @@ class GenerateReactor final
   // The events NextResponse takes from one sample (kept for its capacity).
   std::vector<TokenEvent> events_ ABSL_GUARDED_BY(mu_);
 };
+
+// Scores the texts of one Score call: one scoring sequence per text, whose
+// events (ScoredToken batches, then kScored) are collected into the response;
+// the call finishes when every text is scored (UNAVAILABLE if the scheduler
+// stopped first). Created by the service method, deleted in OnDone.
+class ScoreReactor final : public grpc::ServerUnaryReactor {
+ public:
+  ScoreReactor(GeneratorServiceImpl* service, const v1::ScoreRequest& request,
+               v1::ScoreResponse* response)
+      : service_(service),
+        response_(response),
+        notifier_(std::make_shared<Notifier>(this)) {
+    if (absl::Status status = Begin(request); !status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Done(ToGrpcStatus(status));
+      return;
+    }
+    Pump();  // events may have arrived while Begin was running
+  }
+
+  void OnCancel() override { CancelSequences(); }
+
+  void OnDone() override {
+    notifier_->Detach();
+    CancelSequences();
+    delete this;
+  }
+
+ private:
+  using Notifier = ReactorNotifier<ScoreReactor>;
+  friend Notifier;
+
+  absl::Status Begin(const v1::ScoreRequest& request) {
+    MICROGPT_RETURN_IF_ERROR(ValidateScoreRequest(request));
+    MICROGPT_ASSIGN_OR_RETURN(
+        std::shared_ptr<const ServableModel> servable,
+        service_->models_->Get(request.model(), request.version()));
+    model_name_ = servable->name;
+    MICROGPT_ASSIGN_OR_RETURN(std::vector<SequenceSpec> specs,
+                              MakeScoreSpecs(request, servable));
+    response_->set_model(servable->name);
+    response_->set_version(servable->version);
+    for (size_t i = 0; i < specs.size(); ++i) response_->add_scores();
+    MICROGPT_ASSIGN_OR_RETURN(
+        std::vector<std::shared_ptr<Sequence>> sequences,
+        service_->scheduler_->Submit(
+            std::move(specs), [notifier = notifier_] { notifier->Notify(); }));
+    absl::MutexLock lock(&mu_);
+    sequences_ = std::move(sequences);
+    ended_.assign(sequences_.size(), false);
+    return absl::OkStatus();
+  }
+
+  // Moves every buffered event into the response; finishes the call once
+  // every sequence has ended.
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || sequences_.empty()) return;
+      size_t ended = 0;
+      for (size_t i = 0; i < sequences_.size(); ++i) {
+        TokenEvent event;
+        while (!ended_[i] && sequences_[i]->Pop(&event)) {
+          AddScored(*sequences_[i]->servable(), event.scored,
+                    response_->mutable_scores(i)->mutable_tokens());
+          if (event.finish == FinishReason::kCancelled) cancelled_ = true;
+          if (event.finish != FinishReason::kNone) ended_[i] = true;
+        }
+        ended += ended_[i];
+      }
+      if (ended < sequences_.size()) return;
+      finished_ = true;
+      for (v1::TextScore& score : *response_->mutable_scores()) {
+        double sum = 0;
+        for (const v1::GeneratedToken& token : score.tokens()) {
+          sum += token.logprob();
+        }
+        const int n = score.tokens_size();
+        score.set_sum_logprob(sum);
+        score.set_mean_logprob(n > 0 ? sum / n : 0);
+        score.set_perplexity(std::exp(-score.mean_logprob()));
+      }
+      status = cancelled_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "the generator is shutting down")
+                          : grpc::Status::OK;
+    }
+    Done(status);
+  }
+
+  void Done(const grpc::Status& status) {
+    if (service_->observer_ != nullptr) {
+      service_->observer_->OnCallFinished("Score", model_name_,
+                                          status.error_code());
+    }
+    Finish(status);
+  }
+
+  void CancelSequences() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::shared_ptr<Sequence>> sequences;
+    {
+      absl::MutexLock lock(&mu_);
+      sequences = sequences_;
+    }
+    for (const auto& sequence : sequences) {
+      if (!sequence->done()) sequence->Cancel();
+    }
+  }
+
+  GeneratorServiceImpl* const service_;
+  v1::ScoreResponse* const response_;
+  const std::shared_ptr<Notifier> notifier_;
+  std::string model_name_;  // set by Begin once the model is found
+  absl::Mutex mu_;
+  std::vector<std::shared_ptr<Sequence>> sequences_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> ended_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+grpc::ServerUnaryReactor* GeneratorServiceImpl::Score(
+    grpc::CallbackServerContext* context, const v1::ScoreRequest* request,
+    v1::ScoreResponse* response) {
+  return new ScoreReactor(this, *request, response);
+}
 
 GeneratorServiceImpl::GeneratorServiceImpl(const ModelManager* models,
                                            Scheduler* scheduler,

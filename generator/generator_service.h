@@ -35,6 +35,7 @@
 namespace microgpt {
 
 class GenerateReactor;
+class ScoreReactor;
 
 struct GeneratorServiceOptions {
   // Largest max_tokens a request may ask for (>= 1), and what 0 means for a
@@ -86,6 +87,12 @@ class GeneratorServiceImpl final : public v1::Generator::CallbackService {
       const v1::ListModelsRequest* request,
       v1::ListModelsResponse* response) override;
 
+  // One scoring sequence per text on the scheduler (batched with the
+  // running streams); the call finishes when every text is scored.
+  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
+                                  const v1::ScoreRequest* request,
+                                  v1::ScoreResponse* response) override;
+
   // Drain, for shutdown. After StopAccepting, new Generate calls fail with
   // UNAVAILABLE. WaitForStreams is true once no Generate call is in flight
   // (false when `timeout` passed first). CancelStreams cancels every call in
@@ -100,6 +107,7 @@ class GeneratorServiceImpl final : public v1::Generator::CallbackService {
 
  private:
   friend class GenerateReactor;
+  friend class ScoreReactor;
   // False when the service no longer accepts calls.
   bool Register(GenerateReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
   void Unregister(GenerateReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_store.h"
+#include "common/regex_constraint.h"
 
 namespace microgpt {
 
@@ -135,6 +136,24 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
         "min_tokens must be in [0, ", most_tokens,
         "] (at most the sample's max_tokens), got ", request.min_tokens()));
   }
+  std::shared_ptr<const RegexConstraint> regex;
+  if (!request.regex().empty()) {
+    absl::StatusOr<std::shared_ptr<const RegexConstraint>> compiled =
+        RegexConstraint::Compile(request.regex());
+    if (!compiled.ok()) return compiled.status();
+    regex = *std::move(compiled);
+    // A sample has at most most_tokens tokens, BOS (the end) among them.
+    std::vector<std::string> vocabulary;
+    for (int id = 0; id < tokenizer.vocab_size(); ++id) {
+      vocabulary.push_back(tokenizer.Decode(id));
+    }
+    RegexMatcher matcher(regex, std::move(vocabulary));
+    if (absl::Status status =
+            matcher.CheckSatisfiable(most_tokens - 1, kRegexSearchBudget);
+        !status.ok()) {
+      return status;
+    }
+  }
   const uint64_t seed = request.has_seed() ? request.seed() : random_seed;
   const int num_samples = std::max(1, request.num_samples());
   std::vector<SequenceSpec> specs(num_samples);
@@ -150,6 +169,64 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     if (request.time_limit_ms() > 0) {
       specs[i].time_limit = absl::Milliseconds(request.time_limit_ms());
     }
+    specs[i].regex = regex;
+    specs[i].prompt_logprobs = request.prompt_logprobs();
+  }
+  return specs;
+}
+
+absl::Status ValidateScoreRequest(const v1::ScoreRequest& request) {
+  if (!request.model().empty()) {
+    if (absl::Status status = ValidateModelName(request.model());
+        !status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", status.message()));
+    }
+  }
+  if (request.texts_size() < 1 || request.texts_size() > kMaxScoreTexts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("texts must have 1 to ", kMaxScoreTexts, " texts, got ",
+                     request.texts_size()));
+  }
+  for (int i = 0; i < request.texts_size(); ++i) {
+    if (request.texts(i).size() > static_cast<size_t>(kMaxPromptBytes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("texts[", i, "] has ", request.texts(i).size(),
+                       " bytes, more than the limit of ", kMaxPromptBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SequenceSpec>> MakeScoreSpecs(
+    const v1::ScoreRequest& request,
+    const std::shared_ptr<const ServableModel>& servable) {
+  const ModelConfig& config = servable->model.config();
+  if (request.top_logprobs() < 0 ||
+      request.top_logprobs() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top_logprobs must be in [0, vocab_size = ", config.vocab_size,
+        "], got ", request.top_logprobs()));
+  }
+  const bool text = servable->format == DatasetFormat::kText;
+  std::vector<SequenceSpec> specs(request.texts_size());
+  for (int i = 0; i < request.texts_size(); ++i) {
+    absl::StatusOr<std::vector<int>> tokens =
+        servable->tokenizer.Encode(request.texts(i));
+    if (!tokens.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("texts[", i, "]: ", tokens.status().message()));
+    }
+    if (!text && static_cast<int>(tokens->size()) > config.block_size - 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "texts[", i, "] has ", tokens->size(),
+          " characters; a documents model scores at most block_size - 1 = ",
+          config.block_size - 1));
+    }
+    specs[i].servable = servable;
+    specs[i].prompt = *std::move(tokens);
+    specs[i].sampling.top_logprobs = request.top_logprobs();
+    specs[i].score = true;
   }
   return specs;
 }

@@ -40,6 +40,9 @@ inline constexpr int kMaxStopSequences = 8;
 inline constexpr int kMaxStopBytes = 64;
 // Largest time_limit_ms: an hour.
 inline constexpr int kMaxTimeLimitMs = 3'600'000;
+// Match attempts of the search that checks a regex can match at all
+// (RegexMatcher::CheckSatisfiable): it bounds a request's validation time.
+inline constexpr int64_t kRegexSearchBudget = 2000;
 
 // The checks that need no model: model is empty or a valid model name
 // (ValidateModelName: no path separators), the prompt has at most
@@ -56,11 +59,27 @@ absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request);
 // one character of the vocabulary or "" for BOS; the bounds of
 // ValidateSamplingParams), stop (at most kMaxStopSequences strings of 1 to
 // kMaxStopBytes bytes of the vocabulary's characters), min_tokens (at most
-// the sample's max_tokens), time_limit_ms (at most kMaxTimeLimitMs).
+// the sample's max_tokens), time_limit_ms (at most kMaxTimeLimitMs), regex
+// (one PCRE2 compiles, of at most kMaxRegexBytes, that some text of the
+// model's characters within max_tokens matches, as far as a search of
+// kRegexSearchBudget attempts tells).
 absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     const v1::GenerateRequest& request,
     const std::shared_ptr<const ServableModel>& servable, uint64_t random_seed,
     int max_tokens_limit);
+
+// Largest number of texts of one ScoreRequest.
+inline constexpr int kMaxScoreTexts = 64;
+
+// ScoreRequest: model as in ValidateGenerateRequest (checked by the first),
+// 1..kMaxScoreTexts texts of at most kMaxPromptBytes bytes of the model's
+// characters (a documents model's at most block_size - 1 of them),
+// top_logprobs in [0, vocab_size]. One scoring SequenceSpec per text, in
+// order; INVALID_ARGUMENT naming the field otherwise.
+absl::Status ValidateScoreRequest(const v1::ScoreRequest& request);
+absl::StatusOr<std::vector<SequenceSpec>> MakeScoreSpecs(
+    const v1::ScoreRequest& request,
+    const std::shared_ptr<const ServableModel>& servable);
 
 }  // namespace microgpt
 

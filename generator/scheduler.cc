@@ -27,11 +27,20 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
       stop_(std::move(spec.stop)),
       include_stop_(spec.include_stop),
       min_tokens_(spec.min_tokens),
+      scoring_(spec.score),
       deadline_(spec.time_limit == absl::InfiniteDuration()
                     ? absl::InfiniteFuture()
                     : absl::Now() + spec.time_limit) {
   for (const std::vector<int>& stop : stop_) {
     longest_stop_ = std::max(longest_stop_, stop.size());
+  }
+  if (spec.regex != nullptr) {
+    std::vector<std::string> vocabulary;
+    for (int id = 0; id < servable_->tokenizer.vocab_size(); ++id) {
+      vocabulary.push_back(servable_->tokenizer.Decode(id));
+    }
+    matcher_ = std::make_unique<RegexMatcher>(std::move(spec.regex),
+                                              std::move(vocabulary));
   }
   // The penalties count the prompt's tokens, as sent.
   for (const int id : spec.prompt) sampler_.Observe(id);
@@ -39,7 +48,19 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
   // One more than block_size: a sampled token joins before a refill.
   context_.reserve(block_size + 1);
   const std::vector<int>& prompt = spec.prompt;
-  if (!text_) {
+  const int length = static_cast<int>(prompt.size());
+  if (scoring_) {
+    // Stream indexes: documents BOS 0, the text 1..length, the final BOS
+    // length + 1; text the text 0..length - 1, the first unscored. A long
+    // text goes through the window as generation would (AdvanceScoring).
+    if (!text_) context_.push_back(servable_->tokenizer.bos());
+    const int fits =
+        std::min<int>(length, block_size - static_cast<int>(context_.size()));
+    context_.insert(context_.end(), prompt.begin(), prompt.begin() + fits);
+    score_rest_.assign(prompt.begin() + fits, prompt.end());
+    scored_ = 1;
+    score_end_ = text_ ? length : length + 2;
+  } else if (!text_) {
     context_.push_back(servable_->tokenizer.bos());
     context_.insert(context_.end(), prompt.begin(), prompt.end());
   } else if (!prompt.empty()) {
@@ -52,6 +73,11 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
         servable_->tokenizer.Encode("\n");
     context_.push_back(newline.ok() ? newline->front()
                                     : servable_->tokenizer.bos());
+  }
+  if (spec.prompt_logprobs && !scoring_ && length > 0) {
+    // Every prompt token fed after the first of the context.
+    scored_ = dropped_ + 1;
+    score_end_ = dropped_ + static_cast<int>(context_.size());
   }
 }
 
@@ -121,11 +147,33 @@ void Sequence::Become(State to) {
 bool Sequence::Advance(const float* logits, std::vector<TokenEvent>* events) {
   // While the context is being fed the logits are not needed.
   if (Pending() > 0) return false;
+  if (scoring_) {
+    AdvanceScoring(logits, events);
+    return true;
+  }
   const int vocab_size = servable_->model.config().vocab_size;
   const int bos = servable_->tokenizer.bos();
+  // The step's mask: the regex's (BOS only once the text matches), and BOS
+  // before min_tokens (unless the regex leaves nothing else).
+  absl::Span<const uint8_t> mask;
+  if (matcher_ != nullptr) {
+    const int allowed = matcher_->AllowedNext(generated_text_, bos, &allowed_);
+    if (allowed == 0) {
+      TokenEvent end;
+      end.position = dropped_ + static_cast<int>(context_.size());
+      end.finish = FinishReason::kNoMatch;
+      Release(std::move(end), events);
+      return true;
+    }
+    if (generated_ < min_tokens_ && allowed > 1) allowed_[bos] = 0;
+    mask = allowed_;
+  } else if (generated_ < min_tokens_) {
+    allowed_.assign(vocab_size, 1);
+    allowed_[bos] = 0;
+    mask = allowed_;
+  }
   SampledToken sampled =
-      sampler_.Sample(absl::MakeConstSpan(logits, vocab_size),
-                      generated_ < min_tokens_ ? bos : -1);
+      sampler_.Sample(absl::MakeConstSpan(logits, vocab_size), mask);
   ++generated_;
   TokenEvent event;
   event.id = sampled.id;
@@ -136,6 +184,9 @@ bool Sequence::Advance(const float* logits, std::vector<TokenEvent>* events) {
     event.finish = FinishReason::kBos;
   } else {
     sampler_.Observe(sampled.id);
+    if (matcher_ != nullptr) {
+      generated_text_.append(servable_->tokenizer.Decode(sampled.id));
+    }
     if (!stop_.empty()) {
       recent_.push_back(sampled.id);
       if (recent_.size() > longest_stop_) recent_.pop_front();
@@ -161,7 +212,8 @@ bool Sequence::Advance(const float* logits, std::vector<TokenEvent>* events) {
 // what came before it and, with include_stop, the stop tokens.
 void Sequence::Release(TokenEvent event, std::vector<TokenEvent>* events) {
   const bool ended = event.finish != FinishReason::kNone;
-  if (stop_.empty() || event.finish == FinishReason::kBos) {
+  // BOS and a tokenless end are never part of a stop sequence.
+  if (stop_.empty() || event.finish == FinishReason::kBos || event.id < 0) {
     for (TokenEvent& held : held_) events->push_back(std::move(held));
     held_.clear();
     if (ended) event.generated = generated_;
@@ -229,6 +281,73 @@ bool Sequence::EndIfPastDeadline(absl::Time now) {
   return true;
 }
 
+int Sequence::StreamToken(int index) const {
+  size_t i = static_cast<size_t>(index - dropped_);
+  if (i < context_.size()) return context_[i];
+  i -= context_.size();
+  if (i < score_rest_.size()) return score_rest_[i];
+  return servable_->tokenizer.bos();  // a documents text's end
+}
+
+ScoredToken Sequence::Score(const float* logits, int index) const {
+  const int id = StreamToken(index);
+  const SampledToken token = LogprobsOf(
+      absl::MakeConstSpan(logits, servable_->model.config().vocab_size), id,
+      sampler_.params().top_logprobs);
+  return {id, index, token.logprob, token.top};
+}
+
+bool Sequence::ScoresChunk(int n) const {
+  // The tokens the chunk's rows predict: stream indexes first .. first + n - 1.
+  const int first = dropped_ + cache_.length() + 1;
+  return std::max(first, scored_) < std::min(first + n, score_end_);
+}
+
+void Sequence::ScoreRows(const float* rows, int start, int n,
+                         std::vector<TokenEvent>* events) {
+  const int vocab_size = servable_->model.config().vocab_size;
+  const int context_end = dropped_ + static_cast<int>(context_.size());
+  TokenEvent event;
+  for (int j = 0; j < n; ++j) {
+    const int k = dropped_ + start + j + 1;  // the token row j predicts
+    if (k < scored_ || k >= score_end_ || k >= context_end) continue;
+    event.scored.push_back(
+        Score(rows + static_cast<size_t>(j) * vocab_size, k));
+    scored_ = k + 1;
+  }
+  if (!event.scored.empty()) events->push_back(std::move(event));
+}
+
+// The last fed token's logits score the token after the context; then the
+// text goes on through the window as a generated stream would: the next
+// token joins, the context keeps its last block_size / 2 tokens (Refill),
+// and as many of the text's next ones as fit are fed from there.
+void Sequence::AdvanceScoring(const float* logits,
+                              std::vector<TokenEvent>* events) {
+  TokenEvent event;
+  const int k = dropped_ + static_cast<int>(context_.size());
+  if (k >= scored_ && k < score_end_) {
+    event.scored.push_back(Score(logits, k));
+    scored_ = k + 1;
+  }
+  if (score_rest_.empty()) {
+    event.finish = FinishReason::kScored;
+  } else {
+    const int block_size = servable_->model.config().block_size;
+    context_.push_back(score_rest_.front());
+    score_rest_.pop_front();
+    Refill();
+    while (static_cast<int>(context_.size()) < block_size &&
+           !score_rest_.empty()) {
+      context_.push_back(score_rest_.front());
+      score_rest_.pop_front();
+    }
+  }
+  if (!event.scored.empty() || event.finish != FinishReason::kNone) {
+    events->push_back(std::move(event));
+  }
+}
+
 void Sequence::Refill() {
   const int keep = std::max(1, servable_->model.config().block_size / 2);
   const int drop = static_cast<int>(context_.size()) - keep;
@@ -257,6 +376,7 @@ struct Scheduler::Pool {
     std::vector<KVCache*> caches;
     std::vector<float> logits;       // [sequences, V]
     std::vector<TokenEvent> events;  // what one sampled token releases
+    std::vector<float> rows;         // [chunk, V]: a scored chunk's logits
     // The sequences that got an event this step; the loop calls their
     // listeners once the step is joined.
     std::vector<Sequence*> produced;
@@ -544,12 +664,27 @@ void Scheduler::RunTask(int worker, const Task& task) {
       continue;
     }
     const int n = std::min(pending, options_.prefill_chunk);
-    decoder->Prefill(
-        absl::MakeConstSpan(
-            sequence->context_.data() + sequence->cache_.length(), n),
-        &sequence->cache_, Decoder::PrefillLogits::kLast,
-        scratch.logits.data());
-    advance(sequence, scratch.logits.data());
+    const int start = sequence->cache_.length();
+    const auto chunk =
+        absl::MakeConstSpan(sequence->context_.data() + start, n);
+    if (!sequence->ScoresChunk(n)) {
+      decoder->Prefill(chunk, &sequence->cache_, Decoder::PrefillLogits::kLast,
+                       scratch.logits.data());
+      advance(sequence, scratch.logits.data());
+      continue;
+    }
+    // Rows that score context tokens: every row's logits.
+    scratch.rows.resize(static_cast<size_t>(n) * vocab_size);
+    decoder->Prefill(chunk, &sequence->cache_, Decoder::PrefillLogits::kAll,
+                     scratch.rows.data());
+    scratch.events.clear();
+    sequence->ScoreRows(scratch.rows.data(), start, n, &scratch.events);
+    for (TokenEvent& event : scratch.events) {
+      if (sequence->Push(std::move(event)))
+        scratch.produced.push_back(sequence);
+    }
+    advance(sequence,
+            scratch.rows.data() + static_cast<size_t>(n - 1) * vocab_size);
   }
   // Decoding sequences: one token each, together.
   decoder->StepBatch(scratch.tokens, scratch.caches, scratch.logits.data());

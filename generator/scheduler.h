@@ -65,6 +65,7 @@
 #include "absl/time/time.h"
 #include "common/check.h"
 #include "common/decoder.h"
+#include "common/regex_constraint.h"
 #include "common/sampler.h"
 #include "generator/model_manager.h"
 
@@ -79,6 +80,17 @@ enum class FinishReason {
   kStopSequence,  // the text ended with a stop sequence (its last token, or
                   // no token without include_stop)
   kTimeLimit,     // the spec's time limit passed; the event has no token
+  kNoMatch,       // no character continues the text toward a match of the
+                  // spec's regex; the event has no token
+  kScored,        // a scoring sequence scored its last token; no token
+};
+
+// A token of the context with the logprob the model gave it there.
+struct ScoredToken {
+  int id = 0;
+  int position = 0;
+  float logprob = 0;
+  std::vector<TokenLogprob> top;
 };
 
 // One generated token of one sequence, or a tokenless end.
@@ -92,6 +104,10 @@ struct TokenEvent {
   // included, sent or not), and with kStopSequence which of spec.stop.
   int generated = 0;
   int stop_index = -1;
+  // Context tokens scored by this step's forward (the prompt's with
+  // prompt_logprobs, a scoring sequence's text): on an event without a token
+  // of its own (id -1, kNone, or kScored for the last).
+  std::vector<ScoredToken> scored;
 };
 
 // What to generate. The prompt and parameters must be valid for the model
@@ -116,6 +132,16 @@ struct SequenceSpec {
   int min_tokens = 0;
   // From submission; the sample then ends with kTimeLimit.
   absl::Duration time_limit = absl::InfiniteDuration();
+  // The generated text must match it as a whole: each step masks the
+  // characters that would make that impossible, and BOS until it matches
+  // (common/regex_constraint.h). Null: no constraint.
+  std::shared_ptr<const RegexConstraint> regex;
+  // Report the logprob of each prompt token (see the top of the file).
+  bool prompt_logprobs = false;
+  // A scoring sequence: `prompt` is the text to score and nothing is
+  // sampled; it ends with kScored once every token (a documents model's
+  // final BOS too) is scored. sampling.top_logprobs applies.
+  bool score = false;
 };
 
 class Scheduler;
@@ -187,6 +213,19 @@ class Sequence {
   bool Advance(const float* logits, std::vector<TokenEvent>* events);
   // The events a sampled one releases (see Advance), `event` last.
   void Release(TokenEvent event, std::vector<TokenEvent>* events);
+  // True when the next n context tokens to feed predict a token to score
+  // (their forward then needs every row's logits).
+  bool ScoresChunk(int n) const;
+  // Scores the tokens that the rows of a chunk of n tokens fed from cache
+  // position `start` predict within the context; appends one event holding
+  // them to *events (none when no row scores).
+  void ScoreRows(const float* rows, int start, int n,
+                 std::vector<TokenEvent>* events);
+  // The token at a stream index at or after the context's start.
+  int StreamToken(int index) const;
+  ScoredToken Score(const float* logits, int index) const;
+  // A scoring sequence's step once its context is fed (see Advance).
+  void AdvanceScoring(const float* logits, std::vector<TokenEvent>* events);
   // Ends the sequence with kTimeLimit if its deadline is at or before `now`:
   // pushes the held-back events and the end; true if so.
   bool EndIfPastDeadline(absl::Time now);
@@ -224,6 +263,18 @@ class Sequence {
   std::deque<TokenEvent> held_;
   std::deque<int> recent_;
   size_t longest_stop_ = 0;
+  // Scoring: the tokens at stream indexes [scored_, score_end_) are scored
+  // by the logits of the token before them; a scoring sequence's tokens not
+  // in the context yet wait in score_rest_.
+  const bool scoring_;
+  int scored_ = 0;
+  int score_end_ = 0;
+  std::deque<int> score_rest_;
+  // With a regex: its matcher, the generated text, and the step's mask
+  // (also min_tokens's, which masks BOS).
+  std::unique_ptr<RegexMatcher> matcher_;
+  std::string generated_text_;
+  std::vector<uint8_t> allowed_;
 
   mutable absl::Mutex mu_;
   std::deque<TokenEvent> buffer_ ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libopenblas-dev libgtest-dev libbenchmark-dev prometheus-cpp-dev
   nlohmann-json3-dev libssl-dev
+  libpcre2-dev      # regex-constrained generation (GenerateRequest.regex)
   grpc-proto        # health.proto and reflection.proto (v1, v1alpha) for the servers
   wamerican         # the default training dataset: /usr/share/dict/american-english
   python3-yaml python3-jsonschema  # tests/deploy: strict manifest validation

@@ -689,7 +689,7 @@ TEST(SamplerTest, NoAllocationAfterTheFirstCall) {
   }
 }
 
-// --- Shaping: logit_bias, penalties, min_p, a forbidden token -------------
+// --- Shaping: logit_bias, penalties, min_p, a mask ------------------------
 
 // The shaping of SamplingParams written out independently, in double: the
 // bias, then per observed token CTRL's repetition penalty, presence and
@@ -787,7 +787,9 @@ TEST(SamplerShapingTest, AForbiddenTokenIsNeverDrawnAndNothingElseChanges) {
   logits[kNames - 1] = 10.0f;  // the likeliest by far
   Sampler forbidding(Params(1.0f), 4), plain(Params(1.0f), 4);
   for (int i = 0; i < 500; ++i) {
-    const SampledToken token = forbidding.Sample(logits, kNames - 1);
+    std::vector<uint8_t> allowed(kNames, 1);
+    allowed[kNames - 1] = 0;
+    const SampledToken token = forbidding.Sample(logits, allowed);
     ASSERT_NE(token.id, kNames - 1);
     EXPECT_NEAR(token.logprob, RefLogSoftmax(logits)[token.id], 1e-5);
   }

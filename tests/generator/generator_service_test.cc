@@ -11,7 +11,9 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -1221,6 +1223,275 @@ TEST_F(GenerationContractTest, BadValuesOfEveryNewFieldNameTheField) {
   }
   // Serving goes on.
   EXPECT_TRUE(GenerateAll(stub_.get(), TextRequest()).status.ok());
+}
+
+TEST_F(GenerationContractTest, RegexSamplesAllMatchTheWholePattern) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  v1::GenerateRequest request;
+  request.set_temperature(1.0f);
+  request.set_num_samples(64);
+  request.set_regex("[aeiou][b-df-hj-np-tv-z]{2,5}(ing|ed)?");
+  // An independent engine: std::regex (ECMAScript) on the same pattern.
+  const std::regex reference(request.regex());
+  int bos_ends = 0;
+  for (uint64_t seed : {1, 2, 3}) {
+    request.set_seed(seed);
+    StreamResult result = GenerateAll(stub_.get(), request);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    for (int i = 0; i < 64; ++i) {
+      const std::string text = SampleText(result.messages, i);
+      const v1::GenerateResponse last =
+          SampleMessages(result.messages, i).back();
+      if (last.finish_reason() == v1::FINISH_REASON_BOS) {
+        ++bos_ends;
+        EXPECT_TRUE(std::regex_match(text, reference)) << text;
+      } else {
+        // Cut by the block: a prefix of a match.
+        EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_BLOCK_SIZE) << text;
+      }
+    }
+  }
+  EXPECT_GT(bos_ends, 150);
+}
+
+TEST_F(GenerationContractTest, TheMaskedDistributionRenormalises) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  // The first character must be a vowel: its distribution is the model's
+  // over the five vowels, renormalised (temperature 1, raw logprobs from
+  // top_logprobs).
+  v1::GenerateRequest request;
+  request.set_temperature(1.0f);
+  request.set_num_samples(64);
+  request.set_max_tokens(2);  // a vowel, then anything (a BOS-ended 1 fits)
+  request.set_regex("[aeiou][a-z]*");
+  request.set_top_logprobs(27);
+  std::map<std::string, int> counts;
+  std::map<std::string, double> expected;
+  int draws = 0;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    request.set_seed(seed * 64);
+    StreamResult result = GenerateAll(stub_.get(), request);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    for (int i = 0; i < 64; ++i) {
+      const v1::GenerateResponse m = SampleMessages(result.messages, i)[0];
+      ++counts[m.text()];
+      ++draws;
+      if (expected.empty()) {
+        double total = 0;
+        for (const v1::TokenLogprob& t : m.top_logprobs()) {
+          if (std::string("aeiou").find(t.text()) != std::string::npos &&
+              !t.text().empty()) {
+            expected[t.text()] = std::exp(t.logprob());
+            total += expected[t.text()];
+          }
+        }
+        for (auto& [c, p] : expected) p /= total;
+      }
+    }
+  }
+  ASSERT_EQ(expected.size(), 5u);
+  for (const auto& [c, n] : counts) EXPECT_EQ(expected.count(c), 1u) << c;
+  for (const auto& [c, p] : expected) {
+    EXPECT_NEAR(counts[c] / static_cast<double>(draws), p, 0.035) << c;
+  }
+}
+
+TEST_F(GenerationContractTest, RegexErrorsAndDeadEnds) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  auto status_of = [&](const std::string& regex) {
+    v1::GenerateRequest request;
+    request.set_regex(regex);
+    return GenerateAll(stub_.get(), request).status;
+  };
+  const grpc::Status bad = status_of("([a-z]");
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(),
+              HasSubstr("regex: missing closing parenthesis at offset 6"));
+  const grpc::Status digits = status_of("[0-9]+");
+  EXPECT_EQ(digits.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(digits.error_message(),
+              HasSubstr("no text of at most 15 characters of the model's "
+                        "vocabulary matches"));  // block_size 16, BOS last
+  // "b" matches, but once "a" is drawn only a digit could follow.
+  v1::GenerateRequest request;
+  request.set_regex("b|a[0-9]");
+  (*request.mutable_logit_bias())["a"] = 100.0f;
+  request.set_seed(1);
+  StreamResult result = GenerateAll(stub_.get(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  ASSERT_EQ(result.messages.size(), 2u);
+  EXPECT_EQ(result.messages[0].text(), "a");
+  EXPECT_EQ(result.messages[1].finish_reason(), v1::FINISH_REASON_NO_MATCH);
+  EXPECT_EQ(result.messages[1].id(), -1);
+  EXPECT_EQ(result.messages[1].generated_tokens(), 1);
+}
+
+
+// --- Score and prompt_logprobs -------------------------------------------
+
+class ScoreTest : public GenerationContractTest {
+ protected:
+  v1::ScoreResponse ScoreOf(const v1::ScoreRequest& request,
+                            grpc::Status* status = nullptr) {
+    grpc::ClientContext context;
+    v1::ScoreResponse response;
+    const grpc::Status s = stub_->Score(&context, request, &response);
+    if (status != nullptr) *status = s;
+    EXPECT_TRUE(status != nullptr || s.ok()) << s.error_message();
+    return response;
+  }
+  // The logprob of each generated token of sample 0, by stream position.
+  static std::map<int, float> GeneratedLogprobs(const StreamResult& result) {
+    std::map<int, float> out;
+    for (const v1::GenerateResponse& m : SampleMessages(result.messages, 0)) {
+      if (m.id() >= 0) out[m.position()] = m.logprob();
+    }
+    return out;
+  }
+  void ExpectScoreEqualsGenerate(const std::string& model, int max_tokens) {
+    v1::GenerateRequest generate;
+    generate.set_model(model);
+    generate.set_prompt("ab");
+    generate.set_seed(11);
+    generate.set_temperature(1.0f);
+    generate.set_max_tokens(max_tokens);
+    StreamResult result = GenerateAll(stub_.get(), generate);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    const std::map<int, float> generated = GeneratedLogprobs(result);
+    v1::ScoreRequest score;
+    score.set_model(model);
+    score.add_texts("ab" + SampleText(result.messages, 0));
+    const v1::ScoreResponse response = ScoreOf(score);
+    ASSERT_EQ(response.scores_size(), 1);
+    int compared = 0;
+    for (const v1::GeneratedToken& token : response.scores(0).tokens()) {
+      auto it = generated.find(token.position());
+      if (it == generated.end()) continue;
+      EXPECT_NEAR(token.logprob(), it->second, 2e-4)
+          << model << " position " << token.position();
+      ++compared;
+    }
+    EXPECT_EQ(compared, static_cast<int>(generated.size())) << model;
+  }
+};
+
+TEST_F(ScoreTest, ScoreEqualsTheLogprobsGenerateReports) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  ModelCheckpoint text = MakeCheckpoint(SmallConfig(16), 21, 1, 3.0, "abc");
+  text.format = DatasetFormat::kText;
+  SteerBos(text, -10.0f);
+  PublishAndLoad("text", 1, text);
+  // A documents sample, its final BOS included.
+  ExpectScoreEqualsGenerate("names", 0);
+  // A text sample of 70 tokens past block_size 16: the windows must agree.
+  ExpectScoreEqualsGenerate("text", 70);
+}
+
+TEST_F(ScoreTest, ScoresSumsAndPerplexity) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  v1::ScoreRequest request;
+  request.add_texts("emma");
+  request.add_texts("");
+  request.add_texts("olivia");
+  request.set_top_logprobs(3);
+  const v1::ScoreResponse response = ScoreOf(request);
+  EXPECT_EQ(response.model(), "names");
+  EXPECT_EQ(response.version(), 1);
+  ASSERT_EQ(response.scores_size(), 3);
+  // Documents: every character, then the final BOS.
+  EXPECT_EQ(response.scores(0).tokens_size(), 5);
+  EXPECT_EQ(response.scores(1).tokens_size(), 1);  // only the end
+  EXPECT_EQ(response.scores(2).tokens_size(), 7);
+  for (const v1::TextScore& score : response.scores()) {
+    double sum = 0;
+    int position = 1;
+    for (const v1::GeneratedToken& token : score.tokens()) {
+      sum += token.logprob();
+      EXPECT_EQ(token.position(), position++);
+      EXPECT_LE(token.logprob(), 0);
+      ASSERT_EQ(token.top_logprobs_size(), 3);
+      EXPECT_GE(token.top_logprobs(0).logprob(), token.logprob());
+    }
+    EXPECT_EQ(score.tokens().rbegin()->text(), "");  // BOS
+    EXPECT_NEAR(score.sum_logprob(), sum, 1e-4);
+    EXPECT_NEAR(score.mean_logprob(), sum / score.tokens_size(), 1e-6);
+    EXPECT_NEAR(score.perplexity(), std::exp(-score.mean_logprob()), 1e-6);
+  }
+  EXPECT_EQ(response.scores(0).tokens(0).text(), "e");
+}
+
+TEST_F(ScoreTest, PromptLogprobsAreThePromptsScores) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  v1::ScoreRequest score;
+  score.add_texts("emmanuel");
+  const v1::ScoreResponse scored = ScoreOf(score);
+  for (const bool pack : {false, true}) {
+    v1::GenerateRequest request;
+    request.set_prompt("emmanuel");
+    request.set_prompt_logprobs(true);
+    request.set_num_samples(2);
+    request.set_seed(3);
+    request.set_pack_tokens(pack);
+    StreamResult result = GenerateAll(stub_.get(), request);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    for (int i = 0; i < 2; ++i) {
+      std::vector<v1::GeneratedToken> prompt;
+      bool generated_seen = false;
+      for (const v1::GenerateResponse& m : SampleMessages(result.messages, i)) {
+        if (!m.prompt_logprobs().empty()) {
+          EXPECT_FALSE(generated_seen);  // before the generated tokens
+          if (!pack) EXPECT_EQ(m.id(), -1);
+        }
+        prompt.insert(prompt.end(), m.prompt_logprobs().begin(),
+                      m.prompt_logprobs().end());
+        generated_seen = generated_seen || m.id() >= 0 || !m.tokens().empty();
+      }
+      ASSERT_EQ(prompt.size(), 8u) << "pack " << pack;
+      for (size_t t = 0; t < prompt.size(); ++t) {
+        EXPECT_EQ(prompt[t].text(), scored.scores(0).tokens(t).text());
+        EXPECT_EQ(prompt[t].position(), scored.scores(0).tokens(t).position());
+        EXPECT_NEAR(prompt[t].logprob(), scored.scores(0).tokens(t).logprob(),
+                    1e-5);
+      }
+    }
+  }
+}
+
+TEST_F(ScoreTest, BadScoreRequestsNameTheField) {
+  StartServer();
+  PublishAndLoad("names", 1, MakeCheckpoint(SmallConfig(), 8));
+  auto status_of = [&](const v1::ScoreRequest& request) {
+    grpc::Status status;
+    ScoreOf(request, &status);
+    return status;
+  };
+  v1::ScoreRequest none;
+  EXPECT_THAT(status_of(none).error_message(),
+              HasSubstr("texts must have 1 to 64 texts, got 0"));
+  v1::ScoreRequest oov;
+  oov.add_texts("e!");
+  EXPECT_EQ(status_of(oov).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status_of(oov).error_message(), HasSubstr("texts[0]: "));
+  v1::ScoreRequest long_text;
+  long_text.add_texts(std::string(16, 'a'));
+  EXPECT_THAT(status_of(long_text).error_message(),
+              HasSubstr("texts[0] has 16 characters; a documents model scores "
+                        "at most block_size - 1 = 15"));
+  v1::ScoreRequest top;
+  top.add_texts("a");
+  top.set_top_logprobs(28);
+  EXPECT_THAT(status_of(top).error_message(),
+              HasSubstr("top_logprobs must be in [0, vocab_size = 27]"));
+  v1::ScoreRequest missing;
+  missing.set_model("nope");
+  missing.add_texts("a");
+  EXPECT_EQ(status_of(missing).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 }  // namespace

@@ -96,10 +96,13 @@ export interface GenerateRequest {
   frequencyPenalty?: number;
   /** Character (or "" for BOS) to a bias in [-100, 100], added to its logit. */
   logitBias?: Record<string, number>;
+  /** A PCRE2 pattern each sample's whole text must match. */
+  regex?: string;
 }
 
 export type FinishReason =
-  | 'bos' | 'max_tokens' | 'block_size' | 'cancelled' | 'stop_sequence' | 'time_limit';
+  | 'bos' | 'max_tokens' | 'block_size' | 'cancelled' | 'stop_sequence' | 'time_limit'
+  | 'no_match';
 
 export interface TokenLogprob {
   text: string;

@@ -86,11 +86,12 @@ const FINISH_REASONS = {
   FINISH_REASON_CANCELLED: 'cancelled',
   FINISH_REASON_STOP_SEQUENCE: 'stop_sequence',
   FINISH_REASON_TIME_LIMIT: 'time_limit',
+  FINISH_REASON_NO_MATCH: 'no_match',
 };
 
 // A sample's end that carries no token of its own.
 const endsWithoutToken = (reason, includeStop) =>
-  reason === 'cancelled' || reason === 'time_limit' ||
+  reason === 'cancelled' || reason === 'time_limit' || reason === 'no_match' ||
   (reason === 'stop_sequence' && !includeStop);
 
 // The usage a sample's last message carries.
@@ -208,7 +209,7 @@ const GENERATE_FIELDS = new Set([
   'model', 'version', 'prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed',
   'numSamples', 'topLogprobs', 'packTokens', 'stop', 'includeStop', 'minTokens',
   'timeLimitMs', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
-  'logitBias',
+  'logitBias', 'regex',
 ]);
 const TRAINING_FIELDS = new Set([
   'model', 'documents', 'datasetPath', 'config', 'steps', 'batchSize', 'learningRate', 'seed',

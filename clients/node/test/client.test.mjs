@@ -274,6 +274,9 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
     };
     const texts = (samples) => samples.map((s) => s.text);
     assert.deepEqual(texts(await generator.complete(shaped)), texts(await generator.complete(shaped)));
+    for (const sample of await generator.complete({ ...base, regex: '[aeiou][a-z]{1,3}' })) {
+      if (sample.finishReason === 'bos') assert.match(sample.text, /^[aeiou][a-z]{1,3}$/);
+    }
     await assert.rejects(generator.complete({ ...base, logitBias: { ab: 1 } }),
       (error) => error.code === status.INVALID_ARGUMENT && /logit_bias/.test(error.message));
   });

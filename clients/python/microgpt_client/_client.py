@@ -195,7 +195,7 @@ class Generator(_Client):
                  time_limit_ms: int = 0, min_p: float = 0.0,
                  repetition_penalty: Optional[float] = None, presence_penalty: float = 0.0,
                  frequency_penalty: float = 0.0,
-                 logit_bias: Optional[Mapping[str, float]] = None,
+                 logit_bias: Optional[Mapping[str, float]] = None, regex: str = "",
                  timeout: Optional[float] = None) -> Stream[Token]:
         """Streams the tokens sampled after ``prompt``, one Token per generated token.
 
@@ -212,7 +212,9 @@ class Generator(_Client):
         ``min_tokens`` keeps BOS and stop strings from ending one sooner, ``time_limit_ms``
         ends each after that long; ``min_p``, ``repetition_penalty``, ``presence_penalty``,
         ``frequency_penalty`` and ``logit_bias`` (character, or "" for BOS, to a bias) shape
-        the distribution as GenerateRequest defines. Each sample's last token carries its
+        the distribution as GenerateRequest defines; ``regex`` (a PCRE2 pattern) must match
+        each sample's whole text (finish_reason "no_match" when the model's characters cannot
+        continue it). Each sample's last token carries its
         usage (prompt_tokens, generated_tokens, seed, stop_sequence). Errors (for example
         INVALID_ARGUMENT) raise MicrogptError from the iteration.
         """
@@ -223,7 +225,7 @@ class Generator(_Client):
             stop=list(stop), include_stop=include_stop, min_tokens=min_tokens,
             time_limit_ms=time_limit_ms, min_p=min_p, repetition_penalty=repetition_penalty,
             presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-            logit_bias=dict(logit_bias or {}))
+            logit_bias=dict(logit_bias or {}), regex=regex)
         return self._stream(self._stub.Generate, request, timeout,
                             lambda m: Token.list_from_proto(m, include_stop=include_stop))
 

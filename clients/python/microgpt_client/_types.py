@@ -40,6 +40,7 @@ class FinishReason(str, enum.Enum):
     CANCELLED = "cancelled"  # the server stopped the sample (shutting down); no token
     STOP_SEQUENCE = "stop_sequence"  # the text ended with a stop string (Token.stop_sequence)
     TIME_LIMIT = "time_limit"  # the request's time_limit_ms passed; no token
+    NO_MATCH = "no_match"  # regex: no character of the model can continue the text; no token
 
     def __str__(self) -> str:
         return self.value
@@ -52,11 +53,13 @@ _FINISH_REASONS = {
     pb.FINISH_REASON_CANCELLED: FinishReason.CANCELLED,
     pb.FINISH_REASON_STOP_SEQUENCE: FinishReason.STOP_SEQUENCE,
     pb.FINISH_REASON_TIME_LIMIT: FinishReason.TIME_LIMIT,
+    pb.FINISH_REASON_NO_MATCH: FinishReason.NO_MATCH,
 }
 
 
 def _ends_without_token(reason: Optional[FinishReason], include_stop: bool) -> bool:
-    return reason in (FinishReason.CANCELLED, FinishReason.TIME_LIMIT) or (
+    return reason in (FinishReason.CANCELLED, FinishReason.TIME_LIMIT,
+                      FinishReason.NO_MATCH) or (
         reason is FinishReason.STOP_SEQUENCE and not include_stop)
 
 

@@ -293,6 +293,9 @@ class GeneratorTest(unittest.TestCase):
             min_p=0.1, repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.2,
             logit_bias={"": -2.0, "a": 1.0}, min_tokens=2, time_limit_ms=60000, **base))
         self.assertTrue(all(s.generated_tokens >= 2 for s in shaped))
+        for sample in self.generator.complete(regex="[aeiou][a-z]{1,3}", **base):
+            if sample.finish_reason == "bos":
+                self.assertRegex(sample.text, r"\A[aeiou][a-z]{1,3}\Z")
         with self.assertRaises(MicrogptError) as raised:
             self.generator.complete(logit_bias={"ab": 1.0}, **base)
         self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
