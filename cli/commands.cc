@@ -67,23 +67,33 @@ absl::Status JobOutcome(const v1::TrainingJob& job) {
 // reason, model and version).
 struct Sample {
   std::string text;
+  std::vector<v1::GeneratedToken> prompt;  // with prompt_logprobs
   std::vector<v1::GeneratedToken> tokens;
   v1::GenerateResponse last;
 };
 
-void PrintLogprobs(const Sample& sample) {
-  for (const v1::GeneratedToken& token : sample.tokens) {
-    std::string line =
-        absl::StrFormat("  %3d %-7s %9.4f", token.position(),
-                        TokenText(token.text()), token.logprob());
-    if (token.top_logprobs_size() > 0) {
-      absl::StrAppend(&line, "   top:");
-      for (const v1::TokenLogprob& alt : token.top_logprobs()) {
-        absl::StrAppendFormat(&line, " %s %.4f", TokenText(alt.text()),
-                              alt.logprob());
-      }
+// "  12 e          -1.2345   top: e -1.2345 a -2.0000"
+void PrintTokenLogprob(const v1::GeneratedToken& token) {
+  std::string line = absl::StrFormat("  %3d %-7s %9.4f", token.position(),
+                                     TokenText(token.text()), token.logprob());
+  if (token.top_logprobs_size() > 0) {
+    absl::StrAppend(&line, "   top:");
+    for (const v1::TokenLogprob& alt : token.top_logprobs()) {
+      absl::StrAppendFormat(&line, " %s %.4f", TokenText(alt.text()),
+                            alt.logprob());
     }
-    std::printf("%s\n", line.c_str());
+  }
+  std::printf("%s\n", line.c_str());
+}
+
+void PrintLogprobs(const Sample& sample) {
+  if (!sample.prompt.empty()) std::printf("  prompt:\n");
+  for (const v1::GeneratedToken& token : sample.prompt) {
+    PrintTokenLogprob(token);
+  }
+  if (!sample.prompt.empty()) std::printf("  generated:\n");
+  for (const v1::GeneratedToken& token : sample.tokens) {
+    PrintTokenLogprob(token);
   }
   if (!sample.tokens.empty()) {
     const v1::GenerateResponse& last = sample.last;
@@ -256,6 +266,9 @@ absl::Status GenerateCommand(GeneratorClient& generator,
         // The text of all the message's tokens, packed or not.
         sample.text += message.text();
         if (show_logprobs) {
+          sample.prompt.insert(sample.prompt.end(),
+                               message.prompt_logprobs().begin(),
+                               message.prompt_logprobs().end());
           for (v1::GeneratedToken& token : TokensOf(message)) {
             sample.tokens.push_back(std::move(token));
           }
@@ -295,6 +308,23 @@ absl::Status GenerateCommand(GeneratorClient& generator,
     }
   }
   return status;
+}
+
+absl::Status ScoreCommand(GeneratorClient& generator,
+                          const v1::ScoreRequest& request, bool show_logprobs) {
+  absl::StatusOr<v1::ScoreResponse> response = generator.Score(request);
+  if (!response.ok()) return response.status();
+  for (int i = 0; i < response->scores_size(); ++i) {
+    const v1::TextScore& score = response->scores(i);
+    std::printf("sum %.4f | mean %.4f | perplexity %.2f | %d tokens | %s\n",
+                score.sum_logprob(), score.mean_logprob(), score.perplexity(),
+                score.tokens_size(), request.texts(i).c_str());
+    if (!show_logprobs) continue;
+    for (const v1::GeneratedToken& token : score.tokens()) {
+      PrintTokenLogprob(token);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ModelsCommand(GeneratorClient& generator) {

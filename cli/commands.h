@@ -35,6 +35,10 @@ absl::Status GenerateCommand(GeneratorClient& generator,
                              const v1::GenerateRequest& request,
                              const GenerateOutput& output);
 absl::Status ModelsCommand(GeneratorClient& generator);
+// One line per text: "sum -8.1234 | mean -1.6247 | perplexity 5.08 | 5 tokens
+// | TEXT", then with `show_logprobs` each token's logprob.
+absl::Status ScoreCommand(GeneratorClient& generator,
+                          const v1::ScoreRequest& request, bool show_logprobs);
 
 }  // namespace microgpt
 

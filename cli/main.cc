@@ -57,7 +57,8 @@ ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "train: initialisation seed (default 42); generate: sampling seed "
           "(default random).");
 // generate
-ABSL_FLAG(int64_t, version, 0, "generate: model version (0: the latest).");
+ABSL_FLAG(int64_t, version, 0,
+          "generate: model version (0: the latest); score: the same.");
 ABSL_FLAG(std::string, prompt, "", "generate: text to continue.");
 ABSL_FLAG(int32_t, max_tokens, 0,
           "generate: most tokens per sample (0: block_size).");
@@ -70,7 +71,7 @@ ABSL_FLAG(std::optional<float>, top_p, std::nullopt,
 ABSL_FLAG(int32_t, num_samples, 1, "generate: independent samples (1..64).");
 ABSL_FLAG(int32_t, top_logprobs, 0,
           "generate: alternatives reported per token (implies "
-          "--show_logprobs).");
+          "--show_logprobs); score: the same.");
 ABSL_FLAG(std::vector<std::string>, stop, {},
           "generate: stop sequences, comma-separated (a sample ends when its "
           "text ends with one).");
@@ -96,6 +97,9 @@ ABSL_FLAG(std::vector<std::string>, logit_bias, {},
 ABSL_FLAG(std::string, regex, "",
           "generate: a PCRE2 pattern every sample's text must match as a "
           "whole.");
+ABSL_FLAG(bool, prompt_logprobs, false,
+          "generate: print the prompt's tokens' logprobs before each sample's "
+          "(implies --show_logprobs).");
 ABSL_FLAG(bool, show_usage, false,
           "generate: print each sample's finish reason, token counts and "
           "seed after it.");
@@ -106,7 +110,8 @@ ABSL_FLAG(std::string, out, "", "plot: the SVG file to write.");
 ABSL_FLAG(std::string, title, "",
           "plot: chart title (default: MODEL/VERSION: training loss).");
 ABSL_FLAG(bool, show_logprobs, false,
-          "generate: print each token's log-probability after its sample.");
+          "generate: print each token's log-probability after its sample; "
+          "score: after its text.");
 
 namespace microgpt {
 namespace {
@@ -136,9 +141,13 @@ const std::vector<SubcommandUsage>& Commands() {
        "      --num_samples N --stop S,... --include_stop --min_tokens N\n"
        "      --time_limit_ms N --repetition_penalty X --presence_penalty X\n"
        "      --frequency_penalty X --logit_bias C=B,... --regex PATTERN\n"
-       "      --top_logprobs N --show_logprobs --show_usage]",
+       "      --top_logprobs N --prompt_logprobs --show_logprobs --show_usage]",
        "Streams samples from a model the generator serves, printed in\n"
        "sample order."},
+      {"score", "[--model NAME --version N --top_logprobs N] TEXT...",
+       "Prints the log-likelihood the model gives each text (Score): the\n"
+       "sum and mean of its tokens' logprobs and the perplexity, one line per\n"
+       "text (--show_logprobs: each token's logprob too)."},
       {"models", "",
        "Lists the models and versions the generator serves, with their "
        "sizes."},
@@ -270,6 +279,7 @@ absl::StatusOr<v1::GenerateRequest> GenerateRequestFromFlags() {
   }
   request.set_include_stop(absl::GetFlag(FLAGS_include_stop));
   request.set_regex(absl::GetFlag(FLAGS_regex));
+  request.set_prompt_logprobs(absl::GetFlag(FLAGS_prompt_logprobs));
   request.set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
   request.set_time_limit_ms(absl::GetFlag(FLAGS_time_limit_ms));
   request.set_min_p(absl::GetFlag(FLAGS_min_p));
@@ -342,7 +352,8 @@ absl::Status Dispatch(const std::string& command,
     GeneratorClient generator = Generator();
     GenerateOutput output;
     output.logprobs = absl::GetFlag(FLAGS_show_logprobs) ||
-                      absl::GetFlag(FLAGS_top_logprobs) > 0;
+                      absl::GetFlag(FLAGS_top_logprobs) > 0 ||
+                      absl::GetFlag(FLAGS_prompt_logprobs);
     output.usage = absl::GetFlag(FLAGS_show_usage);
     return GenerateCommand(generator, *request, output);
   }
@@ -352,6 +363,22 @@ absl::Status Dispatch(const std::string& command,
     }
     return PlotCommand(absl::GetFlag(FLAGS_csv), absl::GetFlag(FLAGS_out),
                        absl::GetFlag(FLAGS_title));
+  }
+  if (command == "score") {
+    if (args.empty()) {
+      return absl::InvalidArgumentError(
+          "usage: microgpt score [--model NAME --version N --top_logprobs N] "
+          "TEXT...");
+    }
+    v1::ScoreRequest request;
+    request.set_model(absl::GetFlag(FLAGS_model));
+    request.set_version(absl::GetFlag(FLAGS_version));
+    request.set_top_logprobs(absl::GetFlag(FLAGS_top_logprobs));
+    for (const std::string& text : args) request.add_texts(text);
+    GeneratorClient generator = Generator();
+    return ScoreCommand(generator, request,
+                        absl::GetFlag(FLAGS_show_logprobs) ||
+                            absl::GetFlag(FLAGS_top_logprobs) > 0);
   }
   if (command == "models") {
     if (absl::Status s = expect_args(0); !s.ok()) return s;

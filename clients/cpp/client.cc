@@ -130,7 +130,9 @@ std::vector<v1::GeneratedToken> TokensOf(const v1::GenerateResponse& message) {
   if (!message.tokens().empty()) {
     return {message.tokens().begin(), message.tokens().end()};
   }
-  if (message.finish_reason() == v1::FINISH_REASON_CANCELLED) return {};
+  // An unpacked message without a token: a tokenless end (cancelled, time
+  // limit, stop sequence, no match) or prompt_logprobs.
+  if (message.id() < 0) return {};
   v1::GeneratedToken token;
   token.set_text(message.text());
   token.set_id(message.id());
@@ -175,6 +177,16 @@ absl::StatusOr<v1::ListModelsResponse> GeneratorClient::ListModels() {
   const grpc::Status status =
       impl_->stub->ListModels(&context, v1::ListModelsRequest(), &response);
   if (!status.ok()) return ToAbsl(status, impl_->peer, "ListModels");
+  return response;
+}
+
+absl::StatusOr<v1::ScoreResponse> GeneratorClient::Score(
+    const v1::ScoreRequest& request) {
+  grpc::ClientContext context;
+  Configure(context, impl_->options, impl_->options.timeout);
+  v1::ScoreResponse response;
+  const grpc::Status status = impl_->stub->Score(&context, request, &response);
+  if (!status.ok()) return ToAbsl(status, impl_->peer, "Score");
   return response;
 }
 

@@ -222,6 +222,26 @@ def run_examples(commands, env, generator_port, trainer_port, tmp):
         elif method == "microgpt.v1.Generator/Generate" and request.get("temperature") == -1:
             check(f"{what}: exit 24 (8 x INVALID_ARGUMENT), the message names temperature",
                   rc == 24 and '"invalid_argument"' in err and "temperature" in err, out + err)
+        elif method == "microgpt.v1.Generator/Generate" and "regex" in request:
+            texts, lasts = {}, {}
+            for m in messages:
+                i = m.get("sampleIndex", 0)
+                texts[i] = texts.get(i, "") + m.get("text", "")
+                if m.get("finishReason", "FINISH_REASON_UNSPECIFIED") != "FINISH_REASON_UNSPECIFIED":
+                    lasts[i] = m
+            ended = [i for i, m in lasts.items() if m["finishReason"] == "FINISH_REASON_BOS"]
+            check(f"{what}: every sample that ended matches the whole pattern (Python's re)",
+                  rc == 0 and len(lasts) == request["numSamples"] and ended and
+                  all(re.fullmatch(request["regex"], texts.get(i, "")) for i in ended),
+                  out[-1500:] + err)
+        elif method == "microgpt.v1.Generator/Score":
+            scores = messages[0].get("scores", []) if messages else []
+            check(f"{what}: one score per text, the sum of its tokens' logprobs, and the unlikely "
+                  "text scores lower",
+                  rc == 0 and len(scores) == len(request["texts"]) and
+                  all(abs(s["sumLogprob"] - sum(t["logprob"] for t in s["tokens"])) < 1e-3
+                      for s in scores) and
+                  scores[0]["sumLogprob"] > scores[1]["sumLogprob"], out[-1500:] + err)
         elif method == "microgpt.v1.Generator/Generate" and "stop" in request:
             texts, lasts = {}, {}
             for m in messages:

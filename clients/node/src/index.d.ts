@@ -98,6 +98,38 @@ export interface GenerateRequest {
   logitBias?: Record<string, number>;
   /** A PCRE2 pattern each sample's whole text must match. */
   regex?: string;
+  /** Report the prompt's tokens' logprobs (Token.promptLogprobs, on id -1 tokens first). */
+  promptLogprobs?: boolean;
+}
+
+export interface ScoreRequest {
+  model?: string;
+  version?: number;
+  texts: string[];
+  topLogprobs?: number;
+}
+
+/** A token of a given text and the logprob the model gives it there. */
+export interface ScoredToken {
+  text: string;
+  id: number;
+  position: number;
+  logprob: number;
+  topLogprobs: TokenLogprob[];
+}
+
+export interface TextScore {
+  tokens: ScoredToken[];
+  /** The log-likelihood, the mean logprob and exp(-mean). */
+  sumLogprob: number;
+  meanLogprob: number;
+  perplexity: number;
+}
+
+export interface ScoreResponse {
+  model: string;
+  version: number;
+  scores: TextScore[];
 }
 
 export type FinishReason =
@@ -131,6 +163,8 @@ export interface Token {
   seed?: string;
   /** The stop string that ended the sample ("" otherwise). */
   stopSequence?: string;
+  /** With promptLogprobs: the prompt's tokens, on tokens with id -1 before the generated. */
+  promptLogprobs: ScoredToken[];
 }
 
 export interface Sample {
@@ -185,6 +219,7 @@ export declare class GeneratorClient extends BaseClient {
   /** Waits for the whole stream; samples in index order. */
   complete(request?: GenerateRequest, options?: CallOptions): Promise<Sample[]>;
   listModels(options?: CallOptions): Promise<ModelInfo[]>;
+  score(request: ScoreRequest, options?: CallOptions): Promise<ScoreResponse>;
 }
 
 export interface StartTrainingRequest {

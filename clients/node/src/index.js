@@ -111,6 +111,10 @@ const JOB_STATES = {
 };
 
 const toLogprob = (m) => ({ text: m.text, id: m.id, logprob: m.logprob });
+const toScored = (t) => ({
+  text: t.text, id: t.id, position: t.position, logprob: t.logprob,
+  topLogprobs: t.topLogprobs.map(toLogprob),
+});
 
 function toToken(m) {
   return {
@@ -124,6 +128,7 @@ function toToken(m) {
     model: m.model,
     version: m.version,
     ...(FINISH_REASONS[m.finishReason] ? usageOf(m) : {}),
+    promptLogprobs: m.promptLogprobs.map(toScored),
   };
 }
 
@@ -134,6 +139,11 @@ function toToken(m) {
 // unpacked stream has it.
 function toTokens(m, includeStop = false) {
   if (m.tokens.length === 0) return [toToken(m)];
+  // prompt_logprobs first, on a token of their own (id -1), as unpacked.
+  const prompt = m.promptLogprobs.length === 0 ? [] : [{
+    sampleIndex: m.sampleIndex, text: '', id: -1, position: 0, logprob: 0, topLogprobs: [],
+    finishReason: null, model: '', version: 0, promptLogprobs: m.promptLogprobs.map(toScored),
+  }];
   const tokens = m.tokens.map((t) => ({
     sampleIndex: m.sampleIndex,
     text: t.text,
@@ -144,7 +154,9 @@ function toTokens(m, includeStop = false) {
     finishReason: null,
     model: '',
     version: 0,
+    promptLogprobs: [],
   }));
+  tokens.unshift(...prompt);
   const finishReason = FINISH_REASONS[m.finishReason] ?? null;
   if (endsWithoutToken(finishReason, includeStop)) {
     tokens.push({ ...toToken(m), text: '', id: -1, position: 0, logprob: 0, topLogprobs: [] });
@@ -209,8 +221,9 @@ const GENERATE_FIELDS = new Set([
   'model', 'version', 'prompt', 'maxTokens', 'temperature', 'topK', 'topP', 'seed',
   'numSamples', 'topLogprobs', 'packTokens', 'stop', 'includeStop', 'minTokens',
   'timeLimitMs', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
-  'logitBias', 'regex',
+  'logitBias', 'regex', 'promptLogprobs',
 ]);
+const SCORE_FIELDS = new Set(['model', 'version', 'texts', 'topLogprobs']);
 const TRAINING_FIELDS = new Set([
   'model', 'documents', 'datasetPath', 'config', 'steps', 'batchSize', 'learningRate', 'seed',
   'checkpointEvery', 'resume',
@@ -376,6 +389,25 @@ export class GeneratorClient extends BaseClient {
       }
     }
     return samples.filter(Boolean);
+  }
+
+  /**
+   * The logprob the model gives every token of each text (ScoreRequest):
+   * { model, version, scores: [{ tokens, sumLogprob, meanLogprob, perplexity }] }.
+   */
+  async score(request = {}, options = {}) {
+    const message = pick(request, SCORE_FIELDS, 'score');
+    const response = await unary(this, this._stub, 'Score', message, options);
+    return {
+      model: response.model,
+      version: response.version,
+      scores: response.scores.map((s) => ({
+        tokens: s.tokens.map(toScored),
+        sumLogprob: s.sumLogprob,
+        meanLogprob: s.meanLogprob,
+        perplexity: s.perplexity,
+      })),
+    };
   }
 
   /** The models and versions the server has loaded. */

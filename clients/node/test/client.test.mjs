@@ -281,6 +281,23 @@ describe('Generator', { skip: !(GENERATOR && MODEL) && 'MICROGPT_GENERATOR/MICRO
       (error) => error.code === status.INVALID_ARGUMENT && /logit_bias/.test(error.message));
   });
 
+  test('score and promptLogprobs', async () => {
+    const { scores } = await generator.score({ model: MODEL, texts: ['emma', 'ava'], topLogprobs: 2 });
+    assert.equal(scores.length, 2);
+    assert.deepEqual(scores[0].tokens.map((t) => t.text), ['e', 'm', 'm', 'a', '']);
+    assert.ok(Math.abs(scores[0].sumLogprob - scores[0].tokens.reduce((a, t) => a + t.logprob, 0)) < 1e-4);
+    for (const packTokens of [false, true]) {
+      const tokens = await collect(generator.generate({
+        model: MODEL, prompt: 'emma', seed: 1, promptLogprobs: true, packTokens,
+      }));
+      const prompt = tokens.flatMap((t) => t.promptLogprobs);
+      assert.deepEqual(prompt.map((p) => p.text), ['e', 'm', 'm', 'a']);
+      prompt.forEach((p, i) => assert.ok(Math.abs(p.logprob - scores[0].tokens[i].logprob) < 1e-4));
+    }
+    await assert.rejects(generator.score({ model: MODEL, texts: [] }),
+      (error) => error.code === status.INVALID_ARGUMENT);
+  });
+
   test('seeded determinism', async () => {
     const request = { model: MODEL, seed: 12345, numSamples: 4, temperature: 1, topLogprobs: 2 };
     const key = (tokens) => [...bySample(tokens)].sort((a, b) => a[0] - b[0])

@@ -24,13 +24,14 @@ except ImportError as error:  # pragma: no cover
 
 from ._client import Generator, Stream, Trainer
 from ._types import (Checkpoint, FinishReason, JobState, MicrogptError, ModelConfig, ModelInfo,
-                     ModelVersion, Sample, Token, TokenLogprob, TrainingEvent, TrainingJob,
-                     TrainingProgress)
+                     ModelVersion, Sample, ScoredToken, TextScore, Token, TokenLogprob,
+                     TrainingEvent, TrainingJob, TrainingProgress)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Checkpoint", "FinishReason", "Generator", "JobState", "MicrogptError", "ModelConfig",
-    "ModelInfo", "ModelVersion", "Sample", "Stream", "Token", "TokenLogprob", "Trainer",
+    "ModelInfo", "ModelVersion", "Sample", "ScoredToken", "Stream", "TextScore", "Token",
+    "TokenLogprob", "Trainer",
     "TrainingEvent", "TrainingJob", "TrainingProgress", "pb2", "pb2_grpc",
 ]

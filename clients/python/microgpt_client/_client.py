@@ -12,7 +12,7 @@ import grpc
 
 from ._stubs import microgpt_pb2 as pb
 from ._stubs import microgpt_pb2_grpc as pb_grpc
-from ._types import (Checkpoint, MicrogptError, ModelInfo, Sample, Token, TrainingEvent,
+from ._types import (Checkpoint, MicrogptError, ModelInfo, Sample, TextScore, Token, TrainingEvent,
                      TrainingJob)
 
 T = TypeVar("T")
@@ -196,7 +196,7 @@ class Generator(_Client):
                  repetition_penalty: Optional[float] = None, presence_penalty: float = 0.0,
                  frequency_penalty: float = 0.0,
                  logit_bias: Optional[Mapping[str, float]] = None, regex: str = "",
-                 timeout: Optional[float] = None) -> Stream[Token]:
+                 prompt_logprobs: bool = False, timeout: Optional[float] = None) -> Stream[Token]:
         """Streams the tokens sampled after ``prompt``, one Token per generated token.
 
         The fields are those of GenerateRequest: ``model`` "" is the only model served (a
@@ -214,7 +214,8 @@ class Generator(_Client):
         ``frequency_penalty`` and ``logit_bias`` (character, or "" for BOS, to a bias) shape
         the distribution as GenerateRequest defines; ``regex`` (a PCRE2 pattern) must match
         each sample's whole text (finish_reason "no_match" when the model's characters cannot
-        continue it). Each sample's last token carries its
+        continue it); ``prompt_logprobs`` puts the prompt's ScoredTokens on id -1 tokens
+        before each sample's generated ones. Each sample's last token carries its
         usage (prompt_tokens, generated_tokens, seed, stop_sequence). Errors (for example
         INVALID_ARGUMENT) raise MicrogptError from the iteration.
         """
@@ -225,7 +226,7 @@ class Generator(_Client):
             stop=list(stop), include_stop=include_stop, min_tokens=min_tokens,
             time_limit_ms=time_limit_ms, min_p=min_p, repetition_penalty=repetition_penalty,
             presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
-            logit_bias=dict(logit_bias or {}), regex=regex)
+            logit_bias=dict(logit_bias or {}), regex=regex, prompt_logprobs=prompt_logprobs)
         return self._stream(self._stub.Generate, request, timeout,
                             lambda m: Token.list_from_proto(m, include_stop=include_stop))
 
@@ -246,6 +247,15 @@ class Generator(_Client):
                                   generated_tokens=last.generated_tokens, seed=last.seed,
                                   stop_sequence=last.stop_sequence))
         return samples
+
+    def score(self, texts: Sequence[str], *, model: str = "", version: int = 0,
+              top_logprobs: int = 0, timeout: Optional[float] = None) -> List[TextScore]:
+        """The logprob the model gives every token of each text (ScoreRequest): one
+        TextScore per text, in order, with the sum (log-likelihood), mean and perplexity."""
+        request = pb.ScoreRequest(model=model, version=version, texts=list(texts),
+                                  top_logprobs=top_logprobs)
+        response = self._unary(self._stub.Score, request, timeout)
+        return [TextScore.from_proto(s) for s in response.scores]
 
     def list_models(self, timeout: Optional[float] = None) -> List[ModelInfo]:
         """The models and versions the server has loaded."""

@@ -101,6 +101,40 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
+class ScoredToken:
+    """A token of a given text with the logprob the model gives it there (Score,
+    prompt_logprobs)."""
+
+    text: str  # one character, or "" for BOS
+    id: int
+    position: int
+    logprob: float
+    top_logprobs: Tuple[TokenLogprob, ...]
+
+    @classmethod
+    def from_proto(cls, m: Any) -> "ScoredToken":
+        return cls(text=m.text, id=m.id, position=m.position, logprob=m.logprob,
+                   top_logprobs=tuple(TokenLogprob.from_proto(t) for t in m.top_logprobs))
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """The score of one text (Generator.score): its tokens' logprobs, their sum (the
+    log-likelihood) and mean, and the perplexity exp(-mean)."""
+
+    tokens: Tuple[ScoredToken, ...]
+    sum_logprob: float
+    mean_logprob: float
+    perplexity: float
+
+    @classmethod
+    def from_proto(cls, m: Any) -> "TextScore":
+        return cls(tokens=tuple(ScoredToken.from_proto(t) for t in m.tokens),
+                   sum_logprob=m.sum_logprob, mean_logprob=m.mean_logprob,
+                   perplexity=m.perplexity)
+
+
+@dataclass(frozen=True)
 class Token:
     """One generated token of one sample (messages of several samples interleave)."""
 
@@ -124,6 +158,9 @@ class Token:
     generated_tokens: int = 0
     seed: int = 0
     stop_sequence: str = ""
+    # With prompt_logprobs: the prompt's tokens, on tokens with id -1 before the sample's
+    # generated ones.
+    prompt_logprobs: Tuple[ScoredToken, ...] = ()
 
     @property
     def is_last(self) -> bool:
@@ -147,6 +184,7 @@ class Token:
             generated_tokens=m.generated_tokens,
             seed=m.seed,
             stop_sequence=m.stop_sequence,
+            prompt_logprobs=tuple(ScoredToken.from_proto(t) for t in m.prompt_logprobs),
         )
 
     @classmethod
@@ -158,6 +196,11 @@ class Token:
         it. Each token's ``raw`` is the message that carried it."""
         if not m.tokens:
             return [cls.from_proto(m)]
+        prompt = [cls(sample_index=m.sample_index, text="", id=-1, position=0, logprob=0.0,
+                      top_logprobs=(), finish_reason=None, model="", version=0, raw=m,
+                      prompt_logprobs=tuple(ScoredToken.from_proto(t)
+                                            for t in m.prompt_logprobs))
+                  ] if m.prompt_logprobs else []
         tokens = [
             cls(sample_index=m.sample_index, text=t.text, id=t.id, position=t.position,
                 logprob=t.logprob,
@@ -165,6 +208,7 @@ class Token:
                 finish_reason=None, model="", version=0, raw=m)
             for t in m.tokens
         ]
+        tokens = prompt + tokens
         finish_reason = _FINISH_REASONS.get(m.finish_reason)
         if _ends_without_token(finish_reason, include_stop):
             tokens.append(cls(sample_index=m.sample_index, text="", id=-1, position=0,

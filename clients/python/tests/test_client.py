@@ -301,6 +301,24 @@ class GeneratorTest(unittest.TestCase):
         self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("logit_bias", raised.exception.message)
 
+    def test_score_and_prompt_logprobs(self):
+        scores = self.generator.score(["emma", "ava"], model=MODEL, top_logprobs=2)
+        self.assertEqual(len(scores), 2)
+        self.assertEqual([t.text for t in scores[0].tokens], ["e", "m", "m", "a", ""])
+        self.assertAlmostEqual(scores[0].sum_logprob,
+                               sum(t.logprob for t in scores[0].tokens), places=4)
+        self.assertTrue(all(len(t.top_logprobs) == 2 for t in scores[0].tokens))
+        for pack in (False, True):
+            tokens = list(self.generator.generate("emma", model=MODEL, seed=1,
+                                                  prompt_logprobs=True, pack_tokens=pack))
+            prompt = [p for t in tokens for p in t.prompt_logprobs]
+            self.assertEqual([p.text for p in prompt], ["e", "m", "m", "a"])
+            for p, s in zip(prompt, scores[0].tokens):
+                self.assertAlmostEqual(p.logprob, s.logprob, places=4)
+        with self.assertRaises(MicrogptError) as raised:
+            self.generator.score([], model=MODEL)
+        self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+
     def test_temperature_zero_is_sent_and_greedy(self):
         # temperature is a proto3 optional: 0 must reach the server as "greedy", not "unset".
         texts = {s.text for seed in range(5)

@@ -58,8 +58,10 @@ struct ClientOptions {
 
 // The tokens of one GenerateResponse, oldest first: a packed message's
 // `tokens` (GenerateRequest.pack_tokens), or the singular token fields of an
-// unpacked message as one GeneratedToken; none on a CANCELLED message without
-// tokens. The sample's finish reason, model and version stay on the message.
+// unpacked message as one GeneratedToken; none on a message without a token
+// (id -1: an end such as CANCELLED or TIME_LIMIT, or prompt_logprobs). The
+// sample's finish reason, model, version and usage stay on the message, the
+// prompt's logprobs in its prompt_logprobs.
 std::vector<v1::GeneratedToken> TokensOf(const v1::GenerateResponse& message);
 
 // Client of microgpt.v1.Generator. Thread-safe; calls may run concurrently.
@@ -82,6 +84,8 @@ class GeneratorClient {
   absl::Status Generate(const v1::GenerateRequest& request,
                         const TokenCallback& on_token);
   absl::StatusOr<v1::ListModelsResponse> ListModels();
+  // The logprob of every token of each of request.texts (see ScoreRequest).
+  absl::StatusOr<v1::ScoreResponse> Score(const v1::ScoreRequest& request);
 
  private:
   struct Impl;
