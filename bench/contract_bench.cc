@@ -94,15 +94,20 @@ ModelConfig Sizes(int n_embd, int n_layer, int n_head, int block_size) {
 // service does (woken by the listener); the tokens they produced (scored or
 // generated).
 int64_t RunToEnd(Scheduler& scheduler, std::vector<SequenceSpec> specs) {
-  absl::Mutex mu;
-  int64_t wakes = 0;
-  auto sequences = scheduler.Submit(std::move(specs), [&] {
-    absl::MutexLock lock(&mu);
-    ++wakes;
+  struct Wakes {
+    absl::Mutex mu;
+    int64_t count ABSL_GUARDED_BY(mu) = 0;
+    int64_t seen = 0;  // the reader's
+  };
+  // Shared: the scheduler may call the listener after the last event was
+  // read.
+  auto wakes = std::make_shared<Wakes>();
+  auto sequences = scheduler.Submit(std::move(specs), [wakes] {
+    absl::MutexLock lock(&wakes->mu);
+    ++wakes->count;
   });
   if (!sequences.ok()) std::abort();
   int64_t tokens = 0;
-  int64_t seen = 0;
   while (true) {
     bool all_done = true;
     for (const auto& sequence : *sequences) {
@@ -113,11 +118,12 @@ int64_t RunToEnd(Scheduler& scheduler, std::vector<SequenceSpec> specs) {
       all_done = all_done && sequence->done();
     }
     if (all_done) return tokens;
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](std::pair<int64_t*, int64_t*> w) { return *w.first > *w.second; },
-        std::pair<int64_t*, int64_t*>(&wakes, &seen)));
-    seen = wakes;
+    absl::MutexLock lock(&wakes->mu);
+    wakes->mu.Await(absl::Condition(
+        +[](Wakes* w)
+             ABSL_NO_THREAD_SAFETY_ANALYSIS { return w->count > w->seen; },
+        wakes.get()));
+    wakes->seen = wakes->count;
   }
 }
 

@@ -714,19 +714,20 @@ void Scheduler::Stop() {
     active_.clear();
     queue_.clear();
   }
+  int cancelled = 0;
   for (const auto& sequence : left) {
     TokenEvent event;  // dropped unless the sequence is still kRunning
     event.position = sequence->dropped_ + sequence->cache_.length();
     event.finish = FinishReason::kCancelled;
     event.generated = sequence->generated_;
-    if (sequence->Push(std::move(event)) && sequence->listener_) {
-      sequence->listener_();
-    }
+    if (!sequence->Push(std::move(event))) continue;  // it had ended
+    ++cancelled;
+    if (sequence->listener_) sequence->listener_();
   }
   decoder_sets_.clear();
   decoders_ = 0;
-  if (!left.empty()) {
-    LogInfo(absl::StrCat("scheduler stopped; ", left.size(),
+  if (cancelled > 0) {
+    LogInfo(absl::StrCat("scheduler stopped; ", cancelled,
                          " sequences ended as cancelled"));
   }
 }

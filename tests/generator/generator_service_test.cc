@@ -1145,6 +1145,8 @@ TEST_F(GenerationContractTest, EveryNewFieldIsSeededAndReproducible) {
   request.set_frequency_penalty(0.2f);
   (*request.mutable_logit_bias())["a"] = -1.5f;
   (*request.mutable_logit_bias())[""] = -5.0f;
+  request.set_regex("[abc]*(cc)?");
+  request.set_prompt_logprobs(true);
   StreamResult first = GenerateAll(stub_.get(), request);
   StreamResult second = GenerateAll(stub_.get(), request);
   ASSERT_TRUE(first.status.ok()) << first.status.error_message();
