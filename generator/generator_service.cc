@@ -100,6 +100,14 @@ class ReactorNotifier {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
+// Cancels the sequences of a call that went away (called without the
+// reactor's lock: Cancel wakes the scheduler).
+void CancelUnfinished(const std::vector<std::shared_ptr<Sequence>>& sequences) {
+  for (const auto& sequence : sequences) {
+    if (!sequence->done()) sequence->Cancel();
+  }
+}
+
 }  // namespace
 
 // Streams the tokens of one Generate call. Created by the service method,
@@ -367,9 +375,7 @@ class GenerateReactor final
       absl::MutexLock lock(&mu_);
       sequences = sequences_;
     }
-    for (const auto& sequence : sequences) {
-      if (!sequence->done()) sequence->Cancel();
-    }
+    CancelUnfinished(sequences);
   }
 
   GeneratorServiceImpl* const service_;
@@ -500,9 +506,7 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
       absl::MutexLock lock(&mu_);
       sequences = sequences_;
     }
-    for (const auto& sequence : sequences) {
-      if (!sequence->done()) sequence->Cancel();
-    }
+    CancelUnfinished(sequences);
   }
 
   GeneratorServiceImpl* const service_;

@@ -223,12 +223,7 @@ def run_examples(commands, env, generator_port, trainer_port, tmp):
             check(f"{what}: exit 24 (8 x INVALID_ARGUMENT), the message names temperature",
                   rc == 24 and '"invalid_argument"' in err and "temperature" in err, out + err)
         elif method == "microgpt.v1.Generator/Generate" and "regex" in request:
-            texts, lasts = {}, {}
-            for m in messages:
-                i = m.get("sampleIndex", 0)
-                texts[i] = texts.get(i, "") + m.get("text", "")
-                if m.get("finishReason", "FINISH_REASON_UNSPECIFIED") != "FINISH_REASON_UNSPECIFIED":
-                    lasts[i] = m
+            texts, lasts = samples_of(messages)
             ended = [i for i, m in lasts.items() if m["finishReason"] == "FINISH_REASON_BOS"]
             check(f"{what}: every sample that ended matches the whole pattern (Python's re)",
                   rc == 0 and len(lasts) == request["numSamples"] and ended and
@@ -243,12 +238,7 @@ def run_examples(commands, env, generator_port, trainer_port, tmp):
                       for s in scores) and
                   scores[0]["sumLogprob"] > scores[1]["sumLogprob"], out[-1500:] + err)
         elif method == "microgpt.v1.Generator/Generate" and "stop" in request:
-            texts, lasts = {}, {}
-            for m in messages:
-                i = m.get("sampleIndex", 0)
-                texts[i] = texts.get(i, "") + m.get("text", "")
-                if m.get("finishReason", "FINISH_REASON_UNSPECIFIED") != "FINISH_REASON_UNSPECIFIED":
-                    lasts[i] = m
+            texts, lasts = samples_of(messages)
             check(f"{what}: {request['numSamples']} samples, none showing a stop sequence",
                   rc == 0 and len(lasts) == request["numSamples"] and
                   not any(stop in text for text in texts.values() for stop in request["stop"]),
@@ -299,6 +289,17 @@ def run_examples(commands, env, generator_port, trainer_port, tmp):
                   finished.get("latestVersion") == "50", out[-1500:] + err)
         else:
             check(f"{what}: the test knows what this README command should print", False, command)
+
+
+def samples_of(messages):
+    """A Generate stream's text per sample index, and each sample's last message."""
+    texts, lasts = {}, {}
+    for m in messages:
+        i = m.get("sampleIndex", 0)
+        texts[i] = texts.get(i, "") + m.get("text", "")
+        if m.get("finishReason", "FINISH_REASON_UNSPECIFIED") != "FINISH_REASON_UNSPECIFIED":
+            lasts[i] = m
+    return texts, lasts
 
 
 def split_json(text):
