@@ -1,7 +1,8 @@
-// libFuzzer target: Generate request validation (ValidateGenerateRequest,
-// then MakeSequenceSpecs). The input is a serialised
-// microgpt.v1.GenerateRequest, validated against a tiny model; every accepted
-// request must satisfy the documented limits.
+// libFuzzer target: Generate and Score request validation
+// (ValidateGenerateRequest, then MakeSequenceSpecs; ValidateScoreRequest,
+// then MakeScoreSpecs). The input is parsed as a serialised
+// microgpt.v1.GenerateRequest and as a ScoreRequest, each validated against a
+// tiny model; every accepted request must satisfy the documented limits.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,10 +38,44 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+// A ScoreRequest: accepted ones are 1..kMaxScoreTexts texts of the
+// vocabulary's tokens within the documents model's block.
+static void FuzzScore(
+    const uint8_t* data, size_t size,
+    const std::shared_ptr<const microgpt::ServableModel>& servable) {
+  using namespace microgpt;
+  v1::ScoreRequest request;
+  if (!request.ParseFromArray(data, static_cast<int>(size))) return;
+  if (absl::Status status = ValidateScoreRequest(request); !status.ok()) {
+    if (status.code() != absl::StatusCode::kInvalidArgument) __builtin_trap();
+    return;
+  }
+  absl::StatusOr<std::vector<SequenceSpec>> specs =
+      MakeScoreSpecs(request, servable);
+  if (!specs.ok()) {
+    if (specs.status().code() != absl::StatusCode::kInvalidArgument) {
+      __builtin_trap();
+    }
+    return;
+  }
+  const ModelConfig& config = servable->model.config();
+  if (specs->empty() || static_cast<int>(specs->size()) > kMaxScoreTexts)
+    __builtin_trap();
+  for (const SequenceSpec& spec : *specs) {
+    if (!spec.score ||
+        static_cast<int>(spec.prompt.size()) >= config.block_size)
+      __builtin_trap();
+    for (int id : spec.prompt) {
+      if (id < 0 || id >= config.vocab_size) __builtin_trap();
+    }
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace microgpt;
   static const auto* const servable =
       new std::shared_ptr<const ServableModel>(TinyServable());
+  FuzzScore(data, size, *servable);
   v1::GenerateRequest request;
   if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
   // The checks before the model lookup, as the service runs them.

@@ -87,6 +87,12 @@ int main(int argc, char** argv) {
   (*contract.mutable_logit_bias())[""] = -3.0f;
   contract.set_regex("[ab]+c?");
   Write(out / "generate_request" / "contract", contract.SerializeAsString());
+  v1::ScoreRequest score;
+  score.set_model("m");
+  score.add_texts("ab");
+  score.add_texts("");
+  score.set_top_logprobs(2);
+  Write(out / "generate_request" / "score", score.SerializeAsString());
   Write(out / "generate_request" / "empty", "");
   v1::GenerateRequest bad = generate;
   bad.set_prompt("xyz");

@@ -422,7 +422,17 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
     Pump();  // events may have arrived while Begin was running
   }
 
-  void OnCancel() override { CancelSequences(); }
+  // The client went away (or the deadline passed): the texts' sequences
+  // stop, and the call ends CANCELLED unless it already finished.
+  void OnCancel() override {
+    CancelSequences();
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Done(grpc::Status::CANCELLED);
+  }
 
   void OnDone() override {
     notifier_->Detach();

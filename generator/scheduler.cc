@@ -60,6 +60,12 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
     score_rest_.assign(prompt.begin() + fits, prompt.end());
     scored_ = 1;
     score_end_ = text_ ? length : length + 2;
+    if (context_.empty()) {
+      // A text model's empty text: nothing to feed or score.
+      TokenEvent end;
+      end.finish = FinishReason::kScored;
+      Push(std::move(end));
+    }
   } else if (!text_) {
     context_.push_back(servable_->tokenizer.bos());
     context_.insert(context_.end(), prompt.begin(), prompt.end());
@@ -645,8 +651,10 @@ void Scheduler::RunTask(int worker, const Task& task) {
   scratch.logits.resize(task.sequences.size() * vocab_size);
   auto advance = [&](Sequence* sequence, const float* logits) {
     scratch.events.clear();
+    const int sampled_before = sequence->generated_;
     if (!sequence->Advance(logits, &scratch.events)) return;
-    ++tokens_generated_;
+    // Sampled tokens only (not a scoring sequence's, nor a tokenless end).
+    tokens_generated_ += sequence->generated_ - sampled_before;
     bool pushed = false;
     for (TokenEvent& event : scratch.events) {
       pushed = sequence->Push(std::move(event)) || pushed;

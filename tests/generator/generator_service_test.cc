@@ -1331,7 +1331,6 @@ TEST_F(GenerationContractTest, RegexErrorsAndDeadEnds) {
   EXPECT_EQ(result.messages[1].generated_tokens(), 1);
 }
 
-
 // --- Score and prompt_logprobs -------------------------------------------
 
 class ScoreTest : public GenerationContractTest {
@@ -1391,6 +1390,17 @@ TEST_F(ScoreTest, ScoreEqualsTheLogprobsGenerateReports) {
   ExpectScoreEqualsGenerate("names", 0);
   // A text sample of 70 tokens past block_size 16: the windows must agree.
   ExpectScoreEqualsGenerate("text", 70);
+  // A text model scores nothing of an empty text or of one character.
+  v1::ScoreRequest trivial;
+  trivial.set_model("text");
+  trivial.add_texts("");
+  trivial.add_texts("a");
+  const v1::ScoreResponse response = ScoreOf(trivial);
+  ASSERT_EQ(response.scores_size(), 2);
+  for (const v1::TextScore& score : response.scores()) {
+    EXPECT_EQ(score.tokens_size(), 0);
+    EXPECT_EQ(score.perplexity(), 1.0);
+  }
 }
 
 TEST_F(ScoreTest, ScoresSumsAndPerplexity) {
@@ -1494,6 +1504,29 @@ TEST_F(ScoreTest, BadScoreRequestsNameTheField) {
   missing.set_model("nope");
   missing.add_texts("a");
   EXPECT_EQ(status_of(missing).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ScoreTest, ACallThatGoesAwayStopsItsSequences) {
+  StartServer();
+  ModelCheckpoint text =
+      MakeCheckpoint(SmallConfig(128, 128), 21, 1, 3.0, "abc");
+  text.format = DatasetFormat::kText;
+  PublishAndLoad("text", 1, text);
+  v1::ScoreRequest request;
+  for (int i = 0; i < 64; ++i)
+    request.add_texts(std::string(8000, 'a' + i % 3));
+  grpc::ClientContext context;
+  context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Milliseconds(50)));
+  v1::ScoreResponse response;
+  const grpc::Status status = stub_->Score(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server drops the texts' sequences and goes on serving.
+  EXPECT_TRUE(
+      WaitFor([&] { return server_->scheduler().stats().active == 0; }));
+  v1::ScoreRequest small;
+  small.add_texts("abc");
+  EXPECT_EQ(ScoreOf(small).scores_size(), 1);
 }
 
 }  // namespace
