@@ -106,8 +106,12 @@ class TrainingGraph::Workers {
 };
 
 TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
-                             int threads)
-    : config_(config), layout_(config), max_batch_(max_batch) {
+                             int threads, ProcessGroup* group)
+    : config_(config),
+      layout_(config),
+      max_batch_(max_batch),
+      group_(group),
+      threads_(threads) {
   Check(threads >= 1, "TrainingGraph: threads must be >= 1");
   const size_t N = static_cast<size_t>(max_batch) * config.block_size;
   const size_t C = config.n_embd, H = 4 * C, V = config.vocab_size;
@@ -137,12 +141,30 @@ TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
   dfch_.resize(N * H);
   dqkv_.resize(N * 3 * C);
   dlogits_.resize(N * V);
-  shards_.resize(threads);
-  for (int i = 0; i < threads; ++i) {
+  const int ranks = group == nullptr ? 1 : group->ranks();
+  const int rank = group == nullptr ? 0 : group->rank();
+  shards_.resize(static_cast<size_t>(threads) * ranks);
+  for (int i = rank * threads; i < (rank + 1) * threads; ++i) {
     shards_[i].datt.resize(NH * T * T);
-    if (i > 0) shards_[i].own_grads.resize(layout_.total_size());
+    // Shard 0 writes into Backward's output; across ranks every owned shard
+    // writes into own_grads_.
+    if (i > 0 && group == nullptr) {
+      shards_[i].own_grads.resize(layout_.total_size());
+    }
+  }
+  if (group != nullptr) {
+    own_grads_.resize(static_cast<size_t>(threads) * layout_.total_size());
   }
   if (threads > 1) workers_ = std::make_unique<Workers>(threads);
+}
+
+int TrainingGraph::OwnedBegin() const {
+  const int rank = group_ == nullptr ? 0 : group_->rank();
+  return std::min(rank * threads_, num_shards_);
+}
+
+int TrainingGraph::OwnedEnd() const {
+  return std::min(OwnedBegin() + threads_, num_shards_);
 }
 
 TrainingGraph::~TrainingGraph() = default;
@@ -200,15 +222,33 @@ float TrainingGraph::Forward(const float* params,
     s.b1 = b;
   }
 
-  if (num_shards_ == 1) {
-    ForwardShard(params, shards_[0]);
-  } else {
-    workers_->Run(num_shards_,
-                  [&](int k) { ForwardShard(params, shards_[k]); });
+  const int first = OwnedBegin(), owned = OwnedEnd() - first;
+  if (owned == 1) {
+    ForwardShard(params, shards_[first]);
+  } else if (owned > 1) {
+    workers_->Run(owned,
+                  [&](int k) { ForwardShard(params, shards_[first + k]); });
   }
+  if (group_ != nullptr) GatherLosses();
   double loss = 0;
   for (int k = 0; k < num_shards_; ++k) loss += shards_[k].loss;
   return static_cast<float>(loss / N);
+}
+
+void TrainingGraph::GatherLosses() {
+  const int ranks = group_->ranks();
+  std::vector<int64_t> bytes(ranks);
+  for (int r = 0; r < ranks; ++r) {
+    const int begin = std::min(r * threads_, num_shards_);
+    const int end = std::min(begin + threads_, num_shards_);
+    bytes[r] = static_cast<int64_t>(end - begin) * sizeof(double);
+  }
+  const int first = OwnedBegin(), owned = OwnedEnd() - first;
+  std::vector<double> mine(owned);
+  for (int k = 0; k < owned; ++k) mine[k] = shards_[first + k].loss;
+  all_losses_.resize(num_shards_);
+  group_->AllGather(mine.data(), bytes, all_losses_.data());
+  for (int k = 0; k < num_shards_; ++k) shards_[k].loss = all_losses_[k];
 }
 
 void TrainingGraph::ForwardShard(const float* params, Shard& shard) {
@@ -262,6 +302,21 @@ void TrainingGraph::ForwardShard(const float* params, Shard& shard) {
 
 void TrainingGraph::Backward(const float* params, float* grads) {
   Check(B_ > 0, "TrainingGraph: Backward needs a Forward first");
+  if (group_ != nullptr) {
+    const size_t P = layout_.total_size();
+    const int first = OwnedBegin(), owned = OwnedEnd() - first;
+    for (int k = 0; k < owned; ++k) {
+      shards_[first + k].grads = own_grads_.data() + k * P;
+    }
+    if (owned == 1) {
+      BackwardShard(params, shards_[first]);
+    } else if (owned > 1) {
+      workers_->Run(owned,
+                    [&](int k) { BackwardShard(params, shards_[first + k]); });
+    }
+    GatherGradients(grads);
+    return;
+  }
   shards_[0].grads = grads;
   for (int k = 1; k < num_shards_; ++k) {
     shards_[k].grads = shards_[k].own_grads.data();
@@ -281,6 +336,34 @@ void TrainingGraph::Backward(const float* params, float* grads) {
       for (size_t i = begin; i < end; ++i) grads[i] += src[i];
     }
   });
+}
+
+// The sum in shard order, element by element, as the threads of one process
+// add their shards: grads = g_0, then += g_1, += g_2, ...
+void TrainingGraph::GatherGradients(float* grads) {
+  const size_t P = layout_.total_size();
+  const int ranks = group_->ranks();
+  std::vector<int64_t> bytes(ranks);
+  for (int r = 0; r < ranks; ++r) {
+    const int begin = std::min(r * threads_, num_shards_);
+    const int end = std::min(begin + threads_, num_shards_);
+    bytes[r] = static_cast<int64_t>(end - begin) * P * sizeof(float);
+  }
+  all_grads_.resize(static_cast<size_t>(num_shards_) * P);
+  group_->AllGather(own_grads_.data(), bytes, all_grads_.data());
+  std::copy(all_grads_.begin(), all_grads_.begin() + P, grads);
+  auto add = [&](size_t begin, size_t end) {
+    for (int j = 1; j < num_shards_; ++j) {
+      const float* src = all_grads_.data() + j * P;
+      for (size_t i = begin; i < end; ++i) grads[i] += src[i];
+    }
+  };
+  if (workers_ == nullptr) {
+    add(0, P);
+    return;
+  }
+  workers_->Run(threads_,
+                [&](int k) { add(P * k / threads_, P * (k + 1) / threads_); });
 }
 
 void TrainingGraph::BackwardShard(const float* params, Shard& shard) {

@@ -22,12 +22,21 @@
 #include "absl/types/span.h"
 #include "common/config.h"
 #include "common/parameters.h"
+#include "common/process_group.h"
 
 namespace microgpt {
 
 class TrainingGraph {
  public:
-  TrainingGraph(const ModelConfig& config, int max_batch, int threads = 1);
+  // With a process group, the batch's shards are shared out among its
+  // ranks, `threads` consecutive shards each (ranks * threads in all); a
+  // rank computes only its own, and every shard's loss and weight gradients
+  // are gathered to every rank, which sums them in shard order as the
+  // threads of one process do. So R ranks of T threads give the numbers of
+  // one process of R * T threads, bit for bit. Every rank must pass the
+  // same batch.
+  TrainingGraph(const ModelConfig& config, int max_batch, int threads = 1,
+                ProcessGroup* group = nullptr);
   ~TrainingGraph();
 
   // docs: at most max_batch encoded documents ([BOS] + chars + [BOS], each at
@@ -97,9 +106,27 @@ class TrainingGraph {
   std::vector<float> dqkv_;     // [N, 3C]
   std::vector<float> dlogits_;  // [N, V]
 
-  std::vector<Shard> shards_;  // one per thread
-  int num_shards_ = 0;         // used by the last Forward: min(threads, B)
+  // The shards of the last Forward this process computes, [begin, end);
+  // without a group, all.
+  int OwnedBegin() const;
+  int OwnedEnd() const;
+  // Across ranks: every shard's loss, then every shard's gradients gathered
+  // into all_grads_ and summed in shard order into grads.
+  void GatherLosses();
+  void GatherGradients(float* grads);
+
+  ProcessGroup* const group_;  // may be null
+  const int threads_;
+  // One per shard of all ranks (threads * ranks); only the owned ones have
+  // scratch and gradient buffers.
+  std::vector<Shard> shards_;
+  int num_shards_ = 0;  // used by the last Forward: min(shards, B)
   std::unique_ptr<Workers> workers_;  // threads - 1 threads, when threads > 1
+  // With a group: the owned shards' gradients, contiguous (what this
+  // rank sends), and every shard's (what it receives), [num_shards_, P].
+  std::vector<float> own_grads_;
+  std::vector<float> all_grads_;
+  std::vector<double> all_losses_;
 };
 
 }  // namespace microgpt

@@ -22,6 +22,7 @@
 #include "common/config.h"
 #include "common/dataset.h"
 #include "common/model.h"
+#include "common/process_group.h"
 #include "common/tokenizer.h"
 #include "common/training_data.h"
 #include "common/training_graph.h"
@@ -44,6 +45,10 @@ struct TrainingOptions {
   // Scale the gradient to this global L2 norm when it is larger; 0: never.
   float grad_clip = 0;
   double val_fraction = 0;  // held out (TrainingData), in [0, 0.5]
+  // Data parallelism across processes (TrainingGraph): every rank of the
+  // group runs the same run, computing its shards; null: this process
+  // alone. Not owned.
+  ProcessGroup* group = nullptr;
 
   // INVALID_ARGUMENT naming the field (sizes, steps >= 1, batch_size in
   // [1, 4096], threads in [1, 64], lr > 0, betas in [0, 1), eps > 0,
@@ -92,6 +97,8 @@ class TrainingRun {
   int64_t step() const { return adam_.step(); }
   bool done() const { return step() >= options_.steps; }
   const TrainingOptions& options() const { return options_; }
+  // Of the dataset (TrainingData::fingerprint): equal runs, equal data.
+  const std::string& dataset_fingerprint() const { return data_.fingerprint(); }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   DatasetFormat format() const { return data_.format(); }
   const ParameterLayout& layout() const { return graph_.layout(); }

@@ -26,6 +26,9 @@ for arg in "$@"; do
     # netavark needs iptables), base images from debootstrap.
     --with-containers) packages+=(podman runc netavark aardvark-dns iptables debootstrap) ;;
     --with-python) packages+=(python3-numpy) ;;
+    # Data-parallel training under mpirun (trainer/mpi_world.h): CMake builds
+    # it where it finds MPI; tests/mpi/data_parallel_test.py runs mpirun.
+    --with-mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
     # scripts/bench.sh: the PyTorch column, and GNU time for the peak memory
     # of the text training runs (bench/text_bench.sh).
     --with-torch) packages+=(python3-torch time) ;;

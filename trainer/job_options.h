@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "common/config.h"
 #include "common/dataset.h"
+#include "common/process_group.h"
 #include "common/training_run.h"
 #include "microgpt/v1/microgpt.pb.h"
 
@@ -86,6 +87,12 @@ struct TrainingJobOptions {
   bool replace = false;
   // A cancelled job publishes the step it reached unless this is set.
   bool discard_on_cancel = false;
+  // Threads of the forward and backward (TrainingOptions::threads); 0: the
+  // automatic choice (TrainingThreadsFor).
+  int threads = 0;
+  // Data parallelism: every rank of the group runs this job (see
+  // TrainingJob); null: this process alone. Not owned.
+  ProcessGroup* group = nullptr;
   // Checked by JobOptionsFromRequest as far as the request allows, and by
   // CheckDataset / CheckTrainingFits once the dataset is read.
   TrainingLimits limits;

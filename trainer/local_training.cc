@@ -42,6 +42,10 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
   absl::StatusOr<TrainingJobOptions> job_options =
       JobOptionsFromRequest(request, options.limits);
   if (!job_options.ok()) return job_options.status();
+  job_options->threads = options.threads;
+  job_options->group = options.group;
+  // Under mpirun only rank 0 prints.
+  const bool prints = options.group == nullptr || options.group->rank() == 0;
 
   CheckpointStore store(options.checkpoint_root, options.retention);
   TrainingJob job("local", *std::move(job_options), request, &store,
@@ -68,12 +72,13 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
           watcher->PopWithTimeout(absl::Milliseconds(100));
       if (ShutdownSignalReceived() && !cancelling) {
         cancelling = true;
-        std::fprintf(stderr,
-                     "\ncancelling after the current step, %s (Ctrl-C again "
-                     "to quit at once)\n",
-                     request.discard_on_cancel()
-                         ? "publishing nothing more (--discard_on_cancel)"
-                         : "which is published for --resume");
+        if (prints)
+          std::fprintf(stderr,
+                       "\ncancelling after the current step, %s (Ctrl-C again "
+                       "to quit at once)\n",
+                       request.discard_on_cancel()
+                           ? "publishing nothing more (--discard_on_cancel)"
+                           : "which is published for --resume");
         job.Cancel();
       }
       if (!event) continue;
@@ -86,12 +91,12 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
                   : std::max<int64_t>(1, (p.total_steps() - start_step) / 10);
           next_print = start_step + print_every;
         }
-        if (p.step() >= next_print || p.step() == p.total_steps() ||
-            Evaluated(p)) {
+        if (prints && (p.step() >= next_print || p.step() == p.total_steps() ||
+                       Evaluated(p))) {
           PrintProgress(p);
           while (next_print <= p.step()) next_print += print_every;
         }
-      } else if (event->has_checkpoint_published()) {
+      } else if (event->has_checkpoint_published() && prints) {
         const v1::CheckpointInfo& c = event->checkpoint_published();
         std::printf("published %s version %lld: %s (loss %.4f",
                     c.model().c_str(), static_cast<long long>(c.version()),
@@ -109,7 +114,7 @@ absl::Status TrainLocally(const v1::StartTrainingRequest& request,
 
   if (!start_status.ok()) return start_status;
   const v1::TrainingJob final_job = job.Snapshot();
-  if (final_job.state() == v1::JOB_STATE_SUCCEEDED) {
+  if (final_job.state() == v1::JOB_STATE_SUCCEEDED && prints) {
     std::printf("final version: %s\n",
                 store.VersionPath(final_job.model(), final_job.latest_version())
                     .c_str());

@@ -36,6 +36,7 @@
 #include "server/shutdown_signals.h"
 #include "trainer/local_training.h"
 #include "trainer/loss_plot.h"
+#include "trainer/mpi_world.h"
 #include "trainer/trainer_metrics.h"
 #include "trainer/trainer_server.h"
 #include "trainer/training_flags.h"
@@ -67,6 +68,10 @@ ABSL_FLAG(std::string, data, "",
 ABSL_FLAG(std::string, model, "", "train: model name to publish under.");
 ABSL_FLAG(std::optional<uint64_t>, seed, std::nullopt,
           "train: seed of the initialisation and data order (default 42).");
+ABSL_FLAG(int32_t, threads, 0,
+          "train: threads of the forward and backward per process (0: by the "
+          "model's size). Under mpirun, ranks x threads is the number of "
+          "shards of each batch, which fixes the result.");
 ABSL_FLAG(int64_t, print_every, 0,
           "train: a progress line every N steps (0: about ten per run).");
 ABSL_FLAG(std::string, plot, "",
@@ -98,10 +103,12 @@ const std::vector<SubcommandUsage>& Commands() {
   static const auto* commands = new std::vector<SubcommandUsage>{
       {"train",
        absl::StrCat("--data FILE --model NAME --checkpoint_root DIR\n",
-                    kTrainingFlagsUsage, " --plot curve.svg]"),
+                    kTrainingFlagsUsage, " --plot curve.svg --threads N]"),
        "Trains one model in this process and publishes its versions\n"
        "into the checkpoint root (a batch job; Ctrl-C or SIGTERM publishes "
-       "the\nstep reached)."},
+       "the\nstep reached). Under `mpirun -n N`, the N ranks train it "
+       "data-parallel:\neach computes its shards of every batch; rank 0 "
+       "publishes."},
       {"serve",
        "--checkpoint_root DIR\n"
        "      (--auth_token_file FILE | $MICROGPT_AUTH_TOKEN | "
@@ -165,7 +172,7 @@ absl::StatusOr<TrainingLimits> LimitsFromFlags() {
   return limits;
 }
 
-absl::Status Train(TrainingObserver* observer) {
+absl::Status Train(TrainingObserver* observer, ProcessGroup* group) {
   if (absl::GetFlag(FLAGS_data).empty()) {
     return absl::InvalidArgumentError("--data is required");
   }
@@ -178,11 +185,16 @@ absl::Status Train(TrainingObserver* observer) {
   MICROGPT_ASSIGN_OR_RETURN(options.retention, RetentionFromFlags());
   MICROGPT_ASSIGN_OR_RETURN(options.limits, LimitsFromFlags());
   options.observer = observer;
+  options.threads = absl::GetFlag(FLAGS_threads);
+  if (options.threads < 0 || options.threads > 64) {
+    return absl::InvalidArgumentError("--threads must be in [0, 64]");
+  }
+  options.group = group;
   MICROGPT_ASSIGN_OR_RETURN(const v1::StartTrainingRequest request,
                             RequestFromFlags());
   MICROGPT_RETURN_IF_ERROR(TrainLocally(request, options));
   const std::string plot = absl::GetFlag(FLAGS_plot);
-  if (!plot.empty()) {
+  if (!plot.empty() && (group == nullptr || group->rank() == 0)) {
     MICROGPT_RETURN_IF_ERROR(WriteLossPlot(options.checkpoint_root,
                                            absl::GetFlag(FLAGS_model), plot));
     std::printf("loss curve: %s\n", plot.c_str());
@@ -260,8 +272,27 @@ int Main(int argc, char** argv) {
     return 2;
   }
   SetJsonLogs(absl::GetFlag(FLAGS_json_logs));
+  // Under mpirun: data-parallel training (trainer/mpi_world.h).
+  std::unique_ptr<ProcessGroup> world;
+  if (LaunchedByMpirun()) {
+#ifdef MICROGPT_HAVE_MPI
+    if (command != "train") {
+      std::fprintf(stderr, "error: only `train` runs under mpirun\n");
+      return 2;
+    }
+    world = MpiWorld::Start();
+#else
+    std::fprintf(stderr,
+                 "error: started by mpirun, but this microgpt-trainer was "
+                 "built without MPI (install libopenmpi-dev and rebuild; "
+                 "scripts/setup.sh installs it)\n");
+    return 1;
+#endif
+  }
   std::unique_ptr<TrainerMetrics> metrics;
-  if (const int port = absl::GetFlag(FLAGS_metrics_port); port > 0) {
+  // Rank 0 alone exports metrics.
+  if (const int port = absl::GetFlag(FLAGS_metrics_port);
+      port > 0 && (world == nullptr || world->rank() == 0)) {
     absl::StatusOr<std::unique_ptr<TrainerMetrics>> started =
         TrainerMetrics::Start(MetricsAddress(port));
     if (!started.ok()) {
@@ -270,8 +301,9 @@ int Main(int argc, char** argv) {
     }
     metrics = *std::move(started);
   }
-  const absl::Status status =
-      command == "train" ? Train(metrics.get()) : Serve(metrics.get());
+  const absl::Status status = command == "train"
+                                  ? Train(metrics.get(), world.get())
+                                  : Serve(metrics.get());
   if (!status.ok()) {
     std::fprintf(stderr, "error: %s: %s\n",
                  absl::StatusCodeToString(status.code()).c_str(),

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -19,6 +20,7 @@
 #include "common/status_macros.h"
 #include "common/tokenizer.h"
 #include "common/training_data.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "trainer/checkpoint_listing.h"
 #include "trainer/job_state.h"
 
@@ -110,16 +112,47 @@ absl::StatusOr<TrainingOptions> TrainingJob::OptionsForModel(
     const ModelConfig& config) const {
   TrainingOptions training = options_.training;
   training.config = config;
-  training.threads = TrainingThreadsFor(config);
+  training.threads =
+      options_.threads > 0 ? options_.threads : TrainingThreadsFor(config);
+  training.group = options_.group;
   MICROGPT_RETURN_IF_ERROR(CheckTrainingFits(training, options_.limits));
   ConfigureBlasThreads(EngineWork::kTraining, config, training.threads);
   return training;
 }
 
+absl::Status TrainingJob::SameJobAsRankZero(
+    const std::string& dataset_fingerprint) const {
+  std::string request;
+  request_.SerializeToString(&request);
+  std::string rank_zero = request;
+  options_.group->Broadcast(&rank_zero);
+  std::string fingerprint = dataset_fingerprint;
+  options_.group->Broadcast(&fingerprint);
+  if (request != rank_zero) {
+    v1::StartTrainingRequest theirs;
+    theirs.ParseFromString(rank_zero);
+    std::string differences;
+    google::protobuf::util::MessageDifferencer differencer;
+    differencer.ReportDifferencesToString(&differences);
+    differencer.Compare(theirs, request_);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this rank's arguments differ from rank 0's (every rank must run the "
+        "same command): ",
+        absl::StripAsciiWhitespace(differences)));
+  }
+  if (!dataset_fingerprint.empty() && dataset_fingerprint != fingerprint) {
+    return absl::InvalidArgumentError(
+        "this rank's dataset differs from rank 0's (the same path names "
+        "another file here): every rank must read the same data");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingJob::Prepare() {
   // What a publisher killed mid-way left (only directories no live process
   // holds, so other trainers on the root are safe).
-  if (absl::Status cleaned = store_->RemoveTemporaryDirectories();
+  if (absl::Status cleaned =
+          Leads() ? store_->RemoveTemporaryDirectories() : absl::OkStatus();
       !cleaned.ok()) {
     LogWarning(absl::StrCat("job ", id_, ": ", cleaned.message()));
   }
@@ -236,6 +269,13 @@ void TrainingJob::Run(
     observer_->OnState(options_.model, id_, v1::JOB_STATE_RUNNING);
   }
   auto run = Prepare();
+  if (options_.group != nullptr) {
+    // Every rank reaches this point whatever its Prepare did.
+    absl::Status same =
+        SameJobAsRankZero(run.ok() ? (*run)->dataset_fingerprint() : "");
+    absl::Status agreed = Agreed(run.ok() ? same : run.status());
+    if (!agreed.ok()) run = agreed;
+  }
   if (!run.ok()) {
     End(run.status());
     on_started(run.status());
@@ -267,7 +307,7 @@ void TrainingJob::Train(TrainingRun& run) {
   // Losses since the last publish, at most kLossWindow of them.
   std::deque<float> recent_losses;
   while (!run.done()) {
-    if (cancel_requested_.load()) return EndCancelled(run, &recent_losses);
+    if (CancelAgreed()) return EndCancelled(run, &recent_losses);
     const StepStats stats = run.Step();
     tokens_ += stats.tokens;
     const bool publish = (options_.checkpoint_every > 0 &&
@@ -293,7 +333,7 @@ void TrainingJob::Train(TrainingRun& run) {
     if (publish) {
       if (!PublishStep(run, &recent_losses)) return;
       // A cancel asked for during this step: what it would publish is out.
-      if (cancel_requested_.load() && !run.done()) {
+      if (!run.done() && CancelAgreed()) {
         End(absl::CancelledError(
             absl::StrFormat("cancelled at step %d (published as version %d)",
                             run.step(), version_base_ + run.step())));
@@ -348,9 +388,12 @@ bool TrainingJob::Publish(TrainingRun& run, double loss,
   const int64_t version = version_base_ + run.step();
   const ModelCheckpoint model = run.ModelSnapshot(loss, val_loss);
   const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
-  const absl::Status status = store_->Publish(
-      options_.model, version, model, &optimizer, run.layout(),
-      {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}});
+  // Rank 0 publishes; every rank learns whether it could.
+  const absl::Status status = Agreed(
+      Leads() ? store_->Publish(
+                    options_.model, version, model, &optimizer, run.layout(),
+                    {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}})
+              : absl::OkStatus());
   if (!status.ok()) {
     End(absl::Status(status.code(),
                      absl::StrFormat("publishing version %d of \"%s\" under "
@@ -364,15 +407,17 @@ bool TrainingJob::Publish(TrainingRun& run, double loss,
   *info = CheckpointInfoOf(
       *store_, options_.model, version,
       ModelRecord{model.step, model.loss, model.format, model.val_loss});
-  LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_, info->path(),
-                          loss));
+  if (Leads()) {
+    LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_,
+                            info->path(), loss));
+  }
   if (observer_ != nullptr) observer_->OnPublished(options_.model, version);
   {
     absl::MutexLock lock(&mu_);
     latest_version_ = version;
     EmitLocked(event);
   }
-  ApplyRetention();
+  if (Leads()) ApplyRetention();
   return true;
 }
 

@@ -155,6 +155,31 @@ class TrainingJob {
   void EmitLocked(const v1::TrainingEvent& event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Data parallelism (options_.group): rank 0 leads (reads the root,
+  // publishes, reports); every rank steps. Decisions that could differ
+  // between ranks (a failure, a cancel) go through Agreed, so that all take
+  // them at the same step and none waits at a collective alone.
+  bool Leads() const {
+    return options_.group == nullptr || options_.group->rank() == 0;
+  }
+  absl::Status Agreed(const absl::Status& status) const {
+    return options_.group == nullptr ? status : options_.group->Agree(status);
+  }
+  // INVALID_ARGUMENT unless this rank's request, and the dataset of its run
+  // (fingerprint; empty when it has none), are rank 0's: a rank started with
+  // other arguments or other data fails the job at once.
+  absl::Status SameJobAsRankZero(const std::string& dataset_fingerprint) const;
+  // Whether a cancel was asked for, on any rank (one small collective per
+  // call with a group).
+  bool CancelAgreed() const {
+    const bool cancel = cancel_requested_.load();
+    return options_.group == nullptr
+               ? cancel
+               : !Agreed(cancel ? absl::CancelledError("cancelled")
+                                : absl::OkStatus())
+                      .ok();
+  }
+
   const std::string id_;
   const TrainingJobOptions options_;
   const v1::StartTrainingRequest request_;
