@@ -6,10 +6,11 @@
 // shards' losses and gradients are gathered to every rank and summed in shard
 // order (common/training_graph.h), so every rank applies the same Adam step,
 // and N ranks of T threads give the weights of one process of N * T threads
-// bit for bit. Rank 0 reads the dataset and the starting state and
-// broadcasts them, publishes and reports (trainer/training_job.h). MPI
-// errors are fatal: a rank that dies ends the job on every rank (mpirun
-// kills the others and exits non-zero).
+// bit for bit. Every rank reads the dataset and, to resume, the checkpoint
+// root (the same path on every node: a shared volume); rank 0 alone writes
+// into the root and reports (trainer/training_job.h). MPI errors are fatal:
+// a rank that dies ends the job on every rank (mpirun kills the others and
+// exits non-zero).
 //
 // Built only where CMake finds MPI (MICROGPT_HAVE_MPI); LaunchedByMpirun
 // lets a build without it refuse to run under mpirun.
