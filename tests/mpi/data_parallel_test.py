@@ -5,8 +5,8 @@
   same weights with 1, 2 and 4 ranks, bit for bit, and those of one process
   of 4 threads without mpirun, in documents and text mode (validation too);
 - a run resumed under mpirun continues as the uninterrupted one does;
-- a rank started with other arguments fails the job at once, naming the rank
-  and the field;
+- a rank started with other arguments, or whose dataset file differs, fails
+  the job at once, naming the rank (and the field);
 - a rank killed with SIGKILL ends the job on every rank (mpirun exits
   non-zero, no rank hangs, no partial version), and the same command with
   --resume_if_exists continues from the last published version.
@@ -112,6 +112,21 @@ def main():
               mismatch.stderr)
         check("... at once, before any step", time.time() - started < 60 and
               not os.path.exists(os.path.join(root, "mismatch")))
+
+        # The same relative path, another file on rank 1 (its own directory).
+        for d, words in (("a", 600), ("b", 500)):
+            os.makedirs(os.path.join(work, d))
+            with open(os.path.join(work, d, "names.txt"), "w") as f:
+                f.write(word_list(words))
+        same_path = train("otherdata", "names.txt", ["--steps", "50"], 2)
+        otherdata = subprocess.run(
+            ["mpirun", "-n", "1", "--wdir", os.path.join(work, "a")] + same_path +
+            [":", "-n", "1", "--wdir", os.path.join(work, "b")] + same_path,
+            env=ENV, capture_output=True, text=True, timeout=120)
+        check("a rank whose dataset file differs fails the job, naming the rank",
+              otherdata.returncode != 0 and "rank 1: this rank's dataset differs from rank 0's"
+              in otherdata.stderr and not os.path.exists(os.path.join(root, "otherdata")),
+              otherdata.stderr)
 
         # SIGKILL one rank mid-run; then the same command continues.
         command = train("killed", names, ["--steps", "4000", "--checkpoint_every", "400",
