@@ -27,10 +27,10 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
       stop_(std::move(spec.stop)),
       include_stop_(spec.include_stop),
       min_tokens_(spec.min_tokens),
-      scoring_(spec.score),
       deadline_(spec.time_limit == absl::InfiniteDuration()
                     ? absl::InfiniteFuture()
-                    : absl::Now() + spec.time_limit) {
+                    : absl::Now() + spec.time_limit),
+      scoring_(spec.score) {
   for (const std::vector<int>& stop : stop_) {
     longest_stop_ = std::max(longest_stop_, stop.size());
   }
