@@ -125,6 +125,13 @@ absl::StatusOr<std::vector<int>> Tokenizer::EncodeDocument(
   return ids;
 }
 
+std::vector<std::string> Tokenizer::Texts() const {
+  std::vector<std::string> texts;
+  texts.reserve(vocab_size());
+  for (int id = 0; id < vocab_size(); ++id) texts.push_back(Decode(id));
+  return texts;
+}
+
 std::string Tokenizer::Decode(int id) const {
   if (id < 0 || id >= static_cast<int>(utf8_.size())) return "";
   return utf8_[id];

@@ -40,6 +40,8 @@ class Tokenizer {
   // UTF-8 of one id; BOS and out-of-range ids decode to "".
   std::string Decode(int id) const;
   std::string Decode(absl::Span<const int> ids) const;
+  // Every token's text by id, BOS's ("") last.
+  std::vector<std::string> Texts() const;
 
   // The vocabulary as a JSON array of one-character strings, in id order:
   // ["a","b",...]. FromJson reads it back.

@@ -7,17 +7,26 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint_store.h"
 #include "common/regex_constraint.h"
+#include "common/status_macros.h"
 
 namespace microgpt {
 
-absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request) {
-  if (!request.model().empty()) {
-    if (absl::Status status = ValidateModelName(request.model());
-        !status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model: ", status.message()));
-    }
+namespace {
+
+// A request's model: empty (the only model served) or a valid name.
+absl::Status ValidateModelField(const std::string& model) {
+  if (model.empty()) return absl::OkStatus();
+  if (absl::Status status = ValidateModelName(model); !status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: ", status.message()));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateGenerateRequest(const v1::GenerateRequest& request) {
+  MICROGPT_RETURN_IF_ERROR(ValidateModelField(request.model()));
   if (request.prompt().size() > static_cast<size_t>(kMaxPromptBytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat("prompt has ", request.prompt().size(),
@@ -143,11 +152,7 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
     if (!compiled.ok()) return compiled.status();
     regex = *std::move(compiled);
     // A sample has at most most_tokens tokens, BOS (the end) among them.
-    std::vector<std::string> vocabulary;
-    for (int id = 0; id < tokenizer.vocab_size(); ++id) {
-      vocabulary.push_back(tokenizer.Decode(id));
-    }
-    RegexMatcher matcher(regex, std::move(vocabulary));
+    RegexMatcher matcher(regex, tokenizer.Texts());
     if (absl::Status status =
             matcher.CheckSatisfiable(most_tokens - 1, kRegexSearchBudget);
         !status.ok()) {
@@ -176,13 +181,7 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeSequenceSpecs(
 }
 
 absl::Status ValidateScoreRequest(const v1::ScoreRequest& request) {
-  if (!request.model().empty()) {
-    if (absl::Status status = ValidateModelName(request.model());
-        !status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model: ", status.message()));
-    }
-  }
+  MICROGPT_RETURN_IF_ERROR(ValidateModelField(request.model()));
   if (request.texts_size() < 1 || request.texts_size() > kMaxScoreTexts) {
     return absl::InvalidArgumentError(
         absl::StrCat("texts must have 1 to ", kMaxScoreTexts, " texts, got ",
@@ -202,12 +201,9 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeScoreSpecs(
     const v1::ScoreRequest& request,
     const std::shared_ptr<const ServableModel>& servable) {
   const ModelConfig& config = servable->model.config();
-  if (request.top_logprobs() < 0 ||
-      request.top_logprobs() > config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "top_logprobs must be in [0, vocab_size = ", config.vocab_size,
-        "], got ", request.top_logprobs()));
-  }
+  SamplingParams sampling;
+  sampling.top_logprobs = request.top_logprobs();
+  MICROGPT_RETURN_IF_ERROR(ValidateSamplingParams(sampling, config.vocab_size));
   const bool text = servable->format == DatasetFormat::kText;
   std::vector<SequenceSpec> specs(request.texts_size());
   for (int i = 0; i < request.texts_size(); ++i) {
@@ -225,7 +221,7 @@ absl::StatusOr<std::vector<SequenceSpec>> MakeScoreSpecs(
     }
     specs[i].servable = servable;
     specs[i].prompt = *std::move(tokens);
-    specs[i].sampling.top_logprobs = request.top_logprobs();
+    specs[i].sampling = sampling;
     specs[i].score = true;
   }
   return specs;

@@ -35,12 +35,8 @@ Sequence::Sequence(Scheduler* scheduler, SequenceSpec spec, size_t capacity,
     longest_stop_ = std::max(longest_stop_, stop.size());
   }
   if (spec.regex != nullptr) {
-    std::vector<std::string> vocabulary;
-    for (int id = 0; id < servable_->tokenizer.vocab_size(); ++id) {
-      vocabulary.push_back(servable_->tokenizer.Decode(id));
-    }
     matcher_ = std::make_unique<RegexMatcher>(std::move(spec.regex),
-                                              std::move(vocabulary));
+                                              servable_->tokenizer.Texts());
   }
   // The penalties count the prompt's tokens, as sent.
   for (const int id : spec.prompt) sampler_.Observe(id);

@@ -386,14 +386,16 @@ bool TrainingJob::PublishStep(TrainingRun& run,
 bool TrainingJob::Publish(TrainingRun& run, double loss,
                           std::optional<double> val_loss) {
   const int64_t version = version_base_ + run.step();
-  const ModelCheckpoint model = run.ModelSnapshot(loss, val_loss);
-  const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
   // Rank 0 publishes; every rank learns whether it could.
-  const absl::Status status = Agreed(
-      Leads() ? store_->Publish(
-                    options_.model, version, model, &optimizer, run.layout(),
-                    {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}})
-              : absl::OkStatus());
+  absl::Status status;
+  if (Leads()) {
+    const ModelCheckpoint model = run.ModelSnapshot(loss, val_loss);
+    const OptimizerCheckpoint optimizer = run.OptimizerSnapshot();
+    status = store_->Publish(
+        options_.model, version, model, &optimizer, run.layout(),
+        {{std::string(kLossCurveFile), FormatLossCsv(loss_curve_)}});
+  }
+  status = Agreed(status);
   if (!status.ok()) {
     End(absl::Status(status.code(),
                      absl::StrFormat("publishing version %d of \"%s\" under "
@@ -404,9 +406,9 @@ bool TrainingJob::Publish(TrainingRun& run, double loss,
   }
   v1::TrainingEvent event;
   v1::CheckpointInfo* info = event.mutable_checkpoint_published();
-  *info = CheckpointInfoOf(
-      *store_, options_.model, version,
-      ModelRecord{model.step, model.loss, model.format, model.val_loss});
+  *info =
+      CheckpointInfoOf(*store_, options_.model, version,
+                       ModelRecord{run.step(), loss, run.format(), val_loss});
   if (Leads()) {
     LogInfo(absl::StrFormat("job %s: published %s (loss %.4f)", id_,
                             info->path(), loss));
