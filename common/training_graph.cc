@@ -158,13 +158,26 @@ TrainingGraph::TrainingGraph(const ModelConfig& config, int max_batch,
   if (threads > 1) workers_ = std::make_unique<Workers>(threads);
 }
 
+std::pair<int, int> TrainingGraph::ShardsOf(int rank) const {
+  const int begin = std::min(rank * threads_, num_shards_);
+  return {begin, std::min(begin + threads_, num_shards_)};
+}
+
 int TrainingGraph::OwnedBegin() const {
-  const int rank = group_ == nullptr ? 0 : group_->rank();
-  return std::min(rank * threads_, num_shards_);
+  return ShardsOf(group_ == nullptr ? 0 : group_->rank()).first;
 }
 
 int TrainingGraph::OwnedEnd() const {
-  return std::min(OwnedBegin() + threads_, num_shards_);
+  return ShardsOf(group_ == nullptr ? 0 : group_->rank()).second;
+}
+
+std::vector<int64_t> TrainingGraph::BytesPerRank(size_t shard_bytes) const {
+  std::vector<int64_t> bytes(group_->ranks());
+  for (int r = 0; r < group_->ranks(); ++r) {
+    const auto [begin, end] = ShardsOf(r);
+    bytes[r] = static_cast<int64_t>(end - begin) * shard_bytes;
+  }
+  return bytes;
 }
 
 TrainingGraph::~TrainingGraph() = default;
@@ -236,13 +249,7 @@ float TrainingGraph::Forward(const float* params,
 }
 
 void TrainingGraph::GatherLosses() {
-  const int ranks = group_->ranks();
-  std::vector<int64_t> bytes(ranks);
-  for (int r = 0; r < ranks; ++r) {
-    const int begin = std::min(r * threads_, num_shards_);
-    const int end = std::min(begin + threads_, num_shards_);
-    bytes[r] = static_cast<int64_t>(end - begin) * sizeof(double);
-  }
+  const std::vector<int64_t> bytes = BytesPerRank(sizeof(double));
   const int first = OwnedBegin(), owned = OwnedEnd() - first;
   std::vector<double> mine(owned);
   for (int k = 0; k < owned; ++k) mine[k] = shards_[first + k].loss;
@@ -342,13 +349,7 @@ void TrainingGraph::Backward(const float* params, float* grads) {
 // add their shards: grads = g_0, then += g_1, += g_2, ...
 void TrainingGraph::GatherGradients(float* grads) {
   const size_t P = layout_.total_size();
-  const int ranks = group_->ranks();
-  std::vector<int64_t> bytes(ranks);
-  for (int r = 0; r < ranks; ++r) {
-    const int begin = std::min(r * threads_, num_shards_);
-    const int end = std::min(begin + threads_, num_shards_);
-    bytes[r] = static_cast<int64_t>(end - begin) * P * sizeof(float);
-  }
+  const std::vector<int64_t> bytes = BytesPerRank(P * sizeof(float));
   all_grads_.resize(static_cast<size_t>(num_shards_) * P);
   group_->AllGather(own_grads_.data(), bytes, all_grads_.data());
   std::copy(all_grads_.begin(), all_grads_.begin() + P, grads);

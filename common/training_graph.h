@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -110,6 +111,11 @@ class TrainingGraph {
   // without a group, all.
   int OwnedBegin() const;
   int OwnedEnd() const;
+  // Rank r's shards of the last Forward, [first, second): threads_
+  // consecutive ones from r * threads_, cut at num_shards_.
+  std::pair<int, int> ShardsOf(int rank) const;
+  // What each rank sends when each of its shards is `shard_bytes`.
+  std::vector<int64_t> BytesPerRank(size_t shard_bytes) const;
   // Across ranks: every shard's loss, then every shard's gradients gathered
   // into all_grads_ and summed in shard order into grads.
   void GatherLosses();
